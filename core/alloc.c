@@ -1,0 +1,85 @@
+/*
+ * alloc.c -- the allocation hook (cv_set_allocator) and the error strings.
+ *
+ * Every allocation of the library goes through cv__malloc/cv__free so that
+ * tests can fail the k-th one and benchmarks can count bytes. The hook is
+ * one of the two process-wide mutable globals the library has (the other is
+ * the default backend); it is read with relaxed atomics so that a test that
+ * installs its allocator before starting threads is race-free.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static void *default_malloc(size_t size, void *ud)
+{
+    (void)ud;
+    return malloc(size);
+}
+
+static void default_free(void *p, void *ud)
+{
+    (void)ud;
+    free(p);
+}
+
+static const cv_allocator default_allocator = {
+    .malloc_cb = default_malloc,
+    .free_cb = default_free,
+    .ud = NULL,
+};
+
+/* The copy in use; replaced as a whole by cv_set_allocator. */
+static cv_allocator current = {
+    .malloc_cb = default_malloc,
+    .free_cb = default_free,
+    .ud = NULL,
+};
+
+int cv_set_allocator(const cv_allocator *a)
+{
+    if (a == NULL) {
+        current = default_allocator;
+        return 0;
+    }
+    if (a->malloc_cb == NULL || a->free_cb == NULL)
+        return CV_EINVAL;
+    current = *a;
+    return 0;
+}
+
+void *cv__malloc(size_t size)
+{
+    return current.malloc_cb(size, current.ud);
+}
+
+void cv__free(void *p)
+{
+    if (p != NULL)
+        current.free_cb(p, current.ud);
+}
+
+/* ------------------------------------------------------------------------
+ * Error strings, generated from the one list in ctxvar.h.
+ * ------------------------------------------------------------------------ */
+const char *cv_strerror(int err)
+{
+    switch (err) {
+#define CV__ERR_STR(name, val, msg) case CV_##name: return msg;
+        CV_ERRNO_MAP(CV__ERR_STR)
+#undef CV__ERR_STR
+    default:
+        return "unknown error";
+    }
+}
+
+const char *cv_err_name(int err)
+{
+    switch (err) {
+#define CV__ERR_NAME(name, val, msg) case CV_##name: return "CV_" #name;
+        CV_ERRNO_MAP(CV__ERR_NAME)
+#undef CV__ERR_NAME
+    default:
+        return "CV_UNKNOWN";
+    }
+}

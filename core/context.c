@@ -1,0 +1,425 @@
+/*
+ * context.c -- contexts, tokens, and each thread's stack of entered
+ * contexts (R3-R13, R16).
+ *
+ * Per thread there is one tstate (C11 _Thread_local): `current`, the top
+ * of the stack of entered contexts, linked through c_prev, and `base`, the
+ * context the thread got on first use. The base sits at the bottom of the
+ * stack and is marked entered, so no other thread can run it and it cannot
+ * be exited. A pthread key destructor releases the stack when the thread
+ * exits; cv_thread_cleanup does the same on demand.
+ *
+ *      tstate.current --> [ctx C] --c_prev--> [ctx B] --c_prev--> [base]
+ *                          entered            entered            entered
+ *
+ * Entering is exclusive across threads: an atomic compare-and-swap of
+ * c_entered from 0 to 1, so exactly one of two racing threads wins (R13,
+ * S15). An entered context holds a reference to itself that exit drops, so
+ * it stays alive whatever the user released (R16).
+ *
+ * A context is written only by the thread that has it entered. The map
+ * behind it is a persistent value (maps/map.h): copying a context shares
+ * the map in O(1), and the next write on either side stops sharing.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "../maps/map.h"
+#include "internal.h"
+
+struct cv_context {
+    _Atomic size_t c_refs;       /* users + tokens + 1 while entered */
+    atomic_int c_entered;        /* 1 while on some thread's stack */
+    const cv_backend *c_ops;     /* the backend of c_map, fixed */
+    cv_map *c_map;               /* owned reference; NULL is empty */
+    cv_context *c_prev;          /* while entered: the context below */
+};
+
+struct cv_token {
+    cv_var *t_var;               /* owned reference */
+    cv_context *t_ctx;           /* owned reference */
+    void *t_old;                 /* retained when t_has_old */
+    int t_has_old;               /* 0: the var was MISSING */
+    int t_used;                  /* set by a successful reset */
+};
+
+typedef struct tstate {
+    cv_context *current;         /* top of the stack; NULL before first use */
+    cv_context *base;            /* this thread's own context, or NULL */
+    int registered;              /* the exit destructor is armed */
+} tstate;
+
+#if defined(__GNUC__)
+/* initial-exec: a plain %fs-relative load instead of __tls_get_addr. */
+static _Thread_local tstate ts __attribute__((tls_model("initial-exec")));
+#else
+static _Thread_local tstate ts;
+#endif
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_ok;
+
+/* ------------------------------------------------------------------------
+ * Lifetime
+ * ------------------------------------------------------------------------ */
+
+static void ctx_incref(cv_context *c)
+{
+    atomic_fetch_add_explicit(&c->c_refs, 1, memory_order_relaxed);
+}
+
+void cv_context_release(cv_context *c)
+{
+    if (c == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&c->c_refs, 1, memory_order_release) != 1)
+        return;
+    atomic_thread_fence(memory_order_acquire);
+    c->c_ops->release(c->c_map);
+    cv__free(c);
+}
+
+static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
+{
+    cv_context *c = cv__malloc(sizeof *c);
+    if (c == NULL)
+        return CV_ENOMEM;
+    atomic_init(&c->c_refs, 1);
+    atomic_init(&c->c_entered, 0);
+    c->c_ops = b;
+    c->c_map = map;
+    c->c_prev = NULL;
+    *out = c;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Thread state
+ * ------------------------------------------------------------------------ */
+
+static void thread_exit_cb(void *arg)
+{
+    (void)arg;
+    cv_thread_cleanup();
+}
+
+static void make_exit_key(void)
+{
+    exit_key_ok = pthread_key_create(&exit_key, thread_exit_cb) == 0;
+}
+
+/* Arms the destructor that releases this thread's contexts at exit. The
+ * value stored only has to be non-NULL for the destructor to run. */
+static int arm_exit_cleanup(void)
+{
+    if (CV_LIKELY(ts.registered))
+        return 0;
+    pthread_once(&exit_key_once, make_exit_key);
+    if (!exit_key_ok || pthread_setspecific(exit_key, &ts) != 0)
+        return CV_ENOMEM;
+    ts.registered = 1;
+    return 0;
+}
+
+/* The current context, creating the thread's base context on first use.
+ * On failure returns NULL and sets *err. */
+static cv_context *current_or_make(int *err)
+{
+    if (CV_LIKELY(ts.current != NULL))
+        return ts.current;
+    const cv_backend *b = cv_backend_default();
+    if (b == NULL) {
+        *err = CV_ENOBACKEND;
+        return NULL;
+    }
+    int r = arm_exit_cleanup();
+    cv_context *c = NULL;
+    if (r == 0)
+        r = ctx_alloc(b, NULL, &c);
+    if (r < 0) {
+        *err = r;
+        return NULL;
+    }
+    atomic_store_explicit(&c->c_entered, 1, memory_order_relaxed);
+    ts.base = c;
+    ts.current = c;
+    return c;
+}
+
+cv_context *cv_context_current(void)
+{
+    int err;
+    return current_or_make(&err);
+}
+
+/* Pops the top of this thread's stack; the caller checked it is `c`. */
+static void stack_pop(cv_context *c)
+{
+    ts.current = c->c_prev;
+    c->c_prev = NULL;
+    atomic_store_explicit(&c->c_entered, 0, memory_order_release);
+    cv_context_release(c); /* the reference enter took */
+}
+
+void cv_thread_cleanup(void)
+{
+    /* Contexts the user left entered are exited, top first. */
+    while (ts.current != NULL && ts.current != ts.base)
+        stack_pop(ts.current);
+    if (ts.base != NULL) {
+        cv_context *b = ts.base;
+        ts.base = NULL;
+        ts.current = NULL;
+        atomic_store_explicit(&b->c_entered, 0, memory_order_release);
+        cv_context_release(b);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Enter, exit, run (R11, R12)
+ * ------------------------------------------------------------------------ */
+
+int cv_context_enter(cv_context *c)
+{
+    if (c == NULL)
+        return CV_EINVAL;
+    int r = arm_exit_cleanup();
+    if (r < 0)
+        return r;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&c->c_entered, &expected, 1,
+                                                 memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return CV_EENTERED;
+    ctx_incref(c);
+    c->c_prev = ts.current;
+    ts.current = c;
+    return 0;
+}
+
+int cv_context_exit(cv_context *c)
+{
+    if (c == NULL)
+        return CV_EINVAL;
+    if (c != ts.current || c == ts.base)
+        return CV_ENOTENTERED;
+    stack_pop(c);
+    return 0;
+}
+
+int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
+{
+    if (c == NULL || fn == NULL)
+        return CV_EINVAL;
+    int r = cv_context_enter(c);
+    if (r < 0)
+        return r;
+    int result = fn(arg);
+    /* fn may have left contexts of its own entered; unwind them so that the
+     * previous context is restored whatever fn did (R11). */
+    while (ts.current != c)
+        stack_pop(ts.current);
+    stack_pop(c);
+    return result;
+}
+
+/* ------------------------------------------------------------------------
+ * Making and reading contexts (R8-R10)
+ * ------------------------------------------------------------------------ */
+
+int cv_context_new_on(const cv_backend *b, cv_context **out)
+{
+    if (b == NULL || out == NULL)
+        return CV_EINVAL;
+    return ctx_alloc(b, NULL, out);
+}
+
+int cv_context_new(cv_context **out)
+{
+    if (out == NULL)
+        return CV_EINVAL;
+    const cv_backend *b = cv_backend_default();
+    if (b == NULL)
+        return CV_ENOBACKEND;
+    return ctx_alloc(b, NULL, out);
+}
+
+int cv_context_copy(const cv_context *c, cv_context **out)
+{
+    if (c == NULL || out == NULL)
+        return CV_EINVAL;
+    cv_context *n;
+    int r = ctx_alloc(c->c_ops, NULL, &n);
+    if (r < 0)
+        return r;
+    r = c->c_ops->share(c->c_map, &n->c_map);
+    if (r < 0) {
+        cv__free(n);
+        return r;
+    }
+    *out = n;
+    return 0;
+}
+
+int cv_copy_context(cv_context **out)
+{
+    if (out == NULL)
+        return CV_EINVAL;
+    int err = 0;
+    cv_context *c = current_or_make(&err);
+    if (c == NULL)
+        return err;
+    return cv_context_copy(c, out);
+}
+
+const cv_backend *cv_context_backend(const cv_context *c)
+{
+    return c ? c->c_ops : NULL;
+}
+
+int cv_context_get(const cv_context *c, const cv_var *v, void **out)
+{
+    if (c == NULL || v == NULL || out == NULL)
+        return CV_EINVAL;
+    return c->c_ops->find(c->c_map, v, out);
+}
+
+size_t cv_context_len(const cv_context *c)
+{
+    return c ? c->c_ops->len(c->c_map) : 0;
+}
+
+int cv_context_foreach(const cv_context *c,
+                       int (*cb)(cv_var *v, void *value, void *arg), void *arg)
+{
+    if (c == NULL || cb == NULL)
+        return CV_EINVAL;
+    /* Walk a shared reference: if cb sets a var in c, the write copies
+     * instead of changing the map under the walk. */
+    cv_map *snap;
+    int r = c->c_ops->share(c->c_map, &snap);
+    if (r < 0)
+        return r;
+    r = c->c_ops->foreach(snap, cb, arg);
+    c->c_ops->release(snap);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Get, set, reset (R3-R6)
+ * ------------------------------------------------------------------------ */
+
+int cv_var_get(const cv_var *v, void **out)
+{
+    if (CV_UNLIKELY(v == NULL || out == NULL))
+        return CV_EINVAL;
+    /* Never allocates (R13): a thread with no context yet reads as empty. */
+    cv_context *c = ts.current;
+    if (CV_LIKELY(c != NULL) && c->c_ops->find(c->c_map, v, out) > 0)
+        return 0;
+    if (v->v_has_default) {
+        *out = v->v_default;
+        return 0;
+    }
+    return CV_ELOOKUP;
+}
+
+void *cv_var_get_or(const cv_var *v, void *dflt)
+{
+    void *val;
+    cv_context *c = ts.current;
+    if (v != NULL && c != NULL && c->c_ops->find(c->c_map, v, &val) > 0)
+        return val;
+    return dflt;
+}
+
+int cv_var_set(cv_var *v, void *value, cv_token **tok)
+{
+    if (CV_UNLIKELY(v == NULL))
+        return CV_EINVAL;
+    int r = 0;
+    cv_context *c = current_or_make(&r);
+    if (CV_UNLIKELY(c == NULL))
+        return r;
+    if (tok == NULL)
+        return c->c_ops->set(&c->c_map, v, value);
+
+    cv_token *t = cv__malloc(sizeof *t);
+    if (t == NULL)
+        return CV_ENOMEM;
+    t->t_has_old = c->c_ops->find(c->c_map, v, &t->t_old) > 0;
+    if (!t->t_has_old)
+        t->t_old = NULL;
+    /* The token must hold the old value before the map lets go of it. */
+    if (t->t_has_old)
+        cv__value_retain(v, t->t_old);
+    r = c->c_ops->set(&c->c_map, v, value);
+    if (r < 0) {
+        if (t->t_has_old)
+            cv__value_release(v, t->t_old);
+        cv__free(t);
+        return r;
+    }
+    cv__var_incref(v);
+    ctx_incref(c);
+    t->t_var = v;
+    t->t_ctx = c;
+    t->t_used = 0;
+    *tok = t;
+    return 0;
+}
+
+int cv_var_reset(cv_var *v, cv_token *t)
+{
+    if (v == NULL || t == NULL)
+        return CV_EINVAL;
+    if (t->t_used)
+        return CV_ETOKEN_USED;
+    if (t->t_var != v)
+        return CV_ETOKEN_VAR;
+    cv_context *c = ts.current;
+    if (t->t_ctx != c)
+        return CV_ETOKEN_CTX;
+    int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
+                         : c->c_ops->del(&c->c_map, v);
+    if (r < 0)
+        return r;
+    t->t_used = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Tokens (R7)
+ * ------------------------------------------------------------------------ */
+
+cv_var *cv_token_var(const cv_token *t)
+{
+    return t ? t->t_var : NULL;
+}
+
+int cv_token_old_value(const cv_token *t, void **out)
+{
+    if (t == NULL || out == NULL)
+        return CV_EINVAL;
+    if (!t->t_has_old)
+        return 0;
+    *out = t->t_old;
+    return 1;
+}
+
+int cv_token_used(const cv_token *t)
+{
+    return t ? t->t_used : CV_EINVAL;
+}
+
+void cv_token_release(cv_token *t)
+{
+    if (t == NULL)
+        return;
+    if (t->t_has_old)
+        cv__value_release(t->t_var, t->t_old);
+    cv_context_release(t->t_ctx);
+    cv__var_decref(t->t_var);
+    cv__free(t);
+}

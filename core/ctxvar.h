@@ -1,0 +1,173 @@
+/*
+ * ctxvar.h -- context variables for C (PEP 567 semantics).
+ *
+ * A cv_var is a key. A cv_context maps vars to opaque values. Each thread
+ * has a current context; cv_var_get/cv_var_set act on it. Contexts are
+ * copied in O(1) and entered with cv_context_run or cv_context_enter/exit,
+ * which is how a runtime gives every task its own view of the variables.
+ * The storage behind a context is a pluggable map backend (cv_backend).
+ *
+ * Conventions (see ../shared/SPEC.md for the rules R1... cited below):
+ *  - Functions that can fail return int: 0 (or a documented non-negative
+ *    result) on success, a negative CV_E* code on failure. A failed call
+ *    changes nothing and leaks nothing, also when an allocation fails.
+ *  - Out-parameters are written only on success.
+ *  - Values are void * and compared by identity; the library never
+ *    dereferences them, except through the optional value hooks (R14).
+ *  - "borrowed" results are valid while the object they come from is.
+ *
+ * Thread safety: vars, tokens and contexts are reference counted with
+ * atomics and may be released from any thread. A context is written only
+ * by the one thread that has it entered (entering is exclusive, R13); reading
+ * a context (get, len, foreach, copy) from another thread while its owner
+ * writes it is a data race, exactly as for any unsynchronised object.
+ */
+#ifndef CTXVAR_H
+#define CTXVAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(CV_BUILDING_SHARED)
+#define CV_EXTERN __attribute__((visibility("default")))
+#else
+#define CV_EXTERN
+#endif
+
+#define CTXVAR_VERSION_MAJOR 0
+#define CTXVAR_VERSION_MINOR 1
+
+/*
+ * Error codes. One list generates the enum, cv_strerror() and cv_err_name().
+ * The misuse cases follow CPython's Python/context.c.
+ */
+#define CV_ERRNO_MAP(XX)                                                      \
+    XX(ENOMEM, -1, "out of memory")                                           \
+    XX(EINVAL, -2, "invalid argument")                                        \
+    XX(ELOOKUP, -3, "variable has no value and no default")                   \
+    XX(ETOKEN_USED, -4, "token has already been used")                        \
+    XX(ETOKEN_VAR, -5, "token was created by a different variable")           \
+    XX(ETOKEN_CTX, -6, "token was created in a different context")            \
+    XX(EENTERED, -7, "context is already entered")                            \
+    XX(ENOTENTERED, -8, "context is not the current context of this thread")  \
+    XX(ENOBACKEND, -9, "no backend of that name")
+
+typedef enum cv_errno {
+#define CV__ERR_ENUM(name, val, msg) CV_##name = (val),
+    CV_ERRNO_MAP(CV__ERR_ENUM)
+#undef CV__ERR_ENUM
+    CV__ERR_LAST = -10
+} cv_errno;
+
+CV_EXTERN const char *cv_strerror(int err);  /* "unknown error" if not a code */
+CV_EXTERN const char *cv_err_name(int err);  /* "CV_ENOMEM", ...; "CV_UNKNOWN" */
+
+/* Opaque objects. */
+typedef struct cv_var cv_var;
+typedef struct cv_token cv_token;
+typedef struct cv_context cv_context;
+typedef struct cv_backend cv_backend;
+
+/* ------------------------------------------------------------------------
+ * Allocation. Every allocation of the library goes through these hooks.
+ * Set them before any other call (objects made with one allocator must be
+ * freed by it). NULL functions restore malloc/free.
+ * ------------------------------------------------------------------------ */
+typedef struct cv_allocator {
+    void *(*malloc_cb)(size_t size, void *ud); /* NULL result: out of memory */
+    void (*free_cb)(void *ptr, void *ud);      /* ptr is never NULL */
+    void *ud;                                  /* passed to both */
+} cv_allocator;
+CV_EXTERN int cv_set_allocator(const cv_allocator *a); /* NULL: the default */
+
+/* ------------------------------------------------------------------------
+ * Backends (R15).
+ * ------------------------------------------------------------------------ */
+CV_EXTERN const cv_backend *cv_backend_get(const char *name); /* NULL: unknown */
+CV_EXTERN const char *cv_backend_name(const cv_backend *b);
+/* Writes up to cap backends to out (out may be NULL when cap is 0) and
+ * returns how many exist. */
+CV_EXTERN size_t cv_backend_list(const cv_backend **out, size_t cap);
+/* For contexts made afterwards; NULL is CV_EINVAL. */
+CV_EXTERN int cv_backend_set_default(const cv_backend *b);
+/* The backend new contexts get: the one set above, else $CTXVAR_BACKEND,
+ * else the recommended one. An unknown $CTXVAR_BACKEND makes this return
+ * NULL and cv_context_new fail with CV_ENOBACKEND (never a silent fallback). */
+CV_EXTERN const cv_backend *cv_backend_default(void);
+
+/* ------------------------------------------------------------------------
+ * Variables (R1-R4, R14).
+ * ------------------------------------------------------------------------ */
+typedef struct cv_var_opts {
+    const char *name;                        /* required; copied */
+    int has_default;                         /* 0: no default */
+    void *dflt;                              /* the default when has_default */
+    void (*retain)(void *value, void *ud);   /* optional value hooks (R14) */
+    void (*release)(void *value, void *ud);
+    void *ud;                                /* passed to the hooks */
+} cv_var_opts;
+
+CV_EXTERN int cv_var_new(const char *name, cv_var **out);
+CV_EXTERN int cv_var_new_default(const char *name, void *dflt, cv_var **out);
+CV_EXTERN int cv_var_new_ex(const cv_var_opts *opts, cv_var **out);
+CV_EXTERN const char *cv_var_name(const cv_var *v); /* borrowed; NULL for NULL */
+/* Drops the caller's reference; contexts and tokens keep the var alive. */
+CV_EXTERN void cv_var_release(cv_var *v);
+
+/* 0 and *out set, or CV_ELOOKUP (out untouched), or CV_EINVAL. Never allocates. */
+CV_EXTERN int cv_var_get(const cv_var *v, void **out);
+/* The current context's value, else dflt (not the var's default: R4). */
+CV_EXTERN void *cv_var_get_or(const cv_var *v, void *dflt);
+/* Stores value in the current context; tok may be NULL (no token made). */
+CV_EXTERN int cv_var_set(cv_var *v, void *value, cv_token **tok);
+/* Restores the value recorded in tok (R6). */
+CV_EXTERN int cv_var_reset(cv_var *v, cv_token *tok);
+
+/* ------------------------------------------------------------------------
+ * Tokens (R5-R7).
+ * ------------------------------------------------------------------------ */
+CV_EXTERN cv_var *cv_token_var(const cv_token *t);  /* borrowed */
+/* 1 and *out set: had a value; 0: MISSING (out untouched); CV_EINVAL. */
+CV_EXTERN int cv_token_old_value(const cv_token *t, void **out);
+CV_EXTERN int cv_token_used(const cv_token *t);     /* 1, 0, or CV_EINVAL */
+CV_EXTERN void cv_token_release(cv_token *t);
+
+/* ------------------------------------------------------------------------
+ * Contexts (R8-R13, R16).
+ * ------------------------------------------------------------------------ */
+CV_EXTERN int cv_context_new(cv_context **out);   /* empty, default backend */
+CV_EXTERN int cv_context_new_on(const cv_backend *b, cv_context **out);
+CV_EXTERN int cv_copy_context(cv_context **out);  /* copy of the current one */
+CV_EXTERN int cv_context_copy(const cv_context *c, cv_context **out);
+CV_EXTERN void cv_context_release(cv_context *c);
+CV_EXTERN const cv_backend *cv_context_backend(const cv_context *c);
+
+/* Runs fn(arg) with c as this thread's current context; returns fn's
+ * result, or CV_EENTERED (fn not called) if c is entered anywhere. */
+CV_EXTERN int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg);
+CV_EXTERN int cv_context_enter(cv_context *c);
+CV_EXTERN int cv_context_exit(cv_context *c);
+/* This thread's current context (borrowed), made empty on first use;
+ * NULL only when that first allocation fails. */
+CV_EXTERN cv_context *cv_context_current(void);
+/* Releases this thread's contexts now; threads also do it when they exit.
+ * Contexts still entered by this thread are exited first. */
+CV_EXTERN void cv_thread_cleanup(void);
+
+/* 1 and *out set: found; 0: absent; CV_EINVAL. */
+CV_EXTERN int cv_context_get(const cv_context *c, const cv_var *v, void **out);
+CV_EXTERN size_t cv_context_len(const cv_context *c);
+/* Calls cb once per pair (order unspecified) over a snapshot of c; stops
+ * when cb returns non-zero and returns that value; 0 after a full walk. */
+CV_EXTERN int cv_context_foreach(const cv_context *c,
+                                 int (*cb)(cv_var *v, void *value, void *arg),
+                                 void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CTXVAR_H */

@@ -1,0 +1,85 @@
+/*
+ * internal.h -- what core/ shares with maps/, tests and fuzzers, and no one
+ * else. Not installed. C only (it uses C11 atomics).
+ */
+#ifndef CV_INTERNAL_H
+#define CV_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "ctxvar.h"
+
+#if defined(__GNUC__)
+#define CV_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CV_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define CV_LIKELY(x) (x)
+#define CV_UNLIKELY(x) (x)
+#define CV_HIDDEN
+#endif
+
+/* ------------------------------------------------------------------------
+ * Allocation: every byte the library holds comes from here (alloc.c).
+ * ------------------------------------------------------------------------ */
+CV_HIDDEN void *cv__malloc(size_t size);
+CV_HIDDEN void cv__free(void *p);
+
+/* ------------------------------------------------------------------------
+ * Variables. A var is the key of every map; identity is its address and its
+ * hash is computed once, at creation, so no backend ever calls a hash
+ * function on the hot path.
+ * ------------------------------------------------------------------------ */
+struct cv_var {
+    _Atomic size_t v_refs;                  /* user + every map slot + tokens */
+    uint32_t v_hash;                        /* fixed at creation */
+    int v_has_default;                      /* 0: no default */
+    void *v_default;                        /* retained through v_retain */
+    void (*v_retain)(void *value, void *ud);  /* NULL: values need no hooks */
+    void (*v_release)(void *value, void *ud);
+    void *v_ud;                             /* passed to the hooks */
+    char v_name[];                          /* NUL-terminated copy */
+};
+
+static inline uint32_t cv__var_hash(const cv_var *v) { return v->v_hash; }
+
+/* Increments need no ordering (the caller already holds a reference). */
+static inline void cv__var_incref(cv_var *v)
+{
+    atomic_fetch_add_explicit(&v->v_refs, 1, memory_order_relaxed);
+}
+CV_HIDDEN void cv__var_decref(cv_var *v);
+
+static inline void cv__value_retain(const cv_var *v, void *value)
+{
+    if (v->v_retain)
+        v->v_retain(value, v->v_ud);
+}
+static inline void cv__value_release(const cv_var *v, void *value)
+{
+    if (v->v_release)
+        v->v_release(value, v->v_ud);
+}
+
+/* A map slot owns one reference to its key and one retain of its value. */
+static inline void cv__entry_retain(cv_var *k, void *value)
+{
+    cv__var_incref(k);
+    cv__value_retain(k, value);
+}
+static inline void cv__entry_release(cv_var *k, void *value)
+{
+    cv__value_release(k, value);
+    cv__var_decref(k); /* last: may free k */
+}
+
+/* Tests and fuzzers: a var whose hash is forced, to build collisions and
+ * shared prefixes of any length. Same contract as cv_var_new_ex. */
+CV_EXTERN int cv__var_new_hashed(const cv_var_opts *opts, uint32_t hash,
+                                 cv_var **out);
+/* The hash the library gives a var made at address p (a 64->32 bit mix). */
+CV_HIDDEN uint32_t cv__hash_ptr(const void *p);
+
+#endif /* CV_INTERNAL_H */

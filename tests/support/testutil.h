@@ -1,0 +1,75 @@
+/*
+ * testutil.h -- what every test file of tests/ uses: the TEST macro, the
+ * counting and failing allocator, value hooks that count, and asserts that
+ * print error names.
+ */
+#ifndef CV_TESTUTIL_H
+#define CV_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+/* cmocka.h needs the four above first. */
+#include <cmocka.h>
+
+#include "ctxvar.h"
+
+/* A test is `TEST(name) { ... }` in some tests/test_*.c and one line in
+ * tests/test_list.h. Conformance tests get the backend under test as
+ * TEST_BACKEND; it is also the default backend while they run. */
+#define TEST(name) void test_##name(void **state)
+#define TEST_BACKEND ((const cv_backend *)*state)
+
+/* ------------------------------------------------------------------------
+ * The test allocator: counts live blocks and bytes, and fails on demand.
+ * Installed once by tests/main.c before anything else runs.
+ * ------------------------------------------------------------------------ */
+void tu_alloc_install(void);
+long tu_alloc_live(void);            /* blocks allocated and not freed */
+long tu_alloc_live_bytes(void);
+long tu_alloc_calls(void);           /* allocations attempted so far */
+/* The k-th allocation from now fails (k >= 1); with forever, every one
+ * from it on fails too. k = 0 turns failing off. */
+void tu_alloc_fail_at(long k, int forever);
+long tu_alloc_failures(void);        /* allocations failed since fail_at */
+
+/* ------------------------------------------------------------------------
+ * Counted values for the value hooks (R14). Each tu_val has a retain count
+ * the hooks move; tu_hook_balance() is retains minus releases over all.
+ * ------------------------------------------------------------------------ */
+typedef struct tu_val {
+    long refs;      /* retains minus releases through the hooks */
+    int tag;        /* what the test wants to recognise it by */
+} tu_val;
+void tu_hook_retain(void *value, void *ud);
+void tu_hook_release(void *value, void *ud);
+long tu_hook_balance(void);
+/* A var with the counting hooks (and optional default). */
+cv_var *tu_var_hooked(const char *name, tu_val *dflt);
+
+/* ------------------------------------------------------------------------
+ * Asserts
+ * ------------------------------------------------------------------------ */
+void tu_fail_err(const char *expr, int got, int want, const char *file,
+                 int line);
+#define ASSERT_ERR(expr, want)                                             \
+    do {                                                                   \
+        int tu_got_ = (expr);                                              \
+        if (tu_got_ != (want))                                             \
+            tu_fail_err(#expr, tu_got_, (want), __FILE__, __LINE__);      \
+    } while (0)
+#define ASSERT_OK(expr) ASSERT_ERR(expr, 0)
+
+/* The value of v in the current context, as a string (values in these
+ * tests are string literals), or "<LookupError>". */
+const char *tu_get_str(const cv_var *v);
+cv_var *tu_var(const char *name);                  /* cv_var_new or fail */
+cv_var *tu_var_default(const char *name, void *d); /* cv_var_new_default */
+
+/* Iteration counts shrink under valgrind (CV_TEST_QUICK=1). */
+int tu_quick(void);
+long tu_scale(long normal, long quick);
+
+#endif

@@ -1,0 +1,40 @@
+# tests/tests.mk -- the unit + conformance suite, valgrind, the clang build.
+# Included by the top-level Makefile. Other fragments add their own steps
+# to `test` with `test: <step>` lines.
+
+TEST_CFLAGS := $(WARN) $(CFLAGS) -D_GNU_SOURCE -Icore -Imaps -Itests -Itests/support
+TEST_SRC    := $(wildcard tests/*.c) $(wildcard tests/support/*.c)
+TEST_HDR    := $(wildcard tests/*.h) $(wildcard tests/support/*.h)
+UNIT        := $(BUILD)/tests/unit
+VALGRIND    := valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
+               --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+
+.PHONY: unit valgrind clang-check
+
+$(UNIT): $(TEST_SRC) $(TEST_HDR) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(LIB_A) -lcmocka -lpthread
+
+# The order is the order `make test` runs them in.
+test: deps-test
+test: unit
+test: valgrind
+test: clang-check
+
+unit: $(UNIT)
+	@echo "== unit + conformance (every backend)"
+	./$(UNIT)
+
+# The same binary under memcheck, with fewer iterations.
+valgrind: $(UNIT)
+	@echo "== valgrind memcheck"
+	CV_TEST_QUICK=1 $(VALGRIND) ./$(UNIT) > $(BUILD)/valgrind.log 2>&1 || \
+	  { tail -60 $(BUILD)/valgrind.log; exit 1; }
+	@grep -E '^\[  (PASSED|FAILED)  \]' $(BUILD)/valgrind.log | sort | uniq -c
+	@echo "valgrind: 0 errors, 0 bytes definitely or indirectly lost"
+
+# The whole library and suite built warning-free with clang at -Werror.
+clang-check:
+	@echo "== clang -Werror build"
+	$(MAKE) --no-print-directory BUILD=build-clang CC=clang build-clang/libctxvar.so build-clang/tests/unit >/dev/null
+	@echo "clang build: ok"
