@@ -14,13 +14,40 @@
 
 /* tests/test_rules.c: R1-R16 */
 #define CV_RULE_TESTS(X)                     \
-    X(r1_var_new_rejects_null)               \
+    X(r1_var_new_rejects_null)              \
+    X(r1_name_is_copied)                    \
+    X(r2_same_name_different_keys)          \
+    X(r2_context_keeps_var_alive)           \
+    X(r2_token_keeps_var_alive)             \
+    X(r3_get_value_default_lookup)          \
+    X(r4_get_or_explicit_beats_var_default) \
+    X(r5_set_returns_token)                 \
+    X(r6_reset_restores_recorded_value)     \
+    X(r6_reset_check_order)                 \
+    X(r7_token_var_chains)                  \
+    X(r8_new_copy_and_copy_of_any)          \
+    X(r9_copy_isolation_both_ways)          \
+    X(r9_generations_are_snapshots)         \
+    X(r10_get_len_foreach_each_pair_once)   \
+    X(r10_foreach_over_snapshot_while_writing) \
+    X(r11_run_result_visibility_and_reentry) \
+    X(r11_run_unwinds_what_fn_left_entered) \
+    X(r12_enter_exit_nest_like_a_stack)     \
+    X(r13_get_never_allocates)              \
+    X(r14_hooks_balance_over_every_holder)  \
+    X(r16_entered_context_outlives_release) \
+    X(r16_token_keeps_context_alive)        \
 
 /* tests/test_scenarios.c: S1-S16 */
 #define CV_SCENARIO_TESTS(X)                 \
 
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
+    X(map_random_ops_match_model)            \
+    X(map_empty_is_null)                     \
+    X(map_set_same_value_allocates_nothing)  \
+    X(map_unshared_overwrite_in_place)       \
+    X(map_value_hooks_balance)               \
 
 /* ---- once ------------------------------------------------------------- */
 
