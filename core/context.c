@@ -122,10 +122,12 @@ static int arm_exit_cleanup(void)
     return 0;
 }
 
-/* The current context, creating the thread's base context on first use.
- * On failure returns NULL and sets *err. */
-static cv_context *current_or_make(int *err)
+/* The current context, creating the thread's base context on first use
+ * (*made tells the caller, so that a call failing later can undo it: a
+ * failed call leaves nothing behind). On failure returns NULL, sets *err. */
+static cv_context *current_or_make(int *err, int *made)
 {
+    *made = 0;
     if (CV_LIKELY(ts.current != NULL))
         return ts.current;
     const cv_backend *b = cv_backend_default();
@@ -144,13 +146,21 @@ static cv_context *current_or_make(int *err)
     atomic_store_explicit(&c->c_entered, 1, memory_order_relaxed);
     ts.base = c;
     ts.current = c;
+    *made = 1;
     return c;
+}
+
+/* Drops the base context a failing call made (it is still empty). */
+static void unmake_base(int made)
+{
+    if (made)
+        cv_thread_cleanup();
 }
 
 cv_context *cv_context_current(void)
 {
-    int err;
-    return current_or_make(&err);
+    int err, made;
+    return current_or_make(&err, &made);
 }
 
 /* Pops the top of this thread's stack; the caller checked it is `c`. */
@@ -266,11 +276,14 @@ int cv_copy_context(cv_context **out)
 {
     if (out == NULL)
         return CV_EINVAL;
-    int err = 0;
-    cv_context *c = current_or_make(&err);
+    int err = 0, made;
+    cv_context *c = current_or_make(&err, &made);
     if (c == NULL)
         return err;
-    return cv_context_copy(c, out);
+    err = cv_context_copy(c, out);
+    if (err < 0)
+        unmake_base(made);
+    return err;
 }
 
 const cv_backend *cv_context_backend(const cv_context *c)
@@ -338,16 +351,22 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
 {
     if (CV_UNLIKELY(v == NULL))
         return CV_EINVAL;
-    int r = 0;
-    cv_context *c = current_or_make(&r);
+    int r = 0, made;
+    cv_context *c = current_or_make(&r, &made);
     if (CV_UNLIKELY(c == NULL))
         return r;
-    if (tok == NULL)
-        return c->c_ops->set(&c->c_map, v, value);
+    if (tok == NULL) {
+        r = c->c_ops->set(&c->c_map, v, value);
+        if (CV_UNLIKELY(r < 0))
+            unmake_base(made);
+        return r;
+    }
 
     cv_token *t = cv__malloc(sizeof *t);
-    if (t == NULL)
+    if (t == NULL) {
+        unmake_base(made);
         return CV_ENOMEM;
+    }
     t->t_has_old = c->c_ops->find(c->c_map, v, &t->t_old) > 0;
     if (!t->t_has_old)
         t->t_old = NULL;
@@ -359,6 +378,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         if (t->t_has_old)
             cv__value_release(v, t->t_old);
         cv__free(t);
+        unmake_base(made);
         return r;
     }
     cv__var_incref(v);

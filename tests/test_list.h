@@ -54,12 +54,20 @@
 /* tests/test_api.c: errors, bad input, backends registry, allocator */
 #define CV_API_TESTS(X)                      \
     X(errors_have_names)                     \
+    X(bad_input_nulls)                       \
+    X(backends_registry)                     \
+    X(r15_default_backend_order)             \
+    X(allocator_hook_sees_every_allocation)  \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
 
-/* tests/test_oom.c */
+/* tests/test_oom.c: allocation failure in every allocating call */
 #define CV_OOM_TESTS(X)                      \
+    X(oom_set_every_size_shared_and_not)     \
+    X(oom_reset_shared_and_not)              \
+    X(oom_contexts_and_vars)                 \
+    X(oom_first_use_of_a_thread)             \
 
 /* tests/test_hamt.c */
 #define CV_HAMT_TESTS(X)                     \
@@ -68,9 +76,9 @@
 #define CV_CHAINMAP_TESTS(X)                 \
 
 #define CV_CONFORMANCE_TESTS(X) \
-    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X)
+    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)
 #define CV_UNIT_TESTS(X) \
-    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_OOM_TESTS(X) \
+    CV_API_TESTS(X) CV_THREAD_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X)
 
 #endif
