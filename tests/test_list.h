@@ -40,6 +40,22 @@
 
 /* tests/test_scenarios.c: S1-S16 */
 #define CV_SCENARIO_TESTS(X)                 \
+    X(s1_set_reset_tokens)               \
+    X(s2_default_value)                  \
+    X(s3_run_in_copied_context)          \
+    X(s4_child_task_copy_and_empty_context) \
+    X(s5_concurrent_requests)            \
+    X(s6_nested_calls_share_context)     \
+    X(s7_recursive_tasks_keep_their_level) \
+    X(s8_recursion_in_one_context)       \
+    X(s9_sleeping_tasks_keep_values)     \
+    X(s10_copy_shares_mutable_record)    \
+    X(s11_token_var_chains)              \
+    X(s12_threads_are_isolated)          \
+    X(s13_copy_runs_in_worker_thread)    \
+    X(s14_callbacks_in_given_context)    \
+    X(s15_context_entered_once)          \
+    X(s16_reset_misuse)                  \
 
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
@@ -61,6 +77,10 @@
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
+    X(r13_new_thread_starts_empty_and_cleans_up_at_exit) \
+    X(r16_release_from_other_threads)        \
+    X(r13_enter_race_one_winner)             \
+    X(r9_concurrent_copies_of_one_context)   \
 
 /* tests/test_oom.c: allocation failure in every allocating call */
 #define CV_OOM_TESTS(X)                      \

@@ -2,7 +2,7 @@
 # Included by the top-level Makefile. Other fragments add their own steps
 # to `test` with `test: <step>` lines.
 
-TEST_CFLAGS := $(WARN) $(CFLAGS) -D_GNU_SOURCE -Icore -Imaps -Itests -Itests/support
+TEST_CFLAGS := $(WARN) $(CFLAGS) -D_GNU_SOURCE -iquote core -iquote maps -iquote tests -iquote tests/support
 TEST_SRC    := $(wildcard tests/*.c) $(wildcard tests/support/*.c)
 TEST_HDR    := $(wildcard tests/*.h) $(wildcard tests/support/*.h)
 UNIT        := $(BUILD)/tests/unit
