@@ -87,5 +87,8 @@ clean:
 # The test, fuzz and bench fragments: each area owns its own .mk.
 # ---------------------------------------------------------------------------
 include tests/tests.mk
+-include tests/prop/prop.mk
+-include tests/stress/stress.mk
+-include tests/coverage.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk

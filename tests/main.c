@@ -95,9 +95,14 @@ static int run_named(const char *list)
 }
 
 int r15_probe(const char *mode); /* test_api.c */
+const char *tu_self_path;        /* this binary, for tests that re-run it */
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    /* argv[0], not /proc/self/exe: under valgrind that is valgrind. */
+    static char self[4096];
+    tu_self_path = realpath(argv[0], self) ? self : argv[0];
     if (getenv("CV_R15_PROBE") != NULL)
         return r15_probe(getenv("CV_R15_PROBE"));
     tu_alloc_install();

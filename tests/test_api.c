@@ -2,7 +2,6 @@
  * test_api.c -- error codes, bad input, the backend registry, the allocator.
  */
 #include <string.h>
-#include <unistd.h>
 
 #include "map.h"
 
@@ -110,15 +109,17 @@ int r15_probe(const char *mode)
     return 0;
 }
 
+extern const char *tu_self_path; /* main.c */
+
 static void probe(const char *env, const char *mode, char *out, size_t cap)
 {
     char cmd[512];
     if (env != NULL)
-        snprintf(cmd, sizeof cmd, "CTXVAR_BACKEND=%s CV_R15_PROBE=%s /proc/%d/exe",
-                 env, mode, (int)getpid());
+        snprintf(cmd, sizeof cmd, "CTXVAR_BACKEND=%s CV_R15_PROBE=%s '%s'",
+                 env, mode, tu_self_path);
     else
-        snprintf(cmd, sizeof cmd, "env -u CTXVAR_BACKEND CV_R15_PROBE=%s /proc/%d/exe",
-                 mode, (int)getpid());
+        snprintf(cmd, sizeof cmd, "env -u CTXVAR_BACKEND CV_R15_PROBE=%s '%s'",
+                 mode, tu_self_path);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     out[0] = '\0';
