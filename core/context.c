@@ -43,8 +43,36 @@ struct cv_token {
     int t_used;                  /* set by a successful reset */
 };
 
+/*
+ * The lookup cache. A get is answered from a small direct-mapped table of
+ * (var, value, generation) entries, indexed by the var's hash. ts.gen moves
+ * whenever this thread's current context is replaced (enter, exit, cleanup,
+ * first use), which invalidates every entry at once; a set or reset in the
+ * current context rewrites the var's own entry instead. That is exact
+ * because a context is written only by the thread that has it entered (R13):
+ * nothing outside this thread can change what its current context maps.
+ * A var cannot be freed while the current context maps it, and a var made
+ * at a freed var's address can only enter the current map through a set on
+ * this thread, which rewrites its entry; so a stale pointer match is never
+ * believed. (CPython keeps one such cache per var, which is why it is not
+ * thread-safe and is off in its free-threaded build; this one is per thread.)
+ */
+#define CACHE_SIZE 64                 /* a power of two */
+
+typedef struct cache_entry {
+    const cv_var *var;           /* NULL: empty */
+    void *val;                   /* the value, or &cache_absent */
+    uint64_t gen;                /* valid while equal to ts.gen */
+} cache_entry;
+
+/* The value an entry holds for "not in the current context". */
+static char cache_absent;
+#define ABSENT ((void *)&cache_absent)
+
 typedef struct tstate {
     cv_context *current;         /* top of the stack; NULL before first use */
+    uint64_t gen;                /* moves with every change of current */
+    cache_entry cache[CACHE_SIZE];
     cv_context *base;            /* this thread's own context, or NULL */
     int registered;              /* the exit destructor is armed */
 } tstate;
@@ -55,6 +83,27 @@ static _Thread_local tstate ts __attribute__((tls_model("initial-exec")));
 #else
 static _Thread_local tstate ts;
 #endif
+
+static inline cache_entry *cache_slot(const cv_var *v)
+{
+    return &ts.cache[cv__var_hash(v) & (CACHE_SIZE - 1)];
+}
+
+/* Every change of the current context goes through here. */
+static inline void set_current(cv_context *c)
+{
+    ts.current = c;
+    ts.gen++;
+}
+
+/* A set or reset in the current context: the var's entry stays exact. */
+static inline void cache_note(const cv_var *v, void *val)
+{
+    cache_entry *e = cache_slot(v);
+    e->var = v;
+    e->val = val;
+    e->gen = ts.gen;
+}
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -145,7 +194,7 @@ static cv_context *current_or_make(int *err, int *made)
     }
     atomic_store_explicit(&c->c_entered, 1, memory_order_relaxed);
     ts.base = c;
-    ts.current = c;
+    set_current(c);
     *made = 1;
     return c;
 }
@@ -166,7 +215,7 @@ cv_context *cv_context_current(void)
 /* Pops the top of this thread's stack; the caller checked it is `c`. */
 static void stack_pop(cv_context *c)
 {
-    ts.current = c->c_prev;
+    set_current(c->c_prev);
     c->c_prev = NULL;
     atomic_store_explicit(&c->c_entered, 0, memory_order_release);
     cv_context_release(c); /* the reference enter took */
@@ -180,7 +229,7 @@ void cv_thread_cleanup(void)
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
-        ts.current = NULL;
+        set_current(NULL);
         atomic_store_explicit(&b->c_entered, 0, memory_order_release);
         cv_context_release(b);
     }
@@ -204,7 +253,7 @@ int cv_context_enter(cv_context *c)
         return CV_EENTERED;
     ctx_incref(c);
     c->c_prev = ts.current;
-    ts.current = c;
+    set_current(c);
     return 0;
 }
 
@@ -323,14 +372,38 @@ int cv_context_foreach(const cv_context *c,
  * Get, set, reset (R3-R6)
  * ------------------------------------------------------------------------ */
 
+/* The value of v in the current context, or ABSENT; fills v's entry. */
+static void *lookup_slow(const cv_var *v, cache_entry *e)
+{
+    void *val = ABSENT;
+    cv_context *c = ts.current;
+    if (c == NULL)
+        return ABSENT; /* never allocates (R13): no context yet reads empty */
+    if (c->c_ops->find(c->c_map, v, &val) <= 0)
+        val = ABSENT;
+    e->var = v;
+    e->val = val;
+    e->gen = ts.gen;
+    return val;
+}
+
+static inline void *lookup(const cv_var *v)
+{
+    cache_entry *e = cache_slot(v);
+    if (CV_LIKELY(e->var == v && e->gen == ts.gen))
+        return e->val;
+    return lookup_slow(v, e);
+}
+
 int cv_var_get(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
-    /* Never allocates (R13): a thread with no context yet reads as empty. */
-    cv_context *c = ts.current;
-    if (CV_LIKELY(c != NULL) && c->c_ops->find(c->c_map, v, out) > 0)
+    void *val = lookup(v);
+    if (CV_LIKELY(val != ABSENT)) {
+        *out = val;
         return 0;
+    }
     if (v->v_has_default) {
         *out = v->v_default;
         return 0;
@@ -340,11 +413,10 @@ int cv_var_get(const cv_var *v, void **out)
 
 void *cv_var_get_or(const cv_var *v, void *dflt)
 {
-    void *val;
-    cv_context *c = ts.current;
-    if (v != NULL && c != NULL && c->c_ops->find(c->c_map, v, &val) > 0)
-        return val;
-    return dflt;
+    if (CV_UNLIKELY(v == NULL))
+        return dflt;
+    void *val = lookup(v);
+    return val != ABSENT ? val : dflt;
 }
 
 int cv_var_set(cv_var *v, void *value, cv_token **tok)
@@ -357,9 +429,12 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         return r;
     if (tok == NULL) {
         r = c->c_ops->set(&c->c_map, v, value);
-        if (CV_UNLIKELY(r < 0))
+        if (CV_UNLIKELY(r < 0)) {
             unmake_base(made);
-        return r;
+            return r;
+        }
+        cache_note(v, value);
+        return 0;
     }
 
     cv_token *t = cv__malloc(sizeof *t);
@@ -381,6 +456,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         unmake_base(made);
         return r;
     }
+    cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
     t->t_var = v;
@@ -405,6 +481,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
                          : c->c_ops->del(&c->c_map, v);
     if (r < 0)
         return r;
+    cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
     return 0;
 }

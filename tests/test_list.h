@@ -19,7 +19,8 @@
     X(r2_same_name_different_keys)          \
     X(r2_context_keeps_var_alive)           \
     X(r2_token_keeps_var_alive)             \
-    X(r3_get_value_default_lookup)          \
+    X(r3_get_value_default_lookup)           \
+    X(r3_get_sees_every_change_through_the_cache)          \
     X(r4_get_or_explicit_beats_var_default) \
     X(r5_set_returns_token)                 \
     X(r6_reset_restores_recorded_value)     \
@@ -94,6 +95,16 @@
 
 /* tests/test_chainmap.c */
 #define CV_CHAINMAP_TESTS(X)                 \
+    X(chainmap_isolation_both_ways_at_every_depth) \
+    X(chainmap_random_snapshots_match_model) \
+    X(chainmap_random_snapshots_colliding_hashes) \
+    X(chainmap_tombstones_hide_lower_layers) \
+    X(chainmap_empty_top_layer_is_popped) \
+    X(chainmap_compaction_exactly_at_the_bound) \
+    X(chainmap_compaction_releases_shadowed_values) \
+    X(chainmap_long_chain_of_copies_stays_bounded) \
+    X(chainmap_oom_every_allocating_path) \
+    X(chainmap_writes_without_allocation) \
 
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)

@@ -582,3 +582,66 @@ TEST(r16_token_keeps_context_alive)
     cv_token_release(t);
     cv_var_release(v);
 }
+
+/* ---- R3 with the per-thread lookup cache -------------------------------- */
+
+static int get_in(void *arg)
+{
+    cv_var **v = arg;
+    return cv_var_get_or(v[0], NULL) == NULL ? 1 : 2;
+}
+
+/* Every way the current context's contents can change must show in the
+ * next get: set, reset to a value, reset to MISSING, enter, exit, run,
+ * cleanup; with more vars than the cache has slots (so entries collide),
+ * and with a var freed and another made, possibly at the same address. */
+TEST(r3_get_sees_every_change_through_the_cache)
+{
+    (void)state;
+    enum { N = 200 };
+    cv_var *v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = tu_var("v");
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)
+            assert_null(cv_var_get_or(v[i], NULL));
+        cv_token *t[N];
+        for (int i = 0; i < N; i++)
+            ASSERT_OK(cv_var_set(v[i], (void *)"a", &t[i]));
+        for (int i = 0; i < N; i++)
+            assert_string_equal(cv_var_get_or(v[i], NULL), "a");
+        cv_context *c;
+        ASSERT_OK(cv_copy_context(&c));
+        for (int i = 0; i < N; i += 2)
+            ASSERT_OK(cv_var_set(v[i], (void *)"b", NULL));
+        for (int i = 0; i < N; i++)
+            assert_string_equal(cv_var_get_or(v[i], NULL), i % 2 ? "a" : "b");
+        ASSERT_OK(cv_context_enter(c));                 /* the snapshot */
+        for (int i = 0; i < N; i++)
+            assert_string_equal(cv_var_get_or(v[i], NULL), "a");
+        assert_int_equal(cv_context_run(c, get_in, v), CV_EENTERED);
+        ASSERT_OK(cv_context_exit(c));
+        for (int i = 0; i < N; i++)
+            assert_string_equal(cv_var_get_or(v[i], NULL), i % 2 ? "a" : "b");
+        assert_int_equal(cv_context_run(c, get_in, v), 2);
+        for (int i = N - 1; i >= 0; i--) {
+            ASSERT_OK(cv_var_reset(v[i], t[i]));       /* back to MISSING */
+            assert_null(cv_var_get_or(v[i], NULL));
+            cv_token_release(t[i]);
+        }
+        cv_context_release(c);
+        /* free a var and make new ones: a new var may reuse the address */
+        for (int i = 0; i < N; i += 3) {
+            cv_var_release(v[i]);
+            v[i] = tu_var("again");
+            assert_null(cv_var_get_or(v[i], NULL));
+            ASSERT_OK(cv_var_set(v[i], (void *)"new", NULL));
+            assert_string_equal(cv_var_get_or(v[i], NULL), "new");
+        }
+        cv_thread_cleanup();
+        for (int i = 0; i < N; i++)
+            assert_null(cv_var_get_or(v[i], NULL));
+    }
+    for (int i = 0; i < N; i++)
+        cv_var_release(v[i]);
+}
