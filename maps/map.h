@@ -85,7 +85,9 @@ struct cv_backend {
 /* The backends of the library, one line each (the registry in
  * core/backend.c expands this list; a new backend adds one line). */
 #define CV_BACKEND_LIST(X) \
-    X(dictcopy)
+    X(dictcopy) \
+    X(chainmap) \
+    X(hamt)
 
 #define CV__BACKEND_DECL(name) extern const struct cv_backend cv__backend_##name;
 CV_BACKEND_LIST(CV__BACKEND_DECL)

@@ -92,6 +92,19 @@
 
 /* tests/test_hamt.c */
 #define CV_HAMT_TESTS(X)                     \
+    X(hamt_empty_map_is_null)               \
+    X(hamt_same_value_allocates_nothing)    \
+    X(hamt_shared_set_copies_only_the_path)  \
+    X(hamt_bitmap_array_transitions)        \
+    X(hamt_array_children_collapse_on_convert)  \
+    X(hamt_collision_nodes)                 \
+    X(hamt_every_depth_and_full_iteration)  \
+    X(hamt_foreach_stops_early)             \
+    X(hamt_canonical_after_any_history)     \
+    X(hamt_million_keys)                    \
+    X(hamt_snapshot_chains)                 \
+    X(hamt_oom_every_path)                  \
+    X(hamt_value_hooks_balance)             \
 
 /* tests/test_chainmap.c */
 #define CV_CHAINMAP_TESTS(X)                 \
@@ -100,6 +113,8 @@
     X(chainmap_random_snapshots_colliding_hashes) \
     X(chainmap_tombstones_hide_lower_layers) \
     X(chainmap_empty_top_layer_is_popped) \
+    X(chainmap_private_parent_absorbed_on_next_write) \
+    X(chainmap_regress_pop_leaves_shared_top_unabsorbed) \
     X(chainmap_compaction_exactly_at_the_bound) \
     X(chainmap_compaction_releases_shadowed_values) \
     X(chainmap_long_chain_of_copies_stays_bounded) \

@@ -244,9 +244,15 @@ TEST(map_value_hooks_balance)
     assert_true(v1.refs >= 1);   /* the snapshot still holds v1 */
     assert_true(v2.refs >= 1);
     b->release(s);
-    assert_int_equal(v1.refs, 0);
+    /* A layered backend may keep a shadowed value in a parent layer that m
+     * still reaches until m's next write; never longer than m itself. */
+    assert_true(v1.refs <= 1);
     assert_int_equal(b->del(&m, k), 1);
     assert_int_equal(v2.refs, 0);
+    assert_true(v1.refs <= 1);
+    b->release(m);
+    m = NULL;
+    assert_int_equal(v1.refs, 0);
     b->release(m);
     cv_var_release(k);
 }

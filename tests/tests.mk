@@ -18,12 +18,32 @@ $(UNIT): $(TEST_SRC) $(TEST_HDR) $(LIB_A)
 # The order is the order `make test` runs them in.
 test: deps-test
 test: unit
+test: canary
 test: valgrind
 test: clang-check
 
 unit: $(UNIT)
 	@echo "== unit + conformance (every backend)"
 	./$(UNIT)
+
+# The canary (tests/support/canary.c, a ChainMap whose copies read the
+# original's live layer) must be caught: the conformance suite run on it must
+# fail, and among the failures must be the R9 isolation tests. A clean run
+# would mean the suite cannot see an isolation bug. Its FAILED lines stay in
+# $(BUILD)/canary.log, so the end of the output shows only the real suite.
+.PHONY: canary
+canary: $(UNIT)
+	@echo "== canary (naive ChainMap: the R9 tests must catch it)"
+	@if CV_TEST_BACKEND=canary CV_TEST_ONLY=conformance ./$(UNIT) \
+	     > $(BUILD)/canary.log 2>&1; then \
+	  echo "canary: NOT caught: the suite passed a backend that breaks R9"; \
+	  exit 1; fi
+	@caught=$$(grep -E '^\[  (FAILED  |ERROR   )\] r9_' $(BUILD)/canary.log | \
+	           sed -E 's/^\[[^]]*\] //' | sort -u); \
+	if [ -z "$$caught" ]; then \
+	  echo "canary: NOT caught by any R9 test (it failed elsewhere: see $(BUILD)/canary.log)"; \
+	  exit 1; fi; \
+	echo "canary: caught by $$(echo "$$caught" | wc -l) isolation tests ($$(echo $$caught | sed 's/ /, /g'))"
 
 # The same binary under memcheck, with fewer iterations.
 valgrind: $(UNIT)

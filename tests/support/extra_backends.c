@@ -3,7 +3,7 @@
 #include "extra_backends.h"
 #include "map.h"
 
-const cv_backend *const tu_extra_backends[] = {NULL};
+const cv_backend *const tu_extra_backends[] = {&tu_canary_backend, NULL};
 
 const cv_backend *tu_backend_lookup(const char *name)
 {

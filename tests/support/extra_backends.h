@@ -7,6 +7,9 @@
 #define CV_EXTRA_BACKENDS_H
 #include "ctxvar.h"
 
+/* The naive ChainMap (canary.c): its copies see the original's writes. */
+extern const struct cv_backend tu_canary_backend;
+
 /* NULL-terminated. */
 extern const cv_backend *const tu_extra_backends[];
 

@@ -1,0 +1,19 @@
+/*
+ * chainmap.h -- the tuning constant and the debug hook of the chainmap
+ * backend (maps/chainmap.c), for its tests and benchmarks. Not installed;
+ * the library's users reach chainmap only through the backend table.
+ */
+#ifndef CV_CHAINMAP_H
+#define CV_CHAINMAP_H
+
+#include "map.h"
+
+/* The deepest a chain may get: a write that would push a layer at depth
+ * CV_CHAINMAP_MAX_DEPTH + 1 flattens the chain into one depth-0 layer
+ * instead. Chosen by measurement; see "COMPACTION" in chainmap.c. */
+#define CV_CHAINMAP_MAX_DEPTH 8
+
+/* Layers below the top one (0 for a single layer and for the empty map). */
+CV_HIDDEN unsigned cv__chainmap_depth(const cv_map *m);
+
+#endif /* CV_CHAINMAP_H */
