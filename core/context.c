@@ -12,10 +12,14 @@
  *      tstate.current --> [ctx C] --c_prev--> [ctx B] --c_prev--> [base]
  *                          entered            entered            entered
  *
- * Entering is exclusive across threads: an atomic compare-and-swap of
- * c_entered from 0 to 1, so exactly one of two racing threads wins (R13,
- * S15). An entered context holds a reference to itself that exit drops, so
- * it stays alive whatever the user released (R16).
+ * Entering is exclusive across threads, and an entered context stays alive
+ * whatever the user released (R16). Both live in one atomic word, c_state:
+ * bit 0 is "entered" and the rest counts references in steps of 2. Enter
+ * is one compare-and-swap that sets bit 0 only if it was clear, so exactly
+ * one of two racing threads wins (R13, S15); exit is one fetch-and-subtract
+ * of 1, and whoever brings the word to 0 (exit or the last release) frees
+ * the context. Two atomic operations per enter/exit pair, not three, and no
+ * window in which the flag and the count disagree.
  *
  * A context is written only by the thread that has it entered. The map
  * behind it is a persistent value (maps/map.h): copying a context shares
@@ -28,8 +32,7 @@
 #include "internal.h"
 
 struct cv_context {
-    _Atomic size_t c_refs;       /* users + tokens + 1 while entered */
-    atomic_int c_entered;        /* 1 while on some thread's stack */
+    _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
     const cv_backend *c_ops;     /* the backend of c_map, fixed */
     cv_map *c_map;               /* owned reference; NULL is empty */
     cv_context *c_prev;          /* while entered: the context below */
@@ -113,20 +116,28 @@ static int exit_key_ok;
  * Lifetime
  * ------------------------------------------------------------------------ */
 
+#define CTX_ENTERED ((size_t)1)
+#define CTX_REF ((size_t)2)
+
 static void ctx_incref(cv_context *c)
 {
-    atomic_fetch_add_explicit(&c->c_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->c_state, CTX_REF, memory_order_relaxed);
+}
+
+/* Drops `amount` (a reference or the entered bit); frees at 0. */
+static void ctx_drop(cv_context *c, size_t amount)
+{
+    if (atomic_fetch_sub_explicit(&c->c_state, amount, memory_order_acq_rel)
+        != amount)
+        return;
+    c->c_ops->release(c->c_map);
+    cv__free(c);
 }
 
 void cv_context_release(cv_context *c)
 {
-    if (c == NULL)
-        return;
-    if (atomic_fetch_sub_explicit(&c->c_refs, 1, memory_order_release) != 1)
-        return;
-    atomic_thread_fence(memory_order_acquire);
-    c->c_ops->release(c->c_map);
-    cv__free(c);
+    if (c != NULL)
+        ctx_drop(c, CTX_REF);
 }
 
 static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
@@ -134,8 +145,7 @@ static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
     cv_context *c = cv__malloc(sizeof *c);
     if (c == NULL)
         return CV_ENOMEM;
-    atomic_init(&c->c_refs, 1);
-    atomic_init(&c->c_entered, 0);
+    atomic_init(&c->c_state, CTX_REF);
     c->c_ops = b;
     c->c_map = map;
     c->c_prev = NULL;
@@ -192,7 +202,9 @@ static cv_context *current_or_make(int *err, int *made)
         *err = r;
         return NULL;
     }
-    atomic_store_explicit(&c->c_entered, 1, memory_order_relaxed);
+    /* the base: entered for good, and its reference is the thread's */
+    atomic_store_explicit(&c->c_state, CTX_REF | CTX_ENTERED,
+                          memory_order_relaxed);
     ts.base = c;
     set_current(c);
     *made = 1;
@@ -217,8 +229,7 @@ static void stack_pop(cv_context *c)
 {
     set_current(c->c_prev);
     c->c_prev = NULL;
-    atomic_store_explicit(&c->c_entered, 0, memory_order_release);
-    cv_context_release(c); /* the reference enter took */
+    ctx_drop(c, CTX_ENTERED);
 }
 
 void cv_thread_cleanup(void)
@@ -230,8 +241,7 @@ void cv_thread_cleanup(void)
         cv_context *b = ts.base;
         ts.base = NULL;
         set_current(NULL);
-        atomic_store_explicit(&b->c_entered, 0, memory_order_release);
-        cv_context_release(b);
+        ctx_drop(b, CTX_ENTERED | CTX_REF);
     }
 }
 
@@ -246,12 +256,14 @@ int cv_context_enter(cv_context *c)
     int r = arm_exit_cleanup();
     if (r < 0)
         return r;
-    int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&c->c_entered, &expected, 1,
-                                                 memory_order_acq_rel,
-                                                 memory_order_relaxed))
-        return CV_EENTERED;
-    ctx_incref(c);
+    size_t st = atomic_load_explicit(&c->c_state, memory_order_relaxed);
+    do {
+        if (st & CTX_ENTERED)
+            return CV_EENTERED;
+    } while (!atomic_compare_exchange_weak_explicit(&c->c_state, &st,
+                                                    st | CTX_ENTERED,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed));
     c->c_prev = ts.current;
     set_current(c);
     return 0;

@@ -346,9 +346,8 @@ static void chain_release(cv_map *m)
     layer *l = (layer *)m;
     /* A loop, not recursion: each freed layer drops its parent's count. */
     while (l != NULL) {
-        if (atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_release) != 1)
+        if (atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_acq_rel) != 1)
             return;
-        atomic_thread_fence(memory_order_acquire);
         layer *parent = l->l_parent;
         for (uint32_t i = 0; i <= lmask(l); i++) {
             cslot *s = &l->l_slots[i];

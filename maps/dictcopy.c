@@ -171,9 +171,8 @@ static void dict_release(cv_map *m)
     dict *d = (dict *)m;
     if (d == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&d->d_refs, 1, memory_order_release) != 1)
+    if (atomic_fetch_sub_explicit(&d->d_refs, 1, memory_order_acq_rel) != 1)
         return;
-    atomic_thread_fence(memory_order_acquire);
     for (uint32_t i = 0; i <= d->d_mask; i++)
         if (d->d_slots[i].key != NULL)
             cv__entry_release(d->d_slots[i].key, d->d_slots[i].val);
