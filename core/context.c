@@ -72,10 +72,27 @@ typedef struct cache_entry {
 static char cache_absent;
 #define ABSENT ((void *)&cache_absent)
 
+/*
+ * Tokens and contexts are small, equal-sized blocks made and dropped on the
+ * hot paths (set with a token, copy_context). Each thread keeps up to
+ * FREE_MAX of them on a free list in front of the allocation hook, so that
+ * the common make-and-drop pays no allocator round trip. Blocks come from
+ * the hook and go back to it when the list is full and at cleanup; a call
+ * that fails returns its blocks straight to the hook, so a failed call
+ * holds nothing (the OOM tests count on it).
+ */
+#define FREE_MAX 64
+
+typedef struct free_block {
+    struct free_block *next;
+} free_block;
+
 typedef struct tstate {
     cv_context *current;         /* top of the stack; NULL before first use */
     uint64_t gen;                /* moves with every change of current */
     cache_entry cache[CACHE_SIZE];
+    free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
+    unsigned n_free;             /* length of free_list, <= FREE_MAX */
     cv_context *base;            /* this thread's own context, or NULL */
     int registered;              /* the exit destructor is armed */
 } tstate;
@@ -108,6 +125,62 @@ static inline void cache_note(const cv_var *v, void *val)
     e->gen = ts.gen;
 }
 
+#define BLOCK_SIZE                                                        \
+    (sizeof(struct cv_context) > sizeof(struct cv_token)                  \
+         ? sizeof(struct cv_context)                                      \
+         : sizeof(struct cv_token))
+
+static int arm_exit_cleanup(void);
+
+static void *block_alloc(void)
+{
+    free_block *b = ts.free_list;
+    if (CV_LIKELY(b != NULL)) {
+        ts.free_list = b->next;
+        ts.n_free--;
+        return b;
+    }
+    return cv__malloc(BLOCK_SIZE);
+}
+
+/* Undoes block_alloc in a call that fails: back where it came from, so the
+ * failed call leaves the allocator and the list as they were. */
+static void block_unalloc(void *p, unsigned n_free_before)
+{
+    if (ts.n_free < n_free_before) {
+        free_block *b = p;
+        b->next = ts.free_list;
+        ts.free_list = b;
+        ts.n_free++;
+    } else {
+        cv__free(p);
+    }
+}
+
+/* Keeps p for reuse; the exit destructor must be armed first, or the
+ * cached block would outlive the thread. */
+static void block_free(void *p)
+{
+    if (ts.n_free < FREE_MAX && arm_exit_cleanup() == 0) {
+        free_block *b = p;
+        b->next = ts.free_list;
+        ts.free_list = b;
+        ts.n_free++;
+        return;
+    }
+    cv__free(p);
+}
+
+static void blocks_drain(void)
+{
+    while (ts.free_list != NULL) {
+        free_block *b = ts.free_list;
+        ts.free_list = b->next;
+        cv__free(b);
+    }
+    ts.n_free = 0;
+}
+
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static int exit_key_ok;
@@ -131,7 +204,7 @@ static void ctx_drop(cv_context *c, size_t amount)
         != amount)
         return;
     c->c_ops->release(c->c_map);
-    cv__free(c);
+    block_free(c);
 }
 
 void cv_context_release(cv_context *c)
@@ -142,7 +215,7 @@ void cv_context_release(cv_context *c)
 
 static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
 {
-    cv_context *c = cv__malloc(sizeof *c);
+    cv_context *c = block_alloc();
     if (c == NULL)
         return CV_ENOMEM;
     atomic_init(&c->c_state, CTX_REF);
@@ -160,6 +233,9 @@ static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
 static void thread_exit_cb(void *arg)
 {
     (void)arg;
+    /* Disarmed first: a block cached after this (by another destructor
+     * releasing a context) re-arms, and glibc runs destructors again. */
+    ts.registered = 0;
     cv_thread_cleanup();
 }
 
@@ -243,6 +319,7 @@ void cv_thread_cleanup(void)
         set_current(NULL);
         ctx_drop(b, CTX_ENTERED | CTX_REF);
     }
+    blocks_drain();
 }
 
 /* ------------------------------------------------------------------------
@@ -321,12 +398,13 @@ int cv_context_copy(const cv_context *c, cv_context **out)
     if (c == NULL || out == NULL)
         return CV_EINVAL;
     cv_context *n;
+    unsigned n_free = ts.n_free;
     int r = ctx_alloc(c->c_ops, NULL, &n);
     if (r < 0)
         return r;
     r = c->c_ops->share(c->c_map, &n->c_map);
     if (r < 0) {
-        cv__free(n);
+        block_unalloc(n, n_free);
         return r;
     }
     *out = n;
@@ -449,7 +527,8 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         return 0;
     }
 
-    cv_token *t = cv__malloc(sizeof *t);
+    unsigned n_free = ts.n_free;
+    cv_token *t = block_alloc();
     if (t == NULL) {
         unmake_base(made);
         return CV_ENOMEM;
@@ -464,7 +543,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     if (r < 0) {
         if (t->t_has_old)
             cv__value_release(v, t->t_old);
-        cv__free(t);
+        block_unalloc(t, n_free);
         unmake_base(made);
         return r;
     }
@@ -530,5 +609,5 @@ void cv_token_release(cv_token *t)
         cv__value_release(t->t_var, t->t_old);
     cv_context_release(t->t_ctx);
     cv__var_decref(t->t_var);
-    cv__free(t);
+    block_free(t);
 }
