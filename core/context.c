@@ -3,13 +3,13 @@
  * contexts (R3-R13, R16).
  *
  * Per thread there is one tstate (C11 _Thread_local): `current`, the top
- * of the stack of entered contexts, linked through c_prev, and `base`, the
+ * of the stack of entered contexts, linked through c_link, and `base`, the
  * context the thread got on first use. The base sits at the bottom of the
  * stack and is marked entered, so no other thread can run it and it cannot
  * be exited. A pthread key destructor releases the stack when the thread
  * exits; cv_thread_cleanup does the same on demand.
  *
- *      tstate.current --> [ctx C] --c_prev--> [ctx B] --c_prev--> [base]
+ *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
  *
  * Entering is exclusive across threads, and an entered context stays alive
@@ -35,8 +35,14 @@ struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
     const cv_backend *c_ops;     /* the backend of c_map, fixed */
     cv_map *c_map;               /* owned reference; NULL is empty */
-    cv_context *c_prev;          /* while entered: the context below */
+    uintptr_t c_link;            /* while entered: the context below, and
+                                  * LINK_BY_RUN if cv_context_run entered
+                                  * it (only the owning thread touches it;
+                                  * a bit of the pointer, so a context
+                                  * stays 32 bytes) */
 };
+
+#define LINK_BY_RUN ((uintptr_t)1)
 
 struct cv_token {
     cv_var *t_var;               /* owned reference */
@@ -221,7 +227,7 @@ static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
     atomic_init(&c->c_state, CTX_REF);
     c->c_ops = b;
     c->c_map = map;
-    c->c_prev = NULL;
+    c->c_link = 0;
     *out = c;
     return 0;
 }
@@ -303,8 +309,8 @@ cv_context *cv_context_current(void)
 /* Pops the top of this thread's stack; the caller checked it is `c`. */
 static void stack_pop(cv_context *c)
 {
-    set_current(c->c_prev);
-    c->c_prev = NULL;
+    set_current((cv_context *)(c->c_link & ~LINK_BY_RUN));
+    c->c_link = 0;
     ctx_drop(c, CTX_ENTERED);
 }
 
@@ -341,7 +347,7 @@ int cv_context_enter(cv_context *c)
                                                     st | CTX_ENTERED,
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed));
-    c->c_prev = ts.current;
+    c->c_link = (uintptr_t)ts.current;
     set_current(c);
     return 0;
 }
@@ -350,7 +356,9 @@ int cv_context_exit(cv_context *c)
 {
     if (c == NULL)
         return CV_EINVAL;
-    if (c != ts.current || c == ts.base)
+    /* A context entered by cv_context_run is exited by that run: fn exiting
+     * it would leave run nothing to restore (CPython refuses it too). */
+    if (c != ts.current || c == ts.base || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
     stack_pop(c);
     return 0;
@@ -363,12 +371,16 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     int r = cv_context_enter(c);
     if (r < 0)
         return r;
+    c->c_link |= LINK_BY_RUN;
     int result = fn(arg);
-    /* fn may have left contexts of its own entered; unwind them so that the
-     * previous context is restored whatever fn did (R11). */
-    while (ts.current != c)
+    /* fn may have left contexts of its own entered: unwind them, so that
+     * the previous context is restored whatever fn did (R11). If fn called
+     * cv_thread_cleanup, c is gone from the stack (and maybe freed: only
+     * its address is compared) and nothing above the base is left. */
+    while (ts.current != c && ts.current != NULL && ts.current != ts.base)
         stack_pop(ts.current);
-    stack_pop(c);
+    if (ts.current == c)
+        stack_pop(c);
     return result;
 }
 

@@ -150,6 +150,9 @@ CV_EXTERN const cv_backend *cv_context_backend(const cv_context *c);
  * result, or CV_EENTERED (fn not called) if c is entered anywhere. */
 CV_EXTERN int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg);
 CV_EXTERN int cv_context_enter(cv_context *c);
+/* CV_ENOTENTERED unless c is this thread's current context and was entered
+ * by cv_context_enter (a context entered by cv_context_run is exited by
+ * that run; the thread's own base context is never exited). */
 CV_EXTERN int cv_context_exit(cv_context *c);
 /* This thread's current context (borrowed), made empty on first use;
  * NULL only when that first allocation fails. */

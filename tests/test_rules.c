@@ -645,3 +645,66 @@ TEST(r3_get_sees_every_change_through_the_cache)
     for (int i = 0; i < N; i++)
         cv_var_release(v[i]);
 }
+
+/* ---- R11/R12 regressions found by the property tests -------------------- */
+
+typedef struct exit_arg {
+    cv_context *c;
+    int exit_result;
+    int entered_other;
+    cv_context *other;
+} exit_arg;
+
+static int exits_own_context(void *p)
+{
+    exit_arg *a = p;
+    a->exit_result = cv_context_exit(a->c);
+    return 5;
+}
+
+/* Found by tests/prop: cv_context_exit(c) inside cv_context_run(c) used to
+ * succeed, and run then popped past the stack (NULL dereference). A
+ * context entered by run is exited by that run only. */
+TEST(r11_exit_inside_run_is_refused)
+{
+    (void)state;
+    cv_var *v = tu_var("v");
+    ASSERT_OK(cv_var_set(v, "outer", NULL));
+    cv_context *outer = cv_context_current();
+    exit_arg a = {0};
+    ASSERT_OK(cv_context_new(&a.c));
+    assert_int_equal(cv_context_run(a.c, exits_own_context, &a), 5);
+    ASSERT_ERR(a.exit_result, CV_ENOTENTERED);
+    assert_ptr_equal(cv_context_current(), outer);
+    assert_string_equal(tu_get_str(v), "outer");
+    /* run's own exit happened: c can be entered and exited again */
+    ASSERT_OK(cv_context_enter(a.c));
+    ASSERT_OK(cv_context_exit(a.c));
+    cv_context_release(a.c);
+    cv_var_release(v);
+}
+
+static int cleans_up_inside(void *p)
+{
+    exit_arg *a = p;
+    cv_context_release(a->c);       /* the user's last reference */
+    cv_thread_cleanup();            /* drops the whole stack, c included */
+    a->entered_other = cv_context_enter(a->other) == 0;
+    return 7;
+}
+
+/* cv_thread_cleanup inside run: run must not pop past what is left. */
+TEST(r11_cleanup_inside_run)
+{
+    (void)state;
+    exit_arg a = {0};
+    assert_non_null(cv_context_current());
+    ASSERT_OK(cv_context_new(&a.c));
+    ASSERT_OK(cv_context_new(&a.other));
+    assert_int_equal(cv_context_run(a.c, cleans_up_inside, &a), 7);
+    assert_int_equal(a.entered_other, 1);
+    /* what fn left entered was unwound; the thread starts afresh */
+    ASSERT_OK(cv_context_enter(a.other));
+    ASSERT_OK(cv_context_exit(a.other));
+    cv_context_release(a.other);
+}
