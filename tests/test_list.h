@@ -32,7 +32,9 @@
     X(r10_get_len_foreach_each_pair_once)   \
     X(r10_foreach_over_snapshot_while_writing) \
     X(r11_run_result_visibility_and_reentry) \
-    X(r11_run_unwinds_what_fn_left_entered) \
+    X(r11_run_unwinds_what_fn_left_entered)  \
+    X(r11_exit_inside_run_is_refused)        \
+    X(r11_cleanup_inside_run) \
     X(r12_enter_exit_nest_like_a_stack)     \
     X(r13_get_never_allocates)              \
     X(r14_hooks_balance_over_every_holder)  \
