@@ -87,7 +87,8 @@ struct cv_backend {
 #define CV_BACKEND_LIST(X) \
     X(dictcopy) \
     X(chainmap) \
-    X(hamt)
+    X(hamt) \
+    X(adaptive)
 
 #define CV__BACKEND_DECL(name) extern const struct cv_backend cv__backend_##name;
 CV_BACKEND_LIST(CV__BACKEND_DECL)

@@ -123,10 +123,19 @@
     X(chainmap_oom_every_allocating_path) \
     X(chainmap_writes_without_allocation) \
 
+/* tests/test_adaptive.c */
+#define CV_ADAPTIVE_TESTS(X)                 \
+    X(adaptive_promotes_above_k_demotes_at_half) \
+    X(adaptive_foreach_stops_early)          \
+    X(adaptive_isolation_across_promote_and_demote) \
+    X(adaptive_random_snapshots_match_model) \
+    X(adaptive_writes_without_allocation)    \
+    X(adaptive_oom_every_allocating_path)    \
+
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)
 #define CV_UNIT_TESTS(X) \
     CV_API_TESTS(X) CV_THREAD_TESTS(X) \
-    CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X)
+    CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
 
 #endif
