@@ -1,0 +1,73 @@
+# bench/bench.mk -- benchmarks, workloads, memory, instruction counts, the
+# report and the backend advisor. Included by the top-level Makefile.
+#
+#   make report            quick sweep (about 5 min on 2 cores), results/<cpu-tag>/
+#   make report FULL=1     N = 1 ... 1,048,576
+#   make bench-instr       callgrind instruction counts -> results/<cpu-tag>/instr.json
+#   make advise PROFILE="vars=100 gets_per_set=10 copies_per_set=1 depth=4"
+#   make bench-smoke       every benchmark once, tiny N (part of `make test`)
+
+PY_EMBED_CFLAGS  := $(shell /usr/bin/python3.11-config --embed --cflags 2>/dev/null | sed -e 's/-O[0-9s]//g' -e 's/-Werror=[a-z-]*//g' -e 's/-W[a-z-]*//g' -e 's/-g//g' -e 's/-DNDEBUG//g')
+PY_EMBED_INC     := $(shell /usr/bin/python3.11-config --includes 2>/dev/null)
+PY_EMBED_LDFLAGS := $(shell /usr/bin/python3.11-config --embed --ldflags 2>/dev/null)
+BENCH_PY         := /usr/bin/python3
+
+BENCH_OPT      := -O2
+BENCH_CXXFLAGS := -std=c++17 $(BENCH_OPT) -g -Wall -Wextra -Werror -Wno-missing-field-initializers
+BENCH_CCFLAGS  := -std=c11 $(BENCH_OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE
+BENCH_INC      := -iquote core -iquote bench -iquote tests/support $(PY_EMBED_INC)
+BENCH_DEFS     := -DBENCH_CXXFLAGS='"$(BENCH_CXXFLAGS)"' -DBENCH_LIB_CFLAGS='"$(CFLAGS)"'
+BENCH_DIR      := $(BUILD)/bench
+
+BENCH_HDR  := $(wildcard bench/*.h) core/ctxvar.h
+BENCH_CC   := bench/bench_main.cc bench/bench_ctxvar.cc bench/bench_cpython.cc
+BENCH_BIN  := $(BENCH_DIR)/bench
+INSTR_BIN  := $(BENCH_DIR)/instr
+MEM_BIN    := $(BENCH_DIR)/memory
+WORKLOADS  := server nesting wide
+WL_BINS    := $(addprefix $(BENCH_DIR)/wl_,$(WORKLOADS))
+SCHED_SRC  := tests/support/sched.c
+
+.PHONY: bench-build bench-smoke bench-instr report advise
+
+bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(WL_BINS)
+
+$(BENCH_BIN): $(BENCH_CC) $(BENCH_HDR) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCH_CXXFLAGS) $(BENCH_DEFS) $(BENCH_INC) -o $@ $(BENCH_CC) $(LIB_A) \
+	  -lbenchmark $(PY_EMBED_LDFLAGS) -lpthread
+
+$(INSTR_BIN): bench/instr.c $(BENCH_HDR) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ bench/instr.c $(LIB_A) $(PY_EMBED_LDFLAGS) -lpthread
+
+$(MEM_BIN): bench/memory.c $(BENCH_HDR) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ bench/memory.c $(LIB_A) $(PY_EMBED_LDFLAGS) -lpthread
+
+$(BENCH_DIR)/wl_%: bench/workloads/%.c bench/workloads/workload.h $(SCHED_SRC) tests/support/sched.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ $< $(SCHED_SRC) $(LIB_A) -lpthread
+
+# ---------------------------------------------------------------------------
+# make test: one pass of every benchmark at tiny N and time; asserts nothing
+# about speed, only that the harness still builds and runs.
+# ---------------------------------------------------------------------------
+test: bench-smoke
+
+bench-smoke: deps-report bench-build
+	@echo "== bench smoke (every benchmark, tiny N; no timing asserted)"
+	@$(BENCH_PY) bench/report.py smoke --build $(BENCH_DIR)
+	@echo "bench smoke: ok"
+
+# ---------------------------------------------------------------------------
+# The report.
+# ---------------------------------------------------------------------------
+report: deps-report $(LIB_A) bench-build
+	@FULL=$(FULL) $(BENCH_PY) bench/report.py run --build $(BENCH_DIR) --results results
+
+bench-instr: deps-report $(LIB_A) $(INSTR_BIN)
+	@FULL=$(FULL) $(BENCH_PY) bench/report.py instr --build $(BENCH_DIR) --results results
+
+advise:
+	@$(BENCH_PY) bench/advise $(if $(REPORT),--report $(REPORT)) $(PROFILE)

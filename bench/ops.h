@@ -1,0 +1,368 @@
+/*
+ * ops.h -- the benchmarked operations, once, for every harness.
+ *
+ * The Google Benchmark harness (bench_*.cc, C++) and the callgrind driver
+ * (instr.c, C) both run exactly these bodies, so a time in bench.json and an
+ * instruction count in instr.json measure the same code. Everything here is
+ * `static inline` and all state lives in a world struct the caller owns: the
+ * header holds no globals.
+ *
+ * A world is one backend at one N: a context holding N pairs, entered for
+ * the duration of a benchmark run, plus what the ops need around it (a copy
+ * to switch to, an absent var with a default, two values to alternate).
+ * BENCH_OP_LIST names every op once; bench_main.cc, instr.c and the report
+ * generator all follow it.
+ *
+ *   op           one iteration                                    unit
+ *   get_hot      get the same var                                  1 get
+ *   get_switch   enter other; k gets; exit; k gets (distinct vars)  2k gets
+ *   get_absent   get a var the context lacks (its default)          1 get
+ *   set_tok      set (alternating values), release the token        1 set
+ *   set_notok    set without a token                                1 set
+ *   set_reset    set, reset, release the token                      1 pair
+ *   copy         copy_context, release the copy                     1 copy
+ *   fork_write   copy, enter it, set one var, exit, release         1 fork
+ *   enter_exit   enter a copy, exit it                              1 pair
+ *   run_empty    run an empty function in a copy                    1 run
+ *   foreach      visit every pair                                   N pairs
+ *   mix          PEP 550: 10 gets on distinct vars, copy, enter,
+ *                set one var, exit, release                         1 mix
+ *   get_depth    get_switch on a context D copies+sets deep         2k gets
+ *
+ * get_switch exists because CPython caches the last value per var: its hot
+ * get never reaches the HAMT. Entering another context bumps CPython's
+ * context version, so each of the k gets after a switch is uncached. The
+ * report subtracts enter_exit (same backend, same N) and divides by 2k; the
+ * callgrind driver counts only the gets (collection toggled around them).
+ */
+#ifndef CV_BENCH_OPS_H
+#define CV_BENCH_OPS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctxvar.h"
+
+#define BENCH_OP_LIST(X) \
+    X(get_hot)           \
+    X(get_switch)        \
+    X(get_absent)        \
+    X(set_tok)           \
+    X(set_notok)         \
+    X(set_reset)         \
+    X(copy)              \
+    X(fork_write)        \
+    X(enter_exit)        \
+    X(run_empty)         \
+    X(foreach)           \
+    X(mix)
+
+/* Gets per side of a switch, and vars read by one mix. */
+#define BENCH_SWITCH_K 8
+#define BENCH_MIX_GETS 10
+/* Vars in the context of the get_depth sweep. */
+#define BENCH_DEPTH_N 64
+
+/* Keeps a value alive for the optimiser (benchmark::DoNotOptimize in C++). */
+#if defined(__cplusplus)
+#define BENCH_KEEP(x) benchmark::DoNotOptimize(x)
+#else
+#define BENCH_KEEP(x) __asm__ volatile("" : : "g"(x) : "memory")
+#endif
+
+static inline void bench_die(const char *what, int rc)
+{
+    fprintf(stderr, "bench: %s failed: %d (%s)\n", what, rc, cv_err_name(rc));
+    abort();
+}
+#define BENCH_OK(call)                       \
+    do {                                     \
+        int bench_rc_ = (call);              \
+        if (bench_rc_ < 0)                   \
+            bench_die(#call, bench_rc_);     \
+    } while (0)
+
+/* ------------------------------------------------------------------------
+ * The var pool: vars are backend-independent, so one pool serves all.
+ * ------------------------------------------------------------------------ */
+typedef struct bench_pool {
+    cv_var **vars;   /* vars[0..n) */
+    size_t n;        /* how many exist */
+    cv_var *absent;  /* has a default, never set anywhere */
+} bench_pool;
+
+static inline void bench_pool_grow(bench_pool *p, size_t n)
+{
+    if (p->absent == NULL) {
+        static char dflt;  /* an address only */
+        BENCH_OK(cv_var_new_default("absent", &dflt, &p->absent));
+    }
+    if (n <= p->n)
+        return;
+    cv_var **v = (cv_var **)realloc(p->vars, n * sizeof *v);
+    if (v == NULL)
+        bench_die("realloc", CV_ENOMEM);
+    p->vars = v;
+    for (size_t i = p->n; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "v%zu", i);
+        BENCH_OK(cv_var_new(name, &p->vars[i]));
+    }
+    p->n = n;
+}
+
+static inline void bench_pool_free(bench_pool *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        cv_var_release(p->vars[i]);
+    cv_var_release(p->absent);
+    free(p->vars);
+    p->vars = NULL;
+    p->n = 0;
+    p->absent = NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * A world: one backend, N pairs, optionally D nested copies deep.
+ * ------------------------------------------------------------------------ */
+typedef struct bench_world {
+    const cv_backend *backend;
+    size_t n;                     /* pairs in ctx */
+    size_t depth;                 /* copies+sets stacked on ctx (get_depth) */
+    cv_var **vars;                /* borrowed from the pool */
+    cv_var *absent;               /* borrowed */
+    cv_context *ctx;              /* the base context, N pairs */
+    cv_context **chain;           /* depth nested copies, chain[depth-1] top */
+    cv_context *other;            /* copy of the top, to switch to */
+    char val_store[3];            /* values: [0] and [1] alternate in the
+                                   * base, [2] only ever goes into copies
+                                   * and set_reset, so it always changes */
+    unsigned flip;                /* alternates the value a set stores */
+    size_t sw[BENCH_SWITCH_K];    /* vars read around a switch */
+    size_t nsw;                   /* min(N, BENCH_SWITCH_K) */
+    size_t mix[BENCH_MIX_GETS];   /* vars read by a mix */
+    size_t hot;                   /* the var of get_hot and the sets */
+    long sink;                    /* foreach's accumulator */
+} bench_world;
+
+static inline void *bench_val(bench_world *w, unsigned i)
+{
+    return &w->val_store[i & 1];
+}
+
+static inline void *bench_fresh(bench_world *w)
+{
+    return &w->val_store[2];
+}
+
+/* Spread k indices evenly over [0, n). */
+static inline void bench_spread(size_t *out, size_t k, size_t n)
+{
+    for (size_t i = 0; i < k; i++)
+        out[i] = n ? ((2 * i + 1) * n) / (2 * k) % n : 0;
+}
+
+/* Builds the world; leaves nothing entered. pool must hold >= n vars. */
+static inline void bench_world_init(bench_world *w, const cv_backend *b,
+                                    bench_pool *pool, size_t n, size_t depth)
+{
+    bench_pool_grow(pool, n > 0 ? n : 1);
+    w->backend = b;
+    w->n = n;
+    w->depth = depth;
+    w->vars = pool->vars;
+    w->absent = pool->absent;
+    w->flip = 0;
+    w->sink = 0;
+    BENCH_OK(cv_context_new_on(b, &w->ctx));
+    BENCH_OK(cv_context_enter(w->ctx));
+    for (size_t i = 0; i < n; i++)
+        BENCH_OK(cv_var_set(w->vars[i], bench_val(w, 0), NULL));
+    w->chain = NULL;
+    if (depth > 0) {
+        w->chain = (cv_context **)calloc(depth, sizeof *w->chain);
+        for (size_t d = 0; d < depth; d++) {
+            BENCH_OK(cv_copy_context(&w->chain[d]));
+            BENCH_OK(cv_context_enter(w->chain[d]));
+            /* One set per level, on vars the gets below do not read. */
+            BENCH_OK(cv_var_set(w->vars[n - 1 - d % (n / 2)],
+                                bench_val(w, 1 + (unsigned)(d / (n / 2))), NULL));
+        }
+    }
+    BENCH_OK(cv_copy_context(&w->other));
+    for (size_t d = depth; d > 0; d--)
+        BENCH_OK(cv_context_exit(w->chain[d - 1]));
+    BENCH_OK(cv_context_exit(w->ctx));
+    w->nsw = n < BENCH_SWITCH_K ? n : BENCH_SWITCH_K;
+    bench_spread(w->sw, w->nsw, n);
+    bench_spread(w->mix, BENCH_MIX_GETS, n);
+    w->hot = n / 2;
+    if (depth > 0) /* the gets read base vars, below every level's set */
+        bench_spread(w->sw, w->nsw, n / 2);
+}
+
+static inline void bench_world_enter(bench_world *w)
+{
+    BENCH_OK(cv_context_enter(w->ctx));
+    for (size_t d = 0; d < w->depth; d++)
+        BENCH_OK(cv_context_enter(w->chain[d]));
+}
+
+static inline void bench_world_exit(bench_world *w)
+{
+    for (size_t d = w->depth; d > 0; d--)
+        BENCH_OK(cv_context_exit(w->chain[d - 1]));
+    BENCH_OK(cv_context_exit(w->ctx));
+}
+
+static inline void bench_world_free(bench_world *w)
+{
+    cv_context_release(w->other);
+    for (size_t d = 0; d < w->depth; d++)
+        cv_context_release(w->chain[d]);
+    free(w->chain);
+    cv_context_release(w->ctx);
+    w->ctx = w->other = NULL;
+    w->chain = NULL;
+}
+
+/* How many units one iteration of op does (see the table above). */
+static inline size_t bench_op_units(const char *op, size_t n, size_t nsw)
+{
+    if (strcmp(op, "get_switch") == 0 || strcmp(op, "get_depth") == 0)
+        return 2 * nsw;
+    if (strcmp(op, "foreach") == 0)
+        return n > 0 ? n : 1;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * The op bodies: one iteration each, run with the world entered.
+ * ------------------------------------------------------------------------ */
+static inline void cvop_get_hot(bench_world *w)
+{
+    void *v = NULL;
+    int rc = cv_var_get(w->vars[w->hot], &v);
+    BENCH_KEEP(rc);
+    BENCH_KEEP(v);
+}
+
+static inline void cvop_gets(bench_world *w)
+{
+    for (size_t k = 0; k < w->nsw; k++) {
+        void *v = NULL;
+        int rc = cv_var_get(w->vars[w->sw[k]], &v);
+        BENCH_KEEP(rc);
+        BENCH_KEEP(v);
+    }
+}
+
+static inline void cvop_get_switch(bench_world *w)
+{
+    BENCH_OK(cv_context_enter(w->other));
+    cvop_gets(w);
+    BENCH_OK(cv_context_exit(w->other));
+    cvop_gets(w);
+}
+
+static inline void cvop_get_absent(bench_world *w)
+{
+    void *v = NULL;
+    int rc = cv_var_get(w->absent, &v);
+    BENCH_KEEP(rc);
+    BENCH_KEEP(v);
+}
+
+static inline void cvop_set_tok(bench_world *w)
+{
+    cv_token *t;
+    BENCH_OK(cv_var_set(w->vars[w->hot], bench_val(w, ++w->flip), &t));
+    cv_token_release(t);
+}
+
+static inline void cvop_set_notok(bench_world *w)
+{
+    BENCH_OK(cv_var_set(w->vars[w->hot], bench_val(w, ++w->flip), NULL));
+}
+
+static inline void cvop_set_reset(bench_world *w)
+{
+    cv_token *t;
+    cv_var *v = w->vars[w->hot];
+    BENCH_OK(cv_var_set(v, bench_fresh(w), &t));
+    BENCH_OK(cv_var_reset(v, t));
+    cv_token_release(t);
+}
+
+static inline void cvop_copy(bench_world *w)
+{
+    cv_context *c;
+    (void)w;
+    BENCH_OK(cv_copy_context(&c));
+    BENCH_KEEP(c);
+    cv_context_release(c);
+}
+
+static inline void cvop_fork_write(bench_world *w)
+{
+    cv_context *c;
+    BENCH_OK(cv_copy_context(&c));
+    BENCH_OK(cv_context_enter(c));
+    BENCH_OK(cv_var_set(w->vars[w->hot], bench_fresh(w), NULL));
+    BENCH_OK(cv_context_exit(c));
+    cv_context_release(c);
+}
+
+static inline void cvop_enter_exit(bench_world *w)
+{
+    BENCH_OK(cv_context_enter(w->other));
+    BENCH_OK(cv_context_exit(w->other));
+}
+
+static inline int bench_empty_fn(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static inline void cvop_run_empty(bench_world *w)
+{
+    BENCH_OK(cv_context_run(w->other, bench_empty_fn, NULL));
+}
+
+static inline int bench_visit(cv_var *v, void *value, void *arg)
+{
+    (void)v;
+    *(long *)arg += (long)(((size_t)value) & 1);
+    return 0;
+}
+
+static inline void cvop_foreach(bench_world *w)
+{
+    BENCH_OK(cv_context_foreach(cv_context_current(), bench_visit, &w->sink));
+    BENCH_KEEP(w->sink);
+}
+
+static inline void cvop_mix(bench_world *w)
+{
+    for (size_t k = 0; k < BENCH_MIX_GETS; k++) {
+        void *v = NULL;
+        int rc = cv_var_get(w->vars[w->mix[k]], &v);
+        BENCH_KEEP(rc);
+        BENCH_KEEP(v);
+    }
+    cv_context *c;
+    BENCH_OK(cv_copy_context(&c));
+    BENCH_OK(cv_context_enter(c));
+    BENCH_OK(cv_var_set(w->vars[w->mix[0]], bench_fresh(w), NULL));
+    BENCH_OK(cv_context_exit(c));
+    cv_context_release(c);
+}
+
+static inline void cvop_get_depth(bench_world *w)
+{
+    cvop_get_switch(w);
+}
+
+#endif /* CV_BENCH_OPS_H */

@@ -1,0 +1,286 @@
+/*
+ * ops_py.h -- the anchor: the ops of ops.h through CPython's C API.
+ *
+ * Embedded libpython3.11 (Py_Initialize once, GIL held throughout, one
+ * thread). Each body mirrors its cvop_* twin in ops.h: same vars, same
+ * counts, pre-made value objects (ints outside the small-int cache). Where
+ * the C API has no twin, the Python-level equivalent is called:
+ *
+ *   set_notok   CPython always makes a token: same body as set_tok
+ *   run_empty   ctx.run(f) through PyObject_VectorcallMethod, f a C function
+ *   foreach     iterate ctx.items(), one tuple per pair, as Python does
+ *
+ * Include <Python.h> before anything else in the including file.
+ */
+#ifndef CV_BENCH_OPS_PY_H
+#define CV_BENCH_OPS_PY_H
+
+#include <Python.h>
+
+#include "ops.h"
+
+static inline void py_die(const char *what)
+{
+    fprintf(stderr, "bench: CPython %s failed\n", what);
+    if (PyErr_Occurred())
+        PyErr_Print();
+    abort();
+}
+#define PY_OK(expr)                          \
+    do {                                     \
+        if ((expr) < 0)                      \
+            py_die(#expr);                   \
+    } while (0)
+
+typedef struct py_pool {
+    PyObject **vars;  /* ContextVar objects, vars[0..n) */
+    size_t n;
+    PyObject *absent; /* ContextVar with a default, never set */
+    PyObject *dflt;   /* its default */
+} py_pool;
+
+static inline void py_pool_grow(py_pool *p, size_t n)
+{
+    if (p->absent == NULL) {
+        p->dflt = PyLong_FromLong(7000001);
+        p->absent = PyContextVar_New("absent", p->dflt);
+        if (p->absent == NULL)
+            py_die("PyContextVar_New");
+    }
+    if (n <= p->n)
+        return;
+    PyObject **v = (PyObject **)realloc(p->vars, n * sizeof *v);
+    if (v == NULL)
+        py_die("realloc");
+    p->vars = v;
+    for (size_t i = p->n; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "v%zu", i);
+        if ((p->vars[i] = PyContextVar_New(name, NULL)) == NULL)
+            py_die("PyContextVar_New");
+    }
+    p->n = n;
+}
+
+static inline void py_pool_free(py_pool *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        Py_DECREF(p->vars[i]);
+    Py_XDECREF(p->absent);
+    Py_XDECREF(p->dflt);
+    free(p->vars);
+    memset(p, 0, sizeof *p);
+}
+
+typedef struct py_world {
+    size_t n, depth;
+    PyObject **vars;          /* borrowed from the pool */
+    PyObject *absent;         /* borrowed */
+    PyObject *ctx;            /* the base context, N pairs */
+    PyObject **chain;         /* depth nested copies */
+    PyObject *other;          /* copy of the top, to switch to */
+    PyObject *vals[3];        /* as bench_world.val_store */
+    unsigned flip;
+    size_t sw[BENCH_SWITCH_K], nsw;
+    size_t mix[BENCH_MIX_GETS];
+    size_t hot;
+    long sink;
+    PyMethodDef noop_def;     /* the empty function of run_empty */
+    PyObject *noop;
+    PyObject *str_run, *str_items;
+} py_world;
+
+static inline PyObject *py_noop(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    Py_RETURN_NONE;
+}
+
+static inline void py_set_quiet(PyObject *var, PyObject *val)
+{
+    PyObject *tok = PyContextVar_Set(var, val);
+    if (tok == NULL)
+        py_die("PyContextVar_Set");
+    Py_DECREF(tok);
+}
+
+static inline void py_world_init(py_world *w, py_pool *pool, size_t n, size_t depth)
+{
+    py_pool_grow(pool, n > 0 ? n : 1);
+    memset(w, 0, sizeof *w);
+    w->n = n;
+    w->depth = depth;
+    w->vars = pool->vars;
+    w->absent = pool->absent;
+    for (int i = 0; i < 3; i++)
+        w->vals[i] = PyLong_FromLong(1000001 + i);
+    w->noop_def.ml_name = "noop";
+    w->noop_def.ml_meth = py_noop;
+    w->noop_def.ml_flags = METH_NOARGS;
+    w->noop = PyCFunction_New(&w->noop_def, NULL);
+    w->str_run = PyUnicode_InternFromString("run");
+    w->str_items = PyUnicode_InternFromString("items");
+    if ((w->ctx = PyContext_New()) == NULL)
+        py_die("PyContext_New");
+    PY_OK(PyContext_Enter(w->ctx));
+    for (size_t i = 0; i < n; i++)
+        py_set_quiet(w->vars[i], w->vals[0]);
+    if (depth > 0) {
+        w->chain = (PyObject **)calloc(depth, sizeof *w->chain);
+        for (size_t d = 0; d < depth; d++) {
+            if ((w->chain[d] = PyContext_CopyCurrent()) == NULL)
+                py_die("PyContext_CopyCurrent");
+            PY_OK(PyContext_Enter(w->chain[d]));
+            py_set_quiet(w->vars[n - 1 - d % (n / 2)], w->vals[(1 + d / (n / 2)) & 1]);
+        }
+    }
+    if ((w->other = PyContext_CopyCurrent()) == NULL)
+        py_die("PyContext_CopyCurrent");
+    for (size_t d = depth; d > 0; d--)
+        PY_OK(PyContext_Exit(w->chain[d - 1]));
+    PY_OK(PyContext_Exit(w->ctx));
+    w->nsw = n < BENCH_SWITCH_K ? n : BENCH_SWITCH_K;
+    bench_spread(w->sw, w->nsw, depth > 0 ? n / 2 : n);
+    bench_spread(w->mix, BENCH_MIX_GETS, n);
+    w->hot = n / 2;
+}
+
+static inline void py_world_enter(py_world *w)
+{
+    PY_OK(PyContext_Enter(w->ctx));
+    for (size_t d = 0; d < w->depth; d++)
+        PY_OK(PyContext_Enter(w->chain[d]));
+}
+
+static inline void py_world_exit(py_world *w)
+{
+    for (size_t d = w->depth; d > 0; d--)
+        PY_OK(PyContext_Exit(w->chain[d - 1]));
+    PY_OK(PyContext_Exit(w->ctx));
+}
+
+static inline void py_world_free(py_world *w)
+{
+    Py_DECREF(w->other);
+    for (size_t d = 0; d < w->depth; d++)
+        Py_DECREF(w->chain[d]);
+    free(w->chain);
+    Py_DECREF(w->ctx);
+    for (int i = 0; i < 3; i++)
+        Py_DECREF(w->vals[i]);
+    Py_DECREF(w->noop);
+    Py_DECREF(w->str_run);
+    Py_DECREF(w->str_items);
+}
+
+/* ------------------------------------------------------------------------ */
+static inline void pyop_get1(PyObject *var)
+{
+    PyObject *v = NULL;
+    int rc = PyContextVar_Get(var, NULL, &v);
+    BENCH_KEEP(rc);
+    BENCH_KEEP(v);
+    Py_XDECREF(v);
+}
+
+static inline void pyop_get_hot(py_world *w) { pyop_get1(w->vars[w->hot]); }
+
+static inline void pyop_gets(py_world *w)
+{
+    for (size_t k = 0; k < w->nsw; k++)
+        pyop_get1(w->vars[w->sw[k]]);
+}
+
+static inline void pyop_get_switch(py_world *w)
+{
+    PY_OK(PyContext_Enter(w->other));
+    pyop_gets(w);
+    PY_OK(PyContext_Exit(w->other));
+    pyop_gets(w);
+}
+
+static inline void pyop_get_absent(py_world *w) { pyop_get1(w->absent); }
+
+static inline void pyop_set_tok(py_world *w)
+{
+    PyObject *tok = PyContextVar_Set(w->vars[w->hot], w->vals[++w->flip & 1]);
+    BENCH_KEEP(tok);
+    Py_DECREF(tok);
+}
+
+static inline void pyop_set_notok(py_world *w) { pyop_set_tok(w); }
+
+static inline void pyop_set_reset(py_world *w)
+{
+    PyObject *var = w->vars[w->hot];
+    PyObject *tok = PyContextVar_Set(var, w->vals[2]);
+    PY_OK(PyContextVar_Reset(var, tok));
+    Py_DECREF(tok);
+}
+
+static inline void pyop_copy(py_world *w)
+{
+    (void)w;
+    PyObject *c = PyContext_CopyCurrent();
+    BENCH_KEEP(c);
+    Py_DECREF(c);
+}
+
+static inline void pyop_fork_write(py_world *w)
+{
+    PyObject *c = PyContext_CopyCurrent();
+    PY_OK(PyContext_Enter(c));
+    PyObject *tok = PyContextVar_Set(w->vars[w->hot], w->vals[2]);
+    PY_OK(PyContext_Exit(c));
+    Py_DECREF(tok);
+    Py_DECREF(c);
+}
+
+static inline void pyop_enter_exit(py_world *w)
+{
+    PY_OK(PyContext_Enter(w->other));
+    PY_OK(PyContext_Exit(w->other));
+}
+
+static inline void pyop_run_empty(py_world *w)
+{
+    PyObject *args[3] = {NULL, w->other, w->noop};
+    PyObject *r = PyObject_VectorcallMethod(w->str_run, args + 1,
+                                            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == NULL)
+        py_die("ctx.run");
+    Py_DECREF(r);
+}
+
+static inline void pyop_foreach(py_world *w)
+{
+    PyObject *items = PyObject_CallMethodNoArgs(w->ctx, w->str_items);
+    PyObject *it = items ? PyObject_GetIter(items) : NULL;
+    PyObject *t;
+    if (it == NULL)
+        py_die("ctx.items()");
+    while ((t = PyIter_Next(it)) != NULL) {
+        w->sink += PyTuple_GET_ITEM(t, 1) == w->vals[1];
+        Py_DECREF(t);
+    }
+    BENCH_KEEP(w->sink);
+    Py_DECREF(it);
+    Py_DECREF(items);
+}
+
+static inline void pyop_mix(py_world *w)
+{
+    for (size_t k = 0; k < BENCH_MIX_GETS; k++)
+        pyop_get1(w->vars[w->mix[k]]);
+    PyObject *c = PyContext_CopyCurrent();
+    PY_OK(PyContext_Enter(c));
+    PyObject *tok = PyContextVar_Set(w->vars[w->mix[0]], w->vals[2]);
+    PY_OK(PyContext_Exit(c));
+    Py_DECREF(tok);
+    Py_DECREF(c);
+}
+
+static inline void pyop_get_depth(py_world *w) { pyop_get_switch(w); }
+
+#endif /* CV_BENCH_OPS_PY_H */

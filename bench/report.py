@@ -1,0 +1,874 @@
+#!/usr/bin/python3
+"""report.py -- runs ctxvar's benchmark suite and writes results/<cpu-tag>/.
+
+    report.py run    --build DIR --results DIR   everything, then generate
+    report.py instr  --build DIR --results DIR   callgrind counts -> instr.json
+    report.py generate --dir results/<tag>       REPORT.md, charts, README index
+    report.py smoke  --build DIR                 tiny pass of every part
+
+FULL=1 in the environment selects the full sweep. Standard library only
+(Debian's /usr/bin/python3); gnuplot draws the charts when it is there.
+bench/advise imports the analysis functions from here.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+# ---------------------------------------------------------------------------
+# What is measured
+# ---------------------------------------------------------------------------
+OPS = [
+    # op, title, unit
+    ("get_hot", "get, hot (same var repeated)", "ns per get"),
+    ("get_switch", "get, first after a context switch", "ns per get"),
+    ("get_absent", "get of an absent var (default)", "ns per get"),
+    ("set_tok", "set with token (token freed)", "ns per set"),
+    ("set_notok", "set without token", "ns per set"),
+    ("set_reset", "set + reset", "ns per pair"),
+    ("copy", "copy_context", "ns per copy"),
+    ("fork_write", "copy, enter, set in the copy, exit", "ns per fork"),
+    ("enter_exit", "enter + exit", "ns per pair"),
+    ("run_empty", "run an empty function", "ns per run"),
+    ("foreach", "foreach", "ns per pair visited"),
+    ("mix", "PEP 550 mix (10 gets, copy, enter, set, exit)", "ns per mix"),
+]
+OP_TITLE = {o: t for o, t, _ in OPS}
+OP_UNIT = {o: u for o, _, u in OPS}
+OP_TITLE["get_depth"] = "get after D nested copy+set (N = 64)"
+OP_UNIT["get_depth"] = "ns per get"
+SWITCH_OPS = ("get_switch", "get_depth")
+ANCHOR = "cpython"
+
+QUICK = dict(
+    n="1,16,1024,100000", mix_n="10,1000", depths="1,4,16,64,256,1024",
+    min_time="0.1", mem_n=[16, 1000, 16384, 100000], mem_k=200,
+    instr_n="1,16,1024", instr_depths="1,16,256", instr_k=300)
+FULL = dict(
+    n="1,2,4,8,16,32,64,128,256,1024,4096,16384,65536,100000,1048576",
+    mix_n="5,10,100,1000", depths="1,2,4,8,16,32,64,128,256,512,1024,4096",
+    min_time="0.2", mem_n=[1, 16, 256, 1000, 4096, 65536, 1048576], mem_k=200,
+    instr_n="1,16,1024,100000", instr_depths="1,16,256,1024", instr_k=300)
+
+WORKLOADS = [
+    # name, args, what
+    ("server", [], "100,000 requests, each a task: 4 sets, 3 sub-tasks (copy + set span), "
+                   "12 gets per log line, 6 log lines"),
+    ("nesting", [], "300 chains of 1,000 nested tasks, each copy + run + one set + 5 gets"),
+    ("wide", [], "10,000 vars; 5,000 forks (copy + run), each 16 gets and 2 sets"),
+]
+
+
+def is_full():
+    return os.environ.get("FULL", "") not in ("", "0", "no", "false")
+
+
+# ---------------------------------------------------------------------------
+# Machine
+# ---------------------------------------------------------------------------
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def cpu_model():
+    for line in sh("lscpu").splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown-cpu"
+
+
+def cpu_tag(model=None, cores=None):
+    model = model or cpu_model()
+    cores = cores or os.cpu_count() or 1
+    s = model.lower()
+    s = re.sub(r"\((r|tm)\)", " ", s)
+    s = re.sub(r"@.*$", " ", s)
+    s = re.sub(r"\b(cpu|processor|core\(tm\)|with|radeon graphics|\d+-core)\b", " ", s)
+    s = re.sub(r"[^a-z0-9]+", "-", s).strip("-")
+    return "%s-%dc" % (s or "cpu", cores)
+
+
+def machine_info():
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "tag": cpu_tag(),
+        "cc": sh("cc --version | head -1"),
+        "cxx": sh("c++ --version | head -1"),
+        "kernel": sh("uname -sr"),
+        "python_anchor": sh("/usr/bin/python3.11 -c 'import sys; print(sys.version.split()[0])'"),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "full": is_full(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------
+class Progress:
+    def __init__(self, total):
+        self.total, self.i, self.t0 = total, 0, time.time()
+
+    def step(self, msg):
+        self.i += 1
+        print("[%d/%d %5.0fs] %s" % (self.i, self.total, time.time() - self.t0, msg), flush=True)
+
+    def note(self, msg):
+        print("        %5.0fs  %s" % (time.time() - self.t0, msg), flush=True)
+
+
+def dump_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+        f.write("\n")
+
+
+def backends_of(build):
+    out = subprocess.run([os.path.join(build, "instr"), "--list"], capture_output=True,
+                         text=True, check=True, env=clean_env()).stdout.split()
+    return out[0], out[1:]
+
+
+def clean_env(**extra):
+    env = dict(os.environ)
+    env.pop("CTXVAR_BACKEND", None)
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------
+# run: every measurement
+# ---------------------------------------------------------------------------
+def run_bench(build, out, cfg, prog, filt=None):
+    logpath = os.path.join(build, "bench.log")
+    env = clean_env(BENCH_N=cfg["n"], BENCH_MIX_N=cfg["mix_n"], BENCH_DEPTHS=cfg["depths"])
+    cmd = [os.path.join(build, "bench"), "--benchmark_min_time=" + cfg["min_time"],
+           "--benchmark_out=" + out + ".tmp", "--benchmark_out_format=json",
+           "--benchmark_format=console", "--benchmark_color=false"]
+    if filt:
+        cmd.append("--benchmark_filter=" + filt)
+    total = subprocess.run(cmd + ["--benchmark_list_tests=true"], env=env, capture_output=True,
+                           text=True, check=True).stdout.count("\n")
+    done, shown = 0, 0
+    log = open(logpath, "w")
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    for line in p.stdout:
+        log.write(line)
+        if re.match(r"^[a-z_]+/[a-z0-9_]+/\d+\s", line):
+            done += 1
+            if done * 10 // max(total, 1) > shown:
+                shown = done * 10 // max(total, 1)
+                prog.note("bench %d/%d  (%s)" % (done, total, line.split()[0]))
+    if p.wait() != 0:
+        sys.exit("bench failed, see %s" % logpath)
+    log.close()
+    with open(out + ".tmp") as f:
+        data = json.load(f)
+    os.remove(out + ".tmp")
+    dump_json(out, data)
+
+
+def run_memory(build, out, cfg, backends, prog):
+    rows = []
+    for n in cfg["mem_n"]:
+        for b in backends + [ANCHOR]:
+            k = max(4, min(cfg["mem_k"], 2000000 // n))
+            r = subprocess.run([os.path.join(build, "memory"), b, str(n), str(k)],
+                               capture_output=True, text=True, env=clean_env())
+            if r.returncode != 0:
+                sys.exit("memory %s %d failed: %s" % (b, n, r.stderr))
+            rows.append(json.loads(r.stdout))
+        prog.note("memory N=%d done" % n)
+    dump_json(out, rows)
+
+
+def run_workloads(build, outdir, backends, prog, quick_args=None, hyperfine=True):
+    os.makedirs(outdir, exist_ok=True)
+    summary = {"workloads": {}, "hyperfine": hyperfine and bool(shutil.which("hyperfine"))}
+    for name, args, what in WORKLOADS:
+        args = quick_args.get(name, args) if quick_args else args
+        binary = os.path.abspath(os.path.join(build, "wl_" + name))
+        entry = {"what": what, "args": args, "peak_rss_kb": {}, "checksum": {}}
+        for b in backends:
+            r = subprocess.run([binary] + args, capture_output=True, text=True,
+                               env=clean_env(CTXVAR_BACKEND=b, WL_STATS="1"))
+            if r.returncode != 0:
+                sys.exit("workload %s on %s failed: %s" % (name, b, r.stderr))
+            entry["checksum"][b] = r.stdout.split()[-1]
+            entry["peak_rss_kb"][b] = json.loads(r.stderr.strip().splitlines()[-1])["peak_rss_kb"]
+        if len(set(entry["checksum"].values())) != 1:
+            sys.exit("workload %s: backends disagree: %s" % (name, entry["checksum"]))
+        if summary["hyperfine"]:
+            cmd = ["hyperfine", "--style", "none", "--warmup", "1", "--min-runs", "3",
+                   "--max-runs", "10", "-L", "backend", ",".join(backends),
+                   "--command-name", name + "/{backend}",
+                   "--export-json", os.path.join(outdir, name + ".json"),
+                   "--export-markdown", os.path.join(outdir, name + ".md"),
+                   "CTXVAR_BACKEND={backend} " + " ".join([binary] + args)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+            if r.returncode != 0 and "markup exporter" in r.stderr:
+                # hyperfine 1.15 cannot write markdown when a mean rounds to 0
+                i = cmd.index("--export-markdown")
+                r = subprocess.run(cmd[:i] + cmd[i + 2:], capture_output=True, text=True,
+                                   env=clean_env())
+            if r.returncode != 0:
+                sys.exit("hyperfine failed: " + r.stderr)
+            with open(os.path.join(outdir, name + ".json")) as f:
+                hf = json.load(f)
+            dump_json(os.path.join(outdir, name + ".json"), hf)
+            entry["time_s"] = {res["parameters"]["backend"]: {
+                "mean": res["mean"], "stddev": res["stddev"], "min": res["min"],
+                "runs": len(res["times"])} for res in hf["results"]}
+        summary["workloads"][name] = entry
+        prog.note("workload %s done" % name)
+    dump_json(os.path.join(outdir, "..", "workloads.json"), summary)
+
+
+def run_instr(build, out, cfg, backends, prog, valgrind=True):
+    rows = []
+    tmp = out + ".d"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for b in backends + [ANCHOR]:
+        cmd = [os.path.join(build, "instr"), b, cfg["instr_n"], str(cfg["instr_k"]),
+               cfg["instr_depths"]]
+        if valgrind:
+            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+                   "--callgrind-out-file=" + os.path.join(tmp, b + ".cg")] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+        if r.returncode != 0:
+            sys.exit("instr %s failed: %s" % (b, r.stderr[-2000:]))
+        if valgrind:
+            for fn in os.listdir(tmp):
+                if not fn.startswith(b + ".cg."):
+                    continue
+                desc, total = None, None
+                with open(os.path.join(tmp, fn)) as f:
+                    for line in f:
+                        if line.startswith("desc: Trigger: Client Request: "):
+                            desc = line[len("desc: Trigger: Client Request: "):].strip()
+                        elif line.startswith("totals:") or line.startswith("summary:"):
+                            total = int(line.split()[1])
+                if desc and total is not None and desc.count("/") == 4:
+                    op, be, arg, iters, units = desc.split("/")
+                    rows.append({"op": op, "backend": be, "arg": int(arg),
+                                 "ir_per_unit": round(total / int(iters) / int(units), 1),
+                                 "iters": int(iters), "units": int(units)})
+        prog.note("instr %s done" % b)
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows.sort(key=lambda r: (r["op"], r["backend"], r["arg"]))
+    if valgrind:
+        dump_json(out, {"tool": "valgrind --tool=callgrind (Ir)", "k": cfg["instr_k"],
+                        "machine": machine_info(), "rows": rows})
+
+
+def cmd_run(a):
+    cfg = FULL if is_full() else QUICK
+    info = machine_info()
+    outdir = os.path.join(a.results, info["tag"])
+    os.makedirs(outdir, exist_ok=True)
+    dflt, backends = backends_of(a.build)
+    info["backends"], info["default_backend"] = backends, dflt
+    info["sweep"] = cfg
+    t0 = time.time()
+    prog = Progress(6)
+    prog.step("machine: %s, %s cores, backends %s (default %s) -> %s" % (
+        info["cpu_model"], info["cores"], ",".join(backends), dflt, outdir))
+    dump_json(os.path.join(outdir, "machine.json"), info)
+    prog.step("micro benchmarks (Google Benchmark, every backend + CPython, N=%s)" % cfg["n"])
+    run_bench(a.build, os.path.join(outdir, "bench.json"), cfg, prog)
+    prog.step("memory: bytes per entry and per one-set snapshot, N=%s" % cfg["mem_n"])
+    run_memory(a.build, os.path.join(outdir, "memory.json"), cfg, backends, prog)
+    prog.step("workloads (hyperfine, per backend via CTXVAR_BACKEND)")
+    run_workloads(a.build, os.path.join(outdir, "workloads"), backends, prog)
+    if shutil.which("valgrind"):
+        prog.step("instruction counts (callgrind, N=%s)" % cfg["instr_n"])
+        run_instr(a.build, os.path.join(outdir, "instr.json"), cfg, backends, prog)
+    else:
+        prog.step("instruction counts skipped: no valgrind")
+    info["elapsed_s"] = round(time.time() - t0)
+    dump_json(os.path.join(outdir, "machine.json"), info)
+    prog.step("report: %s" % os.path.join(outdir, "REPORT.md"))
+    generate(outdir, a.results)
+    print("report: done in %.0f s -> %s" % (time.time() - t0, os.path.join(outdir, "REPORT.md")))
+
+
+def cmd_instr(a):
+    cfg = FULL if is_full() else QUICK
+    info = machine_info()
+    outdir = os.path.join(a.results, info["tag"])
+    os.makedirs(outdir, exist_ok=True)
+    _, backends = backends_of(a.build)
+    prog = Progress(2)
+    prog.step("instruction counts (callgrind), N=%s depths=%s, %d iterations" % (
+        cfg["instr_n"], cfg["instr_depths"], cfg["instr_k"]))
+    out = os.path.join(outdir, "instr.json")
+    run_instr(a.build, out, cfg, backends, prog)
+    prog.step("wrote %s" % out)
+    print(instr_table(load_json(out)))
+    if os.path.exists(os.path.join(outdir, "bench.json")):
+        generate(outdir, a.results)
+
+
+# ---------------------------------------------------------------------------
+# Analysis (also used by bench/advise)
+# ---------------------------------------------------------------------------
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+class Bench:
+    """Per-unit times from bench.json, paired with their CPython twins."""
+
+    def __init__(self, data):
+        self.context = data.get("context", {})
+        raw = {}      # (op, backend, arg) -> per-iteration ns, units, n
+        anchor = {}   # (op, pair_backend, arg) -> same, for CPython
+        for bm in data["benchmarks"]:
+            if bm.get("run_type", "iteration") != "iteration" or bm.get("error_occurred"):
+                continue
+            parts = bm["name"].split("/")
+            if len(parts) != 3:
+                continue
+            op, be, arg = parts[0], parts[1], int(parts[2])
+            rec = {"t": bm["cpu_time"] * TO_NS.get(bm.get("time_unit", "ns"), 1.0),
+                   "units": bm.get("units", 1.0), "n": int(bm.get("n", arg))}
+            if be == ANCHOR:
+                pair = bm.get("label", "").replace("anchor-for:", "")
+                anchor[(op, pair, arg)] = rec
+            else:
+                raw[(op, be, arg)] = rec
+        self.backends = []
+        for (op, be, arg) in raw:
+            if be not in self.backends:
+                self.backends.append(be)
+        order = self.context.get("backends", "").split(",")
+        self.backends.sort(key=lambda b: order.index(b) if b in order else 99)
+        self.ns = {}      # (op, backend, arg) -> ns per unit; backend may be ANCHOR
+        self.pair = {}    # (op, backend, arg) -> CPython ns per unit, paired run
+        for key, rec in raw.items():
+            self.ns[key] = self._per_unit(key, rec, raw)
+        anchors = {}
+        for key, rec in anchor.items():
+            v = self._per_unit(key, rec, anchor)
+            self.pair[key] = v
+            anchors.setdefault((key[0], key[2]), []).append(v)
+        for (op, arg), vs in anchors.items():
+            vs.sort()
+            self.ns[(op, ANCHOR, arg)] = vs[len(vs) // 2]
+
+    @staticmethod
+    def _per_unit(key, rec, table):
+        op, be, arg = key
+        t = rec["t"]
+        if op in SWITCH_OPS:
+            # Subtract the enter+exit of the same side at the nearest N.
+            n = rec["n"]
+            cands = [(abs(math.log(max(k[2], 1)) - math.log(max(n, 1))), v["t"])
+                     for k, v in table.items() if k[0] == "enter_exit" and k[1] == be]
+            if cands:
+                t = max(t - min(cands)[1], 0.05 * t)
+        return t / max(rec["units"], 1.0)
+
+    def args(self, op):
+        return sorted({k[2] for k in self.ns if k[0] == op})
+
+    def series(self, op, be):
+        return [(a, self.ns[(op, be, a)]) for a in self.args(op) if (op, be, a) in self.ns]
+
+    def ratio(self, op, be, arg):
+        v, p = self.ns.get((op, be, arg)), self.pair.get((op, be, arg))
+        if v is None or not p:
+            return None
+        return v / p
+
+    def interp(self, op, be, x):
+        """ns per unit at x by log-log interpolation; clamped outside."""
+        pts = self.series(op, be)
+        if not pts:
+            return None
+        if x <= pts[0][0]:
+            return pts[0][1]
+        if x >= pts[-1][0]:
+            return pts[-1][1]
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x0 <= x <= x1:
+                if x0 == x1 or y0 <= 0 or y1 <= 0:
+                    return y0
+                f = (math.log(x) - math.log(max(x0, 1e-9))) / (math.log(x1) - math.log(max(x0, 1e-9)))
+                return math.exp(math.log(y0) + f * (math.log(y1) - math.log(y0)))
+        return pts[-1][1]
+
+
+def crossovers(bench, op, who):
+    """Where one series overtakes another along N: both neighbouring points
+    must differ by more than 10%, so noise between equals is not reported."""
+    out = []
+    for i, a in enumerate(who):
+        for b in who[i + 1:]:
+            pa, pb = dict(bench.series(op, a)), dict(bench.series(op, b))
+            xs = sorted(set(pa) & set(pb))
+            for x0, x1 in zip(xs, xs[1:]):
+                d0 = math.log(pa[x0] / pb[x0]) if pa[x0] > 0 and pb[x0] > 0 else 0
+                d1 = math.log(pa[x1] / pb[x1]) if pa[x1] > 0 and pb[x1] > 0 else 0
+                if d0 * d1 < 0 and min(abs(d0), abs(d1)) > math.log(1.1):
+                    f = d0 / (d0 - d1)
+                    xc = math.exp(math.log(max(x0, 1)) + f * (math.log(max(x1, 1)) - math.log(max(x0, 1))))
+                    faster_after = b if d1 > 0 else a
+                    slower_after = a if d1 > 0 else b
+                    out.append((x0, x1, xc, faster_after, slower_after))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Formatting helpers
+# ---------------------------------------------------------------------------
+def fnum(v, digits=3):
+    if v is None:
+        return "–"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return "{:,.0f}".format(v)
+    return "{:.{p}g}".format(v, p=digits)
+
+
+def fx(r):
+    return "–" if r is None else "%.2fx" % r
+
+
+def fn_n(n):
+    return "{:,}".format(n)
+
+
+def md_table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def instr_table(instr):
+    if not instr:
+        return ""
+    rows = instr["rows"]
+    ops = [o for o, _, _ in OPS] + ["get_depth"]
+    bes = []
+    for r in rows:
+        if r["backend"] not in bes and r["backend"] != ANCHOR:
+            bes.append(r["backend"])
+    idx = {(r["op"], r["backend"], r["arg"]): r["ir_per_unit"] for r in rows}
+    args = sorted({r["arg"] for r in rows if r["op"] != "get_depth"})
+    head = ["op", "N or D"] + bes + [ANCHOR] + ["%s / cpython" % b for b in bes]
+    out = []
+    for op in ops:
+        for arg in sorted({r["arg"] for r in rows if r["op"] == op}) if op == "get_depth" else args:
+            c = idx.get((op, ANCHOR, arg))
+            vals = [idx.get((op, b, arg)) for b in bes]
+            if all(v is None for v in vals):
+                continue
+            out.append([op, fn_n(arg)] + [fnum(v) for v in vals] + [fnum(c)] +
+                       [fx(v / c) if v is not None and c else "–" for v in vals])
+    return md_table(head, out)
+
+
+# ---------------------------------------------------------------------------
+# Charts
+# ---------------------------------------------------------------------------
+def chart(path_base, title, xlabel, ylabel, series, logy=True):
+    """series: [(name, [(x, y), ...])]. Writes path_base.svg and .png."""
+    if not shutil.which("gnuplot") or not any(pts for _, pts in series):
+        return False
+    dat = path_base + ".dat"
+    xs = sorted({x for _, pts in series for x, _ in pts})
+    with open(dat, "w") as f:
+        f.write("N " + " ".join('"%s"' % n for n, _ in series) + "\n")
+        for x in xs:
+            row = [str(x)]
+            for _, pts in series:
+                d = dict(pts)
+                row.append(repr(d[x]) if x in d and d[x] > 0 else "NaN")
+            f.write(" ".join(row) + "\n")
+    plot = ", ".join(
+        "'%s' using 1:%d with linespoints lw 2 pt %d%s title columnheader(%d)" % (
+            dat, i + 2, 5 + i, " dt 2 lc rgb 'black'" if name == ANCHOR else "", i + 2)
+        for i, (name, _) in enumerate(series))
+    script = """
+set title "%s" noenhanced
+set xlabel "%s" noenhanced
+set ylabel "%s" noenhanced
+set logscale x 2
+%s
+set grid
+set key left top
+set datafile missing "NaN"
+set terminal svg size 800,480 dynamic font "sans,11"
+set output "%s.svg"
+plot %s
+set terminal pngcairo size 800,480 font "sans,10"
+set output "%s.png"
+plot %s
+""" % (title, xlabel, ylabel, "set logscale y" if logy else "", path_base, plot, path_base, plot)
+    r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+    os.remove(dat)
+    if r.returncode != 0:
+        print("gnuplot: " + r.stderr[-500:], file=sys.stderr)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# generate: REPORT.md, charts, results/README.md
+# ---------------------------------------------------------------------------
+TARGETS = [
+    # key, figure, target text
+    ("get_hot", "get, hot path", "≤ 0.4x at every N"),
+    ("get_switch", "get, first after a context switch, N ≤ 1024", "≤ 0.4x"),
+    ("set_tok", "set with token, N ≤ 1024", "≤ 0.25x"),
+    ("set_reset", "set + reset, N ≤ 1024", "≤ 0.25x"),
+    ("copy", "copy_context", "≤ 0.5x, flat in N for hamt and chainmap"),
+    ("enter_exit", "enter + exit", "≤ 0.6x"),
+    ("mix", "PEP 550 mix, N = 10 and N = 1000", "≤ 0.2x"),
+    ("mem", "bytes per one-set snapshot, N = 1000", "hamt ≤ 0.8x; chainmap ≤ 0.1x"),
+    ("default", "recommended default backend", "within 10% of the best at every N of the mix"),
+]
+
+
+def eval_targets(bench, mem, default):
+    """{(key, backend): (verdict, detail)}; verdict is met / MISSED / n/a."""
+    res = {}
+
+    def worst(op, be, limit, pred):
+        rs = [(bench.ratio(op, be, a), a) for a in bench.args(op) if pred(a)]
+        rs = [(r, a) for r, a in rs if r is not None]
+        if not rs:
+            return ("n/a", "not measured")
+        r, a = max(rs)
+        return ("met" if r <= limit else "MISSED", "worst %.2fx at N=%s" % (r, fn_n(a)))
+
+    for be in bench.backends:
+        res[("get_hot", be)] = worst("get_hot", be, 0.4, lambda a: True)
+        res[("get_switch", be)] = worst("get_switch", be, 0.4, lambda a: a <= 1024)
+        res[("set_tok", be)] = worst("set_tok", be, 0.25, lambda a: a <= 1024)
+        res[("set_reset", be)] = worst("set_reset", be, 0.25, lambda a: a <= 1024)
+        v, d = worst("copy", be, 0.5, lambda a: True)
+        pts = [y for _, y in bench.series("copy", be)]
+        if pts and be in ("hamt", "chainmap"):
+            flat = max(pts) / min(pts)
+            d += "; max/min over N %.2f" % flat
+            if flat > 2.0 and v == "met":
+                v = "MISSED"
+        res[("copy", be)] = (v, d)
+        res[("enter_exit", be)] = worst("enter_exit", be, 0.6, lambda a: True)
+        mix_args = bench.args("mix")
+        want = [min(mix_args, key=lambda a: abs(math.log(a) - math.log(t))) for t in (10, 1000)] if mix_args else []
+        res[("mix", be)] = worst("mix", be, 0.2, lambda a: a in want)
+        # memory
+        limit = {"hamt": 0.8, "chainmap": 0.1}.get(be)
+        if mem:
+            ns = sorted({r["n"] for r in mem})
+            n0 = min(ns, key=lambda n: abs(math.log(n) - math.log(1000)))
+            m = {r["backend"]: r["bytes_per_snapshot"] for r in mem if r["n"] == n0}
+            if be in m and m.get(ANCHOR):
+                r = m[be] / m[ANCHOR]
+                d = "%.2fx (%s vs %s bytes) at N=%s" % (r, fnum(m[be]), fnum(m[ANCHOR]), fn_n(n0))
+                res[("mem", be)] = (("met" if r <= limit else "MISSED") if limit else "n/a", d)
+            else:
+                res[("mem", be)] = ("n/a", "not measured")
+        else:
+            res[("mem", be)] = ("n/a", "not measured")
+        # default within 10% of the best at every N of the mix (ratios: drift-safe)
+        if be == default:
+            bad = []
+            for a in mix_args:
+                rs = {b: bench.ratio("mix", b, a) for b in bench.backends}
+                rs = {b: r for b, r in rs.items() if r}
+                if rs and rs.get(be) and rs[be] > 1.1 * min(rs.values()):
+                    bad.append("N=%s: %.2fx vs best %s %.2fx" % (
+                        fn_n(a), rs[be], min(rs, key=rs.get), min(rs.values())))
+            res[("default", be)] = ("MISSED" if bad else "met",
+                                    "; ".join(bad) if bad else "at every N of the mix")
+        else:
+            res[("default", be)] = ("n/a", "not the default")
+    return res
+
+
+def generate(outdir, results_root):
+    data = load_json(os.path.join(outdir, "bench.json"))
+    if data is None:
+        sys.exit("generate: no bench.json in " + outdir)
+    info = load_json(os.path.join(outdir, "machine.json")) or machine_info()
+    mem = load_json(os.path.join(outdir, "memory.json"))
+    wl = load_json(os.path.join(outdir, "workloads.json"))
+    instr = load_json(os.path.join(outdir, "instr.json"))
+    bench = Bench(data)
+    ctx = bench.context
+    default = ctx.get("default_backend", info.get("default_backend", ""))
+    chartdir = os.path.join(outdir, "charts")
+    os.makedirs(chartdir, exist_ok=True)
+    who = bench.backends + [ANCHOR]
+    L = []
+    w = L.append
+    w("# ctxvar benchmark report: %s\n" % info.get("tag", ""))
+    w(md_table(["", ""], [
+        ["machine", "%s, %s cores (`lscpu`)" % (info.get("cpu_model"), info.get("cores"))],
+        ["kernel", info.get("kernel", "")],
+        ["date", ctx.get("run_date", info.get("date", ""))],
+        ["compiler", "%s; benchmarks: %s" % (info.get("cc", ""), ctx.get("compiler", ""))],
+        ["flags", "library: `%s`; harness: `%s`" % (
+            ctx.get("library_build", ""), ctx.get("bench_flags", ""))],
+        ["anchor", ctx.get("anchor", "").replace("\n", " ")],
+        ["backends", "%s (recommended default: **%s**)" % (", ".join(bench.backends), default)],
+        ["sweep", "%s; N = %s; mix also at %s; depths %s (N = %s)" % (
+            "FULL" if info.get("full") else "quick (FULL=1 for the full sweep)",
+            ctx.get("sizes", ""), ctx.get("mix_sizes", ""), ctx.get("depths", ""),
+            ctx.get("depth_n", ""))],
+        ["library", "ctxvar %s" % sh("git -C %s describe --always --dirty 2>/dev/null" %
+                                      os.path.dirname(os.path.abspath(__file__)))],
+        ["run time", "%s s for the whole `make report`" % info.get("elapsed_s", "?")],
+    ]))
+    w("""
+Times are CPU time per unit (Google Benchmark, `cpu_time`), in ns. Each
+backend's run is followed at once by a CPython run of the same op and N, and
+every **ratio is backend / that paired CPython run** (< 1 is faster than
+CPython). The shared 2-core machines drift by up to 2x between runs; ratios
+taken side by side hold, absolute numbers do not. `get_switch` and
+`get_depth` are measured as *enter another context, k gets, exit, k gets*;
+the enter+exit of the same side at the nearest N is subtracted and the rest
+divided by 2k (the callgrind counts below collect the gets alone).
+""")
+    # ---- targets
+    w("## Targets (PERFORMANCE.md)\n")
+    tv = eval_targets(bench, mem, default)
+    rows = []
+    for key, fig, tgt in TARGETS:
+        rows.append([fig, tgt] + ["%s (%s)" % tv[(key, b)] if tv[(key, b)][0] != "n/a"
+                                  else "n/a" for b in bench.backends])
+    w(md_table(["figure", "target"] + bench.backends, rows))
+    w("")
+    # ---- headline ratios
+    w("## Ratio to CPython at a glance\n")
+    heads = ["get_hot", "get_switch", "set_tok", "set_reset", "copy", "enter_exit", "mix"]
+    args = sorted(set(bench.args("get_hot")) | set(bench.args("mix")))
+    rows = []
+    for be in bench.backends:
+        for a in args:
+            cells = [fx(bench.ratio(op, be, a)) for op in heads]
+            if all(c == "–" for c in cells):
+                continue
+            rows.append([be, fn_n(a)] + cells)
+    w(md_table(["backend", "N"] + heads, rows))
+    w("")
+    # ---- per op
+    w("## Operations\n")
+    for op, title, unit in OPS + [("get_depth", OP_TITLE["get_depth"], OP_UNIT["get_depth"])]:
+        xs = bench.args(op)
+        if not xs:
+            continue
+        xname = "D (copy+set levels)" if op == "get_depth" else "N (vars in the context)"
+        ok = chart(os.path.join(chartdir, op), "%s (%s)" % (title, unit), xname, unit,
+                   [(b, bench.series(op, b)) for b in who])
+        w("### %s: %s\n" % (op, title))
+        if ok:
+            w("![%s](charts/%s.svg)\n" % (op, op))
+        head = [xname.split()[0]] + ["%s ns" % b for b in who] + ["%s / cpython" % b for b in bench.backends]
+        rows = []
+        for a in xs:
+            rows.append([fn_n(a)] + [fnum(bench.ns.get((op, b, a))) for b in who] +
+                        [fx(bench.ratio(op, b, a)) for b in bench.backends])
+        w(md_table(head, rows))
+        cs = crossovers(bench, op, who)
+        if cs:
+            w("\nCrossovers: " + "; ".join(
+                "**%s** overtakes %s at N ≈ %s (between %s and %s)" % (
+                    f, s, fn_n(int(round(xc))), fn_n(x0), fn_n(x1)) for x0, x1, xc, f, s in cs))
+        w("")
+    # ---- crossovers summary
+    w("## Crossovers\n")
+    rows = []
+    for op, _, _ in OPS + [("get_depth", "", "")]:
+        for x0, x1, xc, f, s in crossovers(bench, op, who):
+            rows.append([op, f, s, fn_n(int(round(xc))), "%s – %s" % (fn_n(x0), fn_n(x1))])
+    w("Where one line crosses another, each side differing by more than 10% at the "
+      "neighbouring measured points (closer calls are noise on this machine).\n")
+    w(md_table(["op", "faster beyond", "slower beyond", "N ≈ (log-log interpolation)", "between"],
+               rows) if rows else "No backend overtakes another within the measured range.")
+    w("")
+    # ---- memory
+    w("## Memory\n")
+    if mem:
+        ns = sorted({r["n"] for r in mem})
+        by = {(r["backend"], r["n"]): r for r in mem}
+        chart(os.path.join(chartdir, "bytes_per_snapshot"), "bytes retained per one-set snapshot",
+              "N (vars in the context)", "bytes per snapshot",
+              [(b, [(n, by[(b, n)]["bytes_per_snapshot"]) for n in ns if (b, n) in by]) for b in who])
+        w("Bytes retained per snapshot when K snapshots (K = %d, fewer at large N: "
+          "min(%d, 2,000,000 / N), at least 4) each differ from the next by one set "
+          "(requested bytes: ctxvar through a counting `cv_set_allocator`; CPython through "
+          "counting `PyMem_SetAllocator` hooks on the MEM and OBJ domains, installed before "
+          "`Py_Initialize`). One process per measurement.\n" % (mem[0]["k"], mem[0]["k"]))
+        w("![bytes per snapshot](charts/bytes_per_snapshot.svg)\n")
+        rows = []
+        for n in ns:
+            c = by.get((ANCHOR, n), {}).get("bytes_per_snapshot")
+            rows.append([fn_n(n)] + [fnum(by.get((b, n), {}).get("bytes_per_snapshot")) for b in who] +
+                        [fx(by[(b, n)]["bytes_per_snapshot"] / c) if (b, n) in by and c else "–"
+                         for b in bench.backends])
+        w(md_table(["N"] + ["%s B" % b for b in who] + ["%s / cpython" % b for b in bench.backends], rows))
+        nmax = ns[-1]
+        w("\nBytes per entry at N = %s (the largest N measured): %s. Peak RSS of that "
+          "measurement process (VmHWM): %s.\n" % (
+              fn_n(nmax),
+              ", ".join("%s %s" % (b, fnum(by[(b, nmax)]["bytes_per_entry"])) for b in who if (b, nmax) in by),
+              ", ".join("%s %s MiB" % (b, fnum(by[(b, nmax)]["peak_rss_kb"] / 1024.0)) for b in who if (b, nmax) in by)))
+        leaks = [r for r in mem if r.get("leaked_bytes")]
+        if leaks:
+            w("**Leak**: bytes still held after releasing everything: %s\n" % leaks)
+    else:
+        w("Not measured.\n")
+    # ---- workloads
+    w("## Workloads\n")
+    if wl and wl.get("workloads"):
+        rows = []
+        for name, e in wl["workloads"].items():
+            t = e.get("time_s", {})
+            best = min((v["mean"] for v in t.values()), default=None)
+            for b in bench.backends:
+                if b not in e["checksum"]:
+                    continue
+                tm = t.get(b)
+                rows.append([name, b,
+                             "%.1f ± %.1f" % (tm["mean"] * 1e3, tm["stddev"] * 1e3) if tm else "–",
+                             "%.2fx" % (tm["mean"] / best) if tm and best else "–",
+                             str(tm["runs"]) if tm else "–",
+                             "%.1f" % (e["peak_rss_kb"][b] / 1024.0)])
+        w("Whole programs in bench/workloads/, one binary, backend chosen by `CTXVAR_BACKEND`, "
+          "timed by hyperfine (raw JSON and markdown in workloads/). Every backend printed the "
+          "same checksum.\n")
+        for name, e in wl["workloads"].items():
+            w("- **%s**: %s" % (name, e["what"]))
+        w("")
+        w(md_table(["workload", "backend", "ms (mean ± σ)", "vs fastest", "runs", "peak RSS MiB"], rows))
+        if not wl.get("hyperfine"):
+            w("\nhyperfine was not installed: no times.")
+    else:
+        w("Not measured.")
+    w("")
+    # ---- instructions
+    w("## Instruction counts (callgrind)\n")
+    if instr:
+        w("Instructions per unit (`valgrind --tool=callgrind`, Ir, %d iterations, collection "
+          "toggled around the measured code only). Repeatable on a busy machine.\n" % instr["k"])
+        w(instr_table(instr))
+    else:
+        w("Not measured in this run: `make bench-instr` writes instr.json.")
+    w("")
+    w("## How to reproduce\n")
+    w("`make report` (quick) or `make report FULL=1`; `make bench-instr`; "
+      "`make advise PROFILE=\"vars=100 gets_per_set=10 copies_per_set=1 depth=4\"`. "
+      "Raw data: bench.json (Google Benchmark JSON), memory.json, workloads.json, "
+      "workloads/*.json|md (hyperfine), instr.json, machine.json.")
+    with open(os.path.join(outdir, "REPORT.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    write_index(results_root)
+
+
+def write_index(root):
+    rows = []
+    for tag in sorted(os.listdir(root)):
+        d = os.path.join(root, tag)
+        if not os.path.exists(os.path.join(d, "REPORT.md")):
+            continue
+        info = load_json(os.path.join(d, "machine.json")) or {}
+        data = load_json(os.path.join(d, "bench.json"))
+        summary = ""
+        if data:
+            b = Bench(data)
+            mix = []
+            for be in b.backends:
+                rs = [b.ratio("mix", be, a) for a in b.args("mix")]
+                rs = [r for r in rs if r]
+                if rs:
+                    mix.append("%s %.2f–%.2fx" % (be, min(rs), max(rs)))
+            summary = "mix vs CPython: " + ", ".join(mix)
+        rows.append(["[%s](%s/REPORT.md)" % (tag, tag), info.get("cpu_model", ""),
+                     str(info.get("cores", "")), info.get("date", "")[:10],
+                     "full" if info.get("full") else "quick",
+                     info.get("default_backend", ""), summary])
+    text = ["# Benchmark results\n",
+            "One directory per machine kind (`<cpu-tag>`), written by `make report` "
+            "(bench/report.py); this index is regenerated with every report.\n",
+            md_table(["report", "CPU", "cores", "date", "sweep", "default", "summary"], rows), ""]
+    with open(os.path.join(root, "README.md"), "w") as f:
+        f.write("\n".join(text))
+
+
+def cmd_generate(a):
+    generate(a.dir, a.results or os.path.dirname(os.path.abspath(a.dir)))
+
+
+# ---------------------------------------------------------------------------
+# smoke: every part once, tiny sizes; asserts that it runs, not how fast
+# ---------------------------------------------------------------------------
+def cmd_smoke(a):
+    build = a.build
+    out = os.path.join(build, "smoke-report")
+    shutil.rmtree(out, ignore_errors=True)
+    tagdir = os.path.join(out, "smoke")
+    os.makedirs(tagdir)
+    dflt, backends = backends_of(build)
+    cfg = dict(QUICK, n="1,16", mix_n="10", depths="2", min_time="0.0001", mem_n=[16], mem_k=8,
+               instr_n="1,16", instr_depths="2", instr_k=3)
+    prog = Progress(5)
+    prog.step("smoke: every benchmark once, N=1,16 (%s + cpython)" % ",".join(backends))
+    run_bench(build, os.path.join(tagdir, "bench.json"), cfg, prog)
+    prog.step("smoke: memory")
+    run_memory(build, os.path.join(tagdir, "memory.json"), cfg, backends, prog)
+    prog.step("smoke: workloads (tiny, checksums compared; no hyperfine)")
+    tiny = {"server": ["200"], "nesting": ["50", "3"], "wide": ["500", "50"]}
+    run_workloads(build, os.path.join(tagdir, "workloads"), backends, prog, tiny, hyperfine=False)
+    prog.step("smoke: instr driver (native, no valgrind)")
+    run_instr(build, os.path.join(tagdir, "instr.json"), cfg, backends, prog, valgrind=False)
+    prog.step("smoke: report generator")
+    info = machine_info()
+    info.update(tag="smoke", backends=backends, default_backend=dflt)
+    dump_json(os.path.join(tagdir, "machine.json"), info)
+    generate(tagdir, out)
+    adv = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "advise"),
+                          "--report", tagdir, "vars=16", "gets_per_set=10"],
+                         capture_output=True, text=True)
+    if adv.returncode != 0:
+        sys.exit("advise failed: " + adv.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "instr", "smoke"):
+        p = sub.add_parser(name)
+        p.add_argument("--build", required=True)
+        p.add_argument("--results", default="results")
+    p = sub.add_parser("generate")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--results")
+    a = ap.parse_args()
+    {"run": cmd_run, "instr": cmd_instr, "generate": cmd_generate, "smoke": cmd_smoke}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

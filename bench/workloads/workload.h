@@ -1,0 +1,60 @@
+/*
+ * workload.h -- what the whole-program workloads share. Each workload runs on
+ * the backend named by $CTXVAR_BACKEND (the library's default otherwise),
+ * prints one checksum line on stdout (equal for every backend: the runner
+ * compares them) and, with WL_STATS=1, a JSON line of statistics on stderr.
+ */
+#ifndef CV_BENCH_WORKLOAD_H
+#define CV_BENCH_WORKLOAD_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctxvar.h"
+
+static inline void wl_check(int rc, const char *what)
+{
+    if (rc < 0) {
+        fprintf(stderr, "workload: %s failed: %s\n", what, cv_err_name(rc));
+        exit(1);
+    }
+}
+#define WL_OK(call) wl_check((call), #call)
+
+/* A value for slot i: values are opaque, never dereferenced. */
+static inline void *wl_val(uintptr_t i) { return (void *)(i * 8 + 8); }
+static inline uintptr_t wl_num(void *v) { return ((uintptr_t)v - 8) / 8; }
+
+static inline long wl_arg(int argc, char **argv, int i, long dflt)
+{
+    return argc > i ? strtol(argv[i], NULL, 10) : dflt;
+}
+
+static inline cv_var *wl_var(const char *name)
+{
+    cv_var *v;
+    WL_OK(cv_var_new(name, &v));
+    return v;
+}
+
+static inline void wl_finish(const char *name, unsigned long long checksum)
+{
+    const cv_backend *b = cv_backend_default();
+    printf("%s checksum %llu\n", name, checksum);
+    if (getenv("WL_STATS")) {
+        FILE *f = fopen("/proc/self/status", "r");
+        char line[256];
+        long kb = -1;
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "VmHWM:", 6) == 0)
+                kb = strtol(line + 6, NULL, 10);
+        if (f)
+            fclose(f);
+        fprintf(stderr, "{\"workload\":\"%s\",\"backend\":\"%s\",\"peak_rss_kb\":%ld}\n",
+                name, b ? cv_backend_name(b) : "?", kb);
+    }
+}
+
+#endif
