@@ -25,7 +25,7 @@ LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 LIB_A    := $(BUILD)/libctxvar.a
 LIB_SO   := $(BUILD)/libctxvar.so
 
-.PHONY: all test deps deps-test deps-report install clean unit valgrind clang-check
+.PHONY: all test test-run report deps deps-test deps-report install clean unit valgrind clang-check
 
 all: $(LIB_A) $(LIB_SO)
 
@@ -44,7 +44,7 @@ $(LIB_SO): $(LIB_OBJ)
 # Dependencies: installed from Debian's packages when missing (as root).
 # ---------------------------------------------------------------------------
 DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
-               librapidcheck-dev valgrind libpython3.11-dev python3
+               librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3
 DEPS_REPORT := gcc g++ make libbenchmark-dev hyperfine gnuplot-nox \
                libpython3.11-dev python3 valgrind
 DEPS_EXTRA  := lcov afl++
@@ -69,6 +69,21 @@ deps-report:
 deps-extra:
 	$(call apt_ensure,$(DEPS_EXTRA))
 deps: deps-test deps-report deps-extra
+
+# ---------------------------------------------------------------------------
+# The two commands. Each runs in two phases: install what is missing, then a
+# fresh make, so that flags computed when a Makefile is read (python3.11-config,
+# say) see the packages the first phase installed. The fragments add their
+# steps to test-run and report-run.
+# ---------------------------------------------------------------------------
+test:
+	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory test-run
+	@echo "make test: all steps passed"
+
+report:
+	@$(MAKE) --no-print-directory deps-report
+	@$(MAKE) --no-print-directory report-run
 
 # ---------------------------------------------------------------------------
 # install

@@ -28,7 +28,7 @@ WORKLOADS  := server nesting wide
 WL_BINS    := $(addprefix $(BENCH_DIR)/wl_,$(WORKLOADS))
 SCHED_SRC  := tests/support/sched.c
 
-.PHONY: bench-build bench-smoke bench-instr report advise
+.PHONY: bench-build bench-smoke bench-instr report-run advise
 
 bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(WL_BINS)
 
@@ -53,9 +53,9 @@ $(BENCH_DIR)/wl_%: bench/workloads/%.c bench/workloads/workload.h $(SCHED_SRC) t
 # make test: one pass of every benchmark at tiny N and time; asserts nothing
 # about speed, only that the harness still builds and runs.
 # ---------------------------------------------------------------------------
-test: bench-smoke
+test-run: bench-smoke
 
-bench-smoke: deps-report bench-build
+bench-smoke: bench-build
 	@echo "== bench smoke (every benchmark, tiny N; no timing asserted)"
 	@$(BENCH_PY) bench/report.py smoke --build $(BENCH_DIR)
 	@echo "bench smoke: ok"
@@ -63,7 +63,7 @@ bench-smoke: deps-report bench-build
 # ---------------------------------------------------------------------------
 # The report.
 # ---------------------------------------------------------------------------
-report: deps-report $(LIB_A) bench-build
+report-run: $(LIB_A) bench-build
 	@FULL=$(FULL) $(BENCH_PY) bench/report.py run --build $(BENCH_DIR) --results results
 
 bench-instr: deps-report $(LIB_A) $(INSTR_BIN)

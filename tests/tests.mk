@@ -15,12 +15,11 @@ $(UNIT): $(TEST_SRC) $(TEST_HDR) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(LIB_A) -lcmocka -lpthread
 
-# The order is the order `make test` runs them in.
-test: deps-test
-test: unit
-test: canary
-test: valgrind
-test: clang-check
+# The order is the order `make test` runs them in (test-run: see Makefile).
+test-run: unit
+test-run: canary
+test-run: valgrind
+test-run: clang-check
 
 unit: $(UNIT)
 	@echo "== unit + conformance (every backend)"
