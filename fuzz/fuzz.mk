@@ -1,0 +1,150 @@
+# fuzz/fuzz.mk -- the fuzz targets (fuzz/README.md). Included by the
+# top-level Makefile.
+#
+#   make fuzz FUZZ_SECONDS=600   fuzz every target (libFuzzer -fork=nproc),
+#                                new inputs go to build-fuzz/corpus/<t>
+#   make fuzz-replay             every committed input through the plain
+#                                driver (gcc, no libFuzzer)         [test]
+#   make fuzz-short              each target FUZZ_SHORT_SECONDS (15 s) [test]
+#   make fuzz-canary             ctx_ops must catch the canary backend [test]
+#   make fuzz-afl                the targets built with afl-clang-fast
+#   make fuzz-build              the libFuzzer binaries only
+#
+# Everything is built by fuzz/build.sh (the OSS-Fuzz entry point) into
+# $(FUZZ_DIR); the library is compiled there from core/ and maps/ with the
+# harness's compiler and sanitizers, never taken from build/.
+
+FUZZ_DIR           ?= build-fuzz
+FUZZ_CLANG         ?= clang
+FUZZ_GCC           ?= gcc
+FUZZ_SECONDS       ?= 60
+FUZZ_SHORT_SECONDS ?= 15
+FUZZ_CANARY_RUNS   ?= 200000
+FUZZ_JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_TARGETS       := $(shell grep -v '^\#' fuzz/targets)
+FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_DEPS          := $(wildcard fuzz/*.c fuzz/*.h core/*.c core/*.h maps/*.c maps/*.h) \
+                      fuzz/targets fuzz/build.sh fuzz/fuzz.mk \
+                      $(wildcard tests/support/canary.c tests/support/extra_backends.*)
+FUZZ_HAVE_CLANG    := $(shell command -v $(FUZZ_CLANG) >/dev/null 2>&1 && echo 1)
+# Known library bugs the fuzzers skip while exploring (their regress-*
+# inputs in fuzz/corpus still replay in fuzz-replay): see fuzz/README.md.
+FUZZ_SKIP_KNOWN    ?= 0
+FUZZ_ENV           := CTXVAR_FUZZ_SKIP_KNOWN=$(FUZZ_SKIP_KNOWN) ASAN_OPTIONS=detect_leaks=0
+
+LF_OUT     := $(FUZZ_DIR)/libfuzzer
+REPLAY_OUT := $(FUZZ_DIR)/replay
+AFL_OUT    := $(FUZZ_DIR)/afl
+
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-short fuzz-canary fuzz-afl fuzz-corpus
+
+test-run: fuzz-replay
+test-run: fuzz-short
+test-run: fuzz-canary
+
+# ---------------------------------------------------------------------------
+# Builds
+# ---------------------------------------------------------------------------
+$(LF_OUT)/.built: $(FUZZ_DEPS)
+	@echo "== fuzz: building the libFuzzer targets ($(FUZZ_CLANG), ASan+UBSan)"
+	@mkdir -p $(LF_OUT)
+	CC=$(FUZZ_CLANG) CFLAGS="-O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  LIB_FUZZING_ENGINE=-fsanitize=fuzzer OUT=$(LF_OUT) FUZZ_CANARY=1 \
+	  ./fuzz/build.sh > $(LF_OUT)/build.log 2>&1 || { cat $(LF_OUT)/build.log; exit 1; }
+	@touch $@
+
+# gcc with its own sanitizers when it has them, else plain.
+FUZZ_GCC_SAN := $(shell echo 'int main(void){return 0;}' | $(FUZZ_GCC) $(FUZZ_SAN) -x c - -o /dev/null 2>/dev/null && echo '$(FUZZ_SAN)')
+
+$(REPLAY_OUT)/.built: $(FUZZ_DEPS) fuzz/replay_main.c
+	@echo "== fuzz: building the replay drivers ($(FUZZ_GCC) $(FUZZ_GCC_SAN))"
+	@mkdir -p $(REPLAY_OUT)
+	$(FUZZ_GCC) $(WARN) -D_GNU_SOURCE -O1 -g $(FUZZ_GCC_SAN) -c fuzz/replay_main.c -o $(REPLAY_OUT)/replay_main.o
+	CC=$(FUZZ_GCC) CFLAGS="-O1 -g $(FUZZ_GCC_SAN)" LIB_FUZZING_ENGINE=$(REPLAY_OUT)/replay_main.o \
+	  OUT=$(REPLAY_OUT) FUZZ_NO_SEEDS=1 ./fuzz/build.sh > $(REPLAY_OUT)/build.log 2>&1 || \
+	  { cat $(REPLAY_OUT)/build.log; exit 1; }
+	@touch $@
+
+fuzz-build: $(LF_OUT)/.built
+
+# AFL++: the same sources through afl-clang-fast and AFL++'s libFuzzer driver.
+# Run one with: afl-fuzz -i fuzz/corpus/ctx_ops -o build-fuzz/afl-out \
+#   -x fuzz/ctx_ops.dict -- build-fuzz/afl/ctx_ops
+fuzz-afl:
+	@mkdir -p $(AFL_OUT)
+	CC=afl-clang-fast CFLAGS="-O1 -g" LIB_FUZZING_ENGINE=/usr/lib/afl/libAFLDriver.a \
+	  OUT=$(AFL_OUT) ./fuzz/build.sh
+	@echo "AFL++ targets in $(AFL_OUT)"
+
+# The seed inputs (seed-*) from fuzz/gen_corpus.py; regress-* are kept.
+fuzz-corpus:
+	python3 fuzz/gen_corpus.py
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+fuzz-replay: $(REPLAY_OUT)/.built
+	@echo "== fuzz-replay: fuzz/corpus/* through the plain driver ($(FUZZ_GCC))"
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  [ -x $(REPLAY_OUT)/$$t ] || { echo "fuzz-replay: $$t not built (see $(REPLAY_OUT)/build.log)"; continue; }; \
+	  ASAN_OPTIONS=detect_leaks=0 $(REPLAY_OUT)/$$t fuzz/corpus/$$t 2> $(REPLAY_OUT)/$$t.log || \
+	    { tail -30 $(REPLAY_OUT)/$$t.log; echo "fuzz-replay: $$t FAILED on $$(grep '^replay:' $(REPLAY_OUT)/$$t.log | tail -1)"; exit 1; }; \
+	done
+
+fuzz-short:
+ifeq ($(FUZZ_HAVE_CLANG),1)
+	@$(MAKE) --no-print-directory $(LF_OUT)/.built
+	@echo "== fuzz-short: each target $(FUZZ_SHORT_SECONDS) s (new inputs: $(FUZZ_DIR)/short/)"
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  [ -x $(LF_OUT)/$$t ] || { echo "fuzz-short: $$t not built"; continue; }; \
+	  mkdir -p $(FUZZ_DIR)/short/$$t $(FUZZ_DIR)/artifacts; \
+	  $(FUZZ_ENV) $(LF_OUT)/$$t -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1 \
+	    -dict=fuzz/$$t.dict -max_len=4096 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	    $(FUZZ_DIR)/short/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/short/$$t.log 2>&1 || \
+	    { grep -B5 -A25 -m1 'ERROR\|^[a-z_]*: ' $(FUZZ_DIR)/short/$$t.log | head -60; \
+	      echo "fuzz-short: $$t crashed; input in $(FUZZ_DIR)/artifacts/ (minimise with -minimize_crash=1)"; exit 1; }; \
+	  awk -F': *' -v t=$$t '/stat::number_of_executed_units/ {n=$$NF} /stat::average_exec_per_sec/ {r=$$NF} \
+	    END {printf "fuzz-short %-13s %9d executions, %6d exec/s\n", t, n, r}' $(FUZZ_DIR)/short/$$t.log; \
+	done
+else
+	@echo "fuzz-short: $(FUZZ_CLANG) not found, skipped"
+endif
+
+# The canary backend breaks R9 on purpose; ctx_ops must crash with its
+# isolation message within FUZZ_CANARY_RUNS executions from an empty corpus
+# (fixed seed, the dictionary only). The expected crash goes to a log.
+fuzz-canary:
+ifeq ($(FUZZ_HAVE_CLANG),1)
+	@$(MAKE) --no-print-directory $(LF_OUT)/.built
+	@echo "== fuzz-canary: ctx_ops on the canary backend"
+	@rm -rf $(FUZZ_DIR)/canary && mkdir -p $(FUZZ_DIR)/canary/corpus
+	@if CTXVAR_FUZZ_BACKENDS=canary $(FUZZ_ENV) $(LF_OUT)/ctx_ops_canary -runs=$(FUZZ_CANARY_RUNS) \
+	    -seed=1 -dict=fuzz/ctx_ops.dict -artifact_prefix=$(FUZZ_DIR)/canary/ \
+	    $(FUZZ_DIR)/canary/corpus > $(FUZZ_DIR)/canary/canary.log 2>&1; then \
+	  echo "fuzz canary: NOT caught in $(FUZZ_CANARY_RUNS) executions"; exit 1; fi
+	@grep -q 'ISOLATION MISMATCH' $(FUZZ_DIR)/canary/canary.log || \
+	  { tail -30 $(FUZZ_DIR)/canary/canary.log; echo "fuzz canary: crashed, but not with the isolation message"; exit 1; }
+	@sed -n 's/.*ISOLATION MISMATCH.*(execution #\([0-9]*\) of this process).*/fuzz canary: caught after \1 executions/p' \
+	  $(FUZZ_DIR)/canary/canary.log | head -1
+else
+	@echo "fuzz-canary: $(FUZZ_CLANG) not found, skipped"
+endif
+
+fuzz:
+ifeq ($(FUZZ_HAVE_CLANG),1)
+	@$(MAKE) --no-print-directory $(LF_OUT)/.built
+	@echo "== fuzz: each target $(FUZZ_SECONDS) s, -fork=$(FUZZ_JOBS) (new inputs: $(FUZZ_DIR)/corpus/)"
+	@for t in $(FUZZ_TARGETS); do \
+	  [ -x $(LF_OUT)/$$t ] || continue; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts $(FUZZ_DIR)/logs; \
+	  $(FUZZ_ENV) $(LF_OUT)/$$t -fork=$(FUZZ_JOBS) -ignore_crashes=1 -max_total_time=$(FUZZ_SECONDS) \
+	    -dict=fuzz/$$t.dict -max_len=4096 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_DIR)/logs/$$t.log 2>&1; \
+	  grep -E '^#[0-9]+: cov' $(FUZZ_DIR)/logs/$$t.log | tail -1 | \
+	    sed -E 's/^#([0-9]+): .*exec\/s:? ([0-9]+) .*crash: [0-9]+\/[0-9]+\/([0-9]+).*/fuzz '"$$t"': \1 executions, \2 exec\/s, \3 crashes/'; \
+	done
+	@ls $(FUZZ_DIR)/artifacts/ 2>/dev/null | grep -q . && \
+	  echo "crashes in $(FUZZ_DIR)/artifacts/: minimise with <target> -minimize_crash=1 -runs=10000 <input>, keep as fuzz/corpus/<target>/regress-*" || true
+else
+	@echo "fuzz: $(FUZZ_CLANG) not found"
+endif
