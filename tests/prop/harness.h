@@ -1,0 +1,1057 @@
+/*
+ * harness.h -- the RapidCheck state machine shared by prop.cc (model vs
+ * ctxvar, every backend) and prop_cpython.cc (model and CPython's
+ * contextvars vs ctxvar).
+ *
+ * Each command is a rc::state::Command<Model, Sut>: checkPreconditions
+ * says when it is valid in the model, apply() is its effect on the model
+ * (model.h), run() performs it on ctxvar, predicts the result from the model
+ * and asserts it, and, when the Sut has a Mirror (CPython), performs it there
+ * too and asserts the same outcome. Objects are named by creation index, so
+ * RapidCheck can drop commands while shrinking and repair what follows.
+ *
+ * Values are counted objects: the value hooks (R14) count retains and
+ * releases; at the end of every case the harness releases whatever the test
+ * still holds, calls cv_thread_cleanup() and checks that every retain was
+ * matched by a release and that the library holds no allocation (counted
+ * through cv_set_allocator).
+ */
+#ifndef CV_PROP_HARNESS_H
+#define CV_PROP_HARNESS_H
+
+#include <rapidcheck.h>
+#include <rapidcheck/state.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model.h"
+
+namespace pm {
+
+/* ------------------------------------------------------------------------
+ * Allocation counting (installed once, before any other call).
+ * ------------------------------------------------------------------------ */
+inline std::atomic<long> g_live_allocs{0};
+
+inline void *count_malloc(size_t n, void *)
+{
+    void *p = std::malloc(n);
+    if (p)
+        g_live_allocs.fetch_add(1, std::memory_order_relaxed);
+    return p;
+}
+inline void count_free(void *p, void *)
+{
+    g_live_allocs.fetch_sub(1, std::memory_order_relaxed);
+    std::free(p);
+}
+inline void install_counting_allocator()
+{
+    static const cv_allocator a = {count_malloc, count_free, nullptr};
+    if (cv_set_allocator(&a) != 0) {
+        std::fprintf(stderr, "cv_set_allocator failed\n");
+        std::exit(2);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Counted values (global, reset per case, so a failing case that leaves
+ * objects behind never makes a hook write into freed memory).
+ * ------------------------------------------------------------------------ */
+struct PVal {
+    long refs = 0;
+};
+inline PVal g_vals[NVAL];
+inline long g_retains = 0, g_releases = 0;
+inline std::string g_hook_error;
+inline char g_hook_ud; /* the ud every hooked var is made with */
+
+inline void *val_ptr(int id) { return id == NULLV ? nullptr : &g_vals[id]; }
+inline int val_id(const void *p)
+{
+    if (p == nullptr)
+        return NULLV;
+    for (int i = 0; i < NVAL - 1; i++)
+        if (p == &g_vals[i])
+            return i;
+    return -2; /* not a value the test ever set */
+}
+
+extern "C" inline void hook_retain(void *v, void *ud)
+{
+    if (ud != &g_hook_ud)
+        g_hook_error = "retain hook got a foreign ud";
+    g_retains++;
+    if (v == nullptr)
+        return;
+    int id = val_id(v);
+    if (id < 0)
+        g_hook_error = "retain hook got a pointer never set";
+    else
+        g_vals[id].refs++;
+}
+extern "C" inline void hook_release(void *v, void *ud)
+{
+    if (ud != &g_hook_ud)
+        g_hook_error = "release hook got a foreign ud";
+    g_releases++;
+    if (v == nullptr)
+        return;
+    int id = val_id(v);
+    if (id < 0)
+        g_hook_error = "release hook got a pointer never set";
+    else if (--g_vals[id].refs < 0)
+        g_hook_error = "value released more often than retained";
+}
+
+inline void reset_values()
+{
+    for (auto &v : g_vals)
+        v.refs = 0;
+    g_retains = g_releases = 0;
+    g_hook_error.clear();
+}
+
+/* ------------------------------------------------------------------------
+ * The mirror: another implementation driven in lockstep (CPython).
+ * Contexts are named by model id; 0 is the case's base context.
+ * ------------------------------------------------------------------------ */
+/* RC_ASSERT shows operands: pointers to opaque types cannot be shown. */
+inline bool truth(bool b) { return b; }
+
+constexpr int NA = 1000; /* the mirror cannot express this call */
+
+struct Mirror {
+    virtual ~Mirror() {}
+    virtual void begin() = 0;
+    virtual void end() = 0;
+    virtual void new_var(int id, bool has_dflt, int dflt) = 0;
+    virtual int set(int var, int val, int new_tok) = 0; /* new_tok -1: none */
+    virtual Out get(int var) = 0;
+    virtual int get_or(int var, int d) = 0;
+    virtual int reset(int var, int tok) = 0;
+    virtual Out token_old(int tok) = 0; /* err 1: had a value, 0: MISSING */
+    virtual int token_var(int tok) = 0;
+    virtual void copy(int ctx, int id) = 0; /* ctx: a model id */
+    virtual void new_ctx(int id) = 0;
+    virtual int enter(int ctx) = 0;
+    virtual int exit(int ctx) = 0;
+    virtual int run_begin(int ctx) = 0; /* enter for a run */
+    virtual void run_end(int ctx) = 0;  /* unwind and exit, as ctxvar does */
+    virtual Out ctx_get(int ctx, int var) = 0; /* err 1 found / 0 absent */
+    virtual std::map<int, int> items(int ctx) = 0;
+    virtual long len(int ctx) = 0;
+    virtual void release_var(int id) = 0;
+    virtual void release_ctx(int id) = 0;
+    virtual void release_tok(int id) = 0;
+};
+
+/* ------------------------------------------------------------------------
+ * The system under test: ctxvar handles by model id.
+ * ------------------------------------------------------------------------ */
+struct Sut {
+    const cv_backend *backend;
+    Mirror *py;
+    std::vector<cv_var *> vars;
+    std::vector<bool> var_held;
+    std::vector<cv_context *> ctxs; /* [0]: the base, read through current */
+    std::vector<bool> ctx_held;
+    std::vector<cv_token *> toks;
+    std::vector<bool> tok_held;
+    std::unordered_map<const cv_var *, int> var_id;
+    bool torn_down = false;
+
+    Sut(const cv_backend *b, Mirror *m) : backend(b), py(m)
+    {
+        ctxs.push_back(nullptr);
+        ctx_held.push_back(false);
+        if (py)
+            py->begin();
+    }
+
+    /* Releases what the test holds, tokens first, then contexts and vars in
+     * creation order (the commands release in every other order). */
+    void teardown()
+    {
+        if (torn_down)
+            return;
+        torn_down = true;
+        for (size_t i = 0; i < toks.size(); i++)
+            if (tok_held[i])
+                cv_token_release(toks[i]);
+        for (size_t i = 0; i < ctxs.size(); i++)
+            if (ctx_held[i])
+                cv_context_release(ctxs[i]);
+        for (size_t i = 0; i < vars.size(); i++)
+            if (var_held[i])
+                cv_var_release(vars[i]);
+        cv_thread_cleanup();
+        if (py)
+            py->end();
+    }
+    ~Sut() { teardown(); }
+
+    /* The pointer of context id c; the base only while it is current. */
+    cv_context *ctx(const Model &s, int c) const
+    {
+        if (c == s.top()) {
+            cv_context *cur = cv_context_current();
+            RC_ASSERT(truth(cur != nullptr));
+            if (c != 0)
+                RC_ASSERT(truth(cur == ctxs[c]));
+            return cur;
+        }
+        RC_ASSERT(c != 0);
+        return ctxs[c];
+    }
+};
+
+using Cmd = rc::state::Command<Model, Sut>;
+using CmdSP = std::shared_ptr<const Cmd>;
+
+inline std::string vname(int v) { return "v" + std::to_string(v); }
+inline std::string valname(int v)
+{
+    return v == NULLV ? "NULL" : v == NONE ? "MISSING" : "val" + std::to_string(v);
+}
+inline std::string cname(int c)
+{
+    return c < 0 ? "current" : c == 0 ? "base" : "c" + std::to_string(c);
+}
+
+inline void check_hooks()
+{
+    RC_ASSERT(g_hook_error == std::string());
+}
+
+/* Resolves "-1: the current context" against the model. */
+inline int resolve(const Model &s, int c) { return c < 0 ? s.top() : c; }
+
+/* ------------------------------------------------------------------------
+ * Commands
+ * ------------------------------------------------------------------------ */
+struct NewVar : Cmd {
+    int api;        /* 0 cv_var_new, 1 cv_var_new_default, 2 cv_var_new_ex */
+    bool has_dflt;
+    int dflt;
+    bool hooks;
+    bool null_name; /* R1: CV_EINVAL, nothing made */
+    NewVar(int api_, bool d, int dv, bool h, bool nn)
+        : api(api_), has_dflt(d), dflt(dv), hooks(h), null_name(nn)
+    {
+        if (hooks)
+            api = 2;
+        if (api == 0)
+            has_dflt = false;
+        if (api == 1)
+            has_dflt = true;
+        if (!has_dflt)
+            dflt = NONE;
+    }
+    void apply(Model &s) const override
+    {
+        if (null_name)
+            return;
+        MVar v;
+        v.has_dflt = has_dflt;
+        v.dflt = dflt;
+        v.hooks = hooks;
+        s.vars.push_back(v);
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        std::string name = vname((int)s.vars.size());
+        const char *nm = null_name ? nullptr : name.c_str();
+        cv_var *v = nullptr;
+        int r;
+        if (api == 0)
+            r = cv_var_new(nm, &v);
+        else if (api == 1)
+            r = cv_var_new_default(nm, val_ptr(dflt), &v);
+        else {
+            cv_var_opts o = {};
+            o.name = nm;
+            o.has_default = has_dflt;
+            o.dflt = has_dflt ? val_ptr(dflt) : nullptr;
+            if (hooks) {
+                o.retain = hook_retain;
+                o.release = hook_release;
+                o.ud = &g_hook_ud;
+            }
+            r = cv_var_new_ex(&o, &v);
+        }
+        if (null_name) {
+            RC_ASSERT(r == CV_EINVAL);
+            return;
+        }
+        if (r == 0) {
+            sut.vars.push_back(v);
+            sut.var_held.push_back(true);
+            sut.var_id[v] = (int)sut.vars.size() - 1;
+        }
+        RC_ASSERT(r == 0);
+        RC_ASSERT(std::string(cv_var_name(v)) == name);
+        if (sut.py)
+            sut.py->new_var((int)sut.vars.size() - 1, has_dflt, dflt);
+        check_hooks();
+    }
+    void show(std::ostream &os) const override
+    {
+        static const char *apis[] = {"cv_var_new", "cv_var_new_default",
+                                     "cv_var_new_ex"};
+        os << "new_var(" << apis[api] << (null_name ? ", name=NULL" : "");
+        if (has_dflt)
+            os << ", default=" << valname(dflt);
+        if (hooks)
+            os << ", hooks";
+        os << ")";
+    }
+};
+
+struct Set : Cmd {
+    int var, via_tok, val;
+    bool tok;
+    Set(int v, int vt, int x, bool t) : var(v), via_tok(vt), val(x), tok(t) {}
+    int target(const Model &s) const
+    {
+        return via_tok >= 0 ? s.toks[via_tok].var : var;
+    }
+    void checkPreconditions(const Model &s) const override
+    {
+        if (via_tok >= 0)
+            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+        else
+            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+    }
+    void apply(Model &s) const override { s.set(target(s), val, tok); }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int v = target(s);
+        cv_var *vp = via_tok >= 0 ? cv_token_var(sut.toks[via_tok]) : sut.vars[v];
+        RC_ASSERT(truth(vp == sut.vars[v])); /* R7 */
+        cv_token *t = nullptr;
+        int r = cv_var_set(vp, val_ptr(val), tok ? &t : nullptr);
+        if (r == 0 && tok) {
+            sut.toks.push_back(t);
+            sut.tok_held.push_back(true);
+        }
+        RC_ASSERT(r == 0);
+        check_hooks();
+        Model s2 = s;
+        int tid = s2.set(v, val, tok);
+        if (tok) {
+            const MTok &mt = s2.toks[tid];
+            RC_ASSERT(truth(cv_token_var(t) == vp));
+            RC_ASSERT(cv_token_used(t) == 0);
+            void *old = (void *)&sut; /* sentinel: must stay untouched */
+            int h = cv_token_old_value(t, &old);
+            RC_ASSERT(h == (mt.has_old ? 1 : 0));
+            if (mt.has_old)
+                RC_ASSERT(val_id(old) == mt.old);
+            else
+                RC_ASSERT(truth(old == (void *)&sut));
+        }
+        if (sut.py) {
+            int pr = sut.py->set(v, val, tok ? tid : -1);
+            RC_ASSERT(pr == 0);
+        }
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "set(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
+                                      : vname(var))
+           << ", " << valname(val) << (tok ? ", &tok)" : ", NULL)");
+    }
+};
+
+struct Get : Cmd {
+    int var;
+    explicit Get(int v) : var(v) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        Out e = s.get(var);
+        void *out = (void *)&sut;
+        int r = cv_var_get(sut.vars[var], &out);
+        RC_ASSERT(r == e.err);
+        if (r == 0)
+            RC_ASSERT(val_id(out) == e.val);
+        else
+            RC_ASSERT(truth(out == (void *)&sut)); /* R3: untouched */
+        if (sut.py) {
+            Out p = sut.py->get(var);
+            RC_ASSERT(p.err == e.err);
+            if (p.err == 0)
+                RC_ASSERT(p.val == e.val);
+        }
+    }
+    void show(std::ostream &os) const override { os << "get(" << vname(var) << ")"; }
+};
+
+struct GetOr : Cmd {
+    int var, d;
+    GetOr(int v, int d_) : var(v), d(d_) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int e = s.get_or(var, d);
+        RC_ASSERT(val_id(cv_var_get_or(sut.vars[var], val_ptr(d))) == e);
+        if (sut.py)
+            RC_ASSERT(sut.py->get_or(var, d) == e);
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "get_or(" << vname(var) << ", " << valname(d) << ")";
+    }
+};
+
+struct Reset : Cmd {
+    int var, via_tok, tok;
+    Reset(int v, int vt, int t) : var(v), via_tok(vt), tok(t) {}
+    int target(const Model &s) const
+    {
+        return via_tok >= 0 ? s.toks[via_tok].var : var;
+    }
+    void checkPreconditions(const Model &s) const override
+    {
+        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+        if (via_tok >= 0)
+            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+        else
+            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+    }
+    void apply(Model &s) const override { s.reset(target(s), tok); }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int v = target(s);
+        cv_var *vp = via_tok >= 0 ? cv_token_var(sut.toks[via_tok]) : sut.vars[v];
+        int e = s.reset_err(v, tok);
+        int r = cv_var_reset(vp, sut.toks[tok]);
+        RC_ASSERT(r == e);
+        RC_ASSERT(cv_token_used(sut.toks[tok]) == (e == 0 || s.toks[tok].used ? 1 : 0));
+        check_hooks();
+        if (sut.py) {
+            int p = sut.py->reset(v, tok);
+            RC_ASSERT(p == e);
+        }
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "reset(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
+                                        : vname(var))
+           << ", t" << tok << ")";
+    }
+};
+
+struct TokInfo : Cmd {
+    int tok;
+    explicit TokInfo(int t) : tok(t) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        const MTok &t = s.toks[tok];
+        cv_token *tp = sut.toks[tok];
+        RC_ASSERT(truth(cv_token_var(tp) == sut.vars[t.var]));
+        RC_ASSERT(cv_token_used(tp) == (t.used ? 1 : 0));
+        void *old = (void *)&sut;
+        int h = cv_token_old_value(tp, &old);
+        RC_ASSERT(h == (t.has_old ? 1 : 0));
+        if (t.has_old)
+            RC_ASSERT(val_id(old) == t.old);
+        else
+            RC_ASSERT(truth(old == (void *)&sut));
+        if (sut.py) {
+            RC_ASSERT(sut.py->token_var(tok) == t.var);
+            Out p = sut.py->token_old(tok);
+            RC_ASSERT(p.err == (t.has_old ? 1 : 0));
+            if (t.has_old)
+                RC_ASSERT(p.val == t.old);
+        }
+    }
+    void show(std::ostream &os) const override { os << "token_info(t" << tok << ")"; }
+};
+
+/* Copy of the current context (ctx -1) or of a held one. */
+struct Copy : Cmd {
+    int ctx;
+    explicit Copy(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+    }
+    void apply(Model &s) const override { s.copy(resolve(s, ctx)); }
+    void run(const Model &s, Sut &sut) const override
+    {
+        cv_context *n = nullptr;
+        int r = ctx < 0 ? cv_copy_context(&n) : cv_context_copy(sut.ctxs[ctx], &n);
+        if (r == 0) {
+            sut.ctxs.push_back(n);
+            sut.ctx_held.push_back(true);
+        }
+        RC_ASSERT(r == 0);
+        RC_ASSERT(truth(cv_context_backend(n) == sut.backend));
+        check_hooks();
+        if (sut.py)
+            sut.py->copy(resolve(s, ctx), (int)sut.ctxs.size() - 1);
+    }
+    void show(std::ostream &os) const override
+    {
+        if (ctx < 0)
+            os << "copy_context()";
+        else
+            os << "context_copy(" << cname(ctx) << ")";
+    }
+};
+
+struct NewCtx : Cmd {
+    bool on;
+    explicit NewCtx(bool o) : on(o) {}
+    void apply(Model &s) const override { s.new_ctx(); }
+    void run(const Model &, Sut &sut) const override
+    {
+        cv_context *n = nullptr;
+        int r = on ? cv_context_new_on(sut.backend, &n) : cv_context_new(&n);
+        if (r == 0) {
+            sut.ctxs.push_back(n);
+            sut.ctx_held.push_back(true);
+        }
+        RC_ASSERT(r == 0);
+        RC_ASSERT(truth(cv_context_backend(n) == sut.backend));
+        RC_ASSERT(cv_context_len(n) == 0u);
+        if (sut.py)
+            sut.py->new_ctx((int)sut.ctxs.size() - 1);
+    }
+    void show(std::ostream &os) const override
+    {
+        os << (on ? "context_new_on(backend)" : "context_new()");
+    }
+};
+
+struct Enter : Cmd {
+    int ctx; /* -1: the current one (always CV_EENTERED) */
+    explicit Enter(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+    }
+    void apply(Model &s) const override { s.enter(resolve(s, ctx)); }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int c = resolve(s, ctx);
+        int e = s.enter_err(c);
+        int r = cv_context_enter(sut.ctx(s, c));
+        RC_ASSERT(r == e);
+        if (r == 0)
+            RC_ASSERT(truth(cv_context_current() == sut.ctxs[c]));
+        if (sut.py)
+            RC_ASSERT(sut.py->enter(c) == e);
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "enter(" << cname(ctx) << ")";
+    }
+};
+
+struct Exit : Cmd {
+    int ctx; /* -1: the current one */
+    explicit Exit(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+    }
+    void apply(Model &s) const override { s.exit(resolve(s, ctx)); }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int c = resolve(s, ctx);
+        int e = s.exit_err(c);
+        int r = cv_context_exit(sut.ctx(s, c));
+        RC_ASSERT(r == e);
+        check_hooks();
+        if (sut.py) {
+            int p = sut.py->exit(c);
+            if (p != NA)
+                RC_ASSERT(p == e);
+        }
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "exit(" << cname(ctx) << ")";
+    }
+};
+
+inline rc::Gen<CmdSP> genCommand(const Model &s);
+
+struct RunCall {
+    const Model *s;
+    Sut *sut;
+    const std::vector<CmdSP> *inner;
+    int ctx;
+    int ret;
+    std::exception_ptr err;
+    int calls;
+};
+
+extern "C" inline int run_tramp(void *arg)
+{
+    RunCall *rc_ = static_cast<RunCall *>(arg);
+    rc_->calls++;
+    try {
+        Model m = *rc_->s;
+        m.enter(rc_->ctx, true);
+        m.depth++;
+        for (const auto &c : *rc_->inner) {
+            c->checkPreconditions(m);
+            c->run(m, *rc_->sut);
+            c->apply(m);
+        }
+    } catch (...) {
+        rc_->err = std::current_exception();
+    }
+    return rc_->ret;
+}
+
+struct Run : Cmd {
+    int ctx;
+    int ret;
+    std::vector<CmdSP> inner;
+    Run(const Model &s, int c, int r) : ctx(c), ret(r)
+    {
+        if (s.ctxs[c].entered)
+            return;
+        Model m = s;
+        m.enter(c, true);
+        m.depth++;
+        inner = *rc::gen::resize(6, rc::state::gen::commands(m, genCommand));
+    }
+    void checkPreconditions(const Model &s) const override
+    {
+        RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+        if (s.ctxs[ctx].entered)
+            return;
+        Model m = s;
+        m.enter(ctx, true);
+        m.depth++;
+        for (const auto &c : inner) {
+            c->checkPreconditions(m);
+            c->apply(m);
+        }
+    }
+    void apply(Model &s) const override
+    {
+        if (s.ctxs[ctx].entered)
+            return;
+        s.enter(ctx, true);
+        s.depth++;
+        for (const auto &c : inner)
+            c->apply(s);
+        s.depth--;
+        s.unwind_run(ctx);
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        bool entered = s.ctxs[ctx].entered;
+        int e = entered ? CV_EENTERED : ret;
+        cv_context *before = cv_context_current();
+        int p = 0;
+        if (sut.py)
+            p = sut.py->run_begin(ctx);
+        RunCall call{&s, &sut, &inner, ctx, ret, nullptr, 0};
+        int r = cv_context_run(sut.ctxs[ctx], run_tramp, &call);
+        if (sut.py && !entered)
+            sut.py->run_end(ctx);
+        if (call.err)
+            std::rethrow_exception(call.err);
+        RC_ASSERT(r == e);
+        RC_ASSERT(call.calls == (entered ? 0 : 1));
+        RC_ASSERT(truth(cv_context_current() == before)); /* R11: restored */
+        check_hooks();
+        if (sut.py)
+            RC_ASSERT(p == (entered ? CV_EENTERED : 0));
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "run(" << cname(ctx) << ", fn -> " << ret << ") {";
+        for (size_t i = 0; i < inner.size(); i++) {
+            os << (i ? "; " : " ");
+            inner[i]->show(os);
+        }
+        os << " }";
+    }
+};
+
+struct CtxGet : Cmd {
+    int ctx, var;
+    CtxGet(int c, int v) : ctx(c), var(v) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int c = resolve(s, ctx);
+        const auto &m = s.ctxs[c].m;
+        auto it = m.find(var);
+        void *out = (void *)&sut;
+        int r = cv_context_get(sut.ctx(s, c), sut.vars[var], &out);
+        RC_ASSERT(r == (it != m.end() ? 1 : 0));
+        if (r == 1)
+            RC_ASSERT(val_id(out) == it->second);
+        else
+            RC_ASSERT(truth(out == (void *)&sut));
+        if (sut.py) {
+            Out p = sut.py->ctx_get(c, var);
+            RC_ASSERT(p.err == r);
+            if (r == 1)
+                RC_ASSERT(p.val == it->second);
+        }
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "context_get(" << cname(ctx) << ", " << vname(var) << ")";
+    }
+};
+
+struct Visit {
+    Sut *sut;
+    std::vector<std::pair<int, int>> seen;
+    size_t stop;
+};
+extern "C" inline int visit_cb(cv_var *v, void *value, void *arg)
+{
+    Visit *x = static_cast<Visit *>(arg);
+    auto it = x->sut->var_id.find(v);
+    x->seen.emplace_back(it == x->sut->var_id.end() ? -1 : it->second,
+                         val_id(value));
+    return x->stop != 0 && x->seen.size() >= x->stop ? 4242 : 0;
+}
+
+struct Foreach : Cmd {
+    int ctx;
+    size_t stop; /* 0: walk all; k: the callback stops after k pairs */
+    Foreach(int c, size_t st) : ctx(c), stop(st) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int c = resolve(s, ctx);
+        const auto &m = s.ctxs[c].m;
+        Visit x{&sut, {}, stop};
+        int r = cv_context_foreach(sut.ctx(s, c), visit_cb, &x);
+        bool early = stop != 0 && stop <= m.size();
+        RC_ASSERT(r == (early ? 4242 : 0));
+        RC_ASSERT(x.seen.size() == (early ? stop : m.size()));
+        std::set<int> keys; /* R10: each pair once, and only pairs of c */
+        for (auto &kv : x.seen) {
+            RC_ASSERT(keys.insert(kv.first).second);
+            auto it = m.find(kv.first);
+            RC_ASSERT(it != m.end());
+            RC_ASSERT(it->second == kv.second);
+        }
+        if (sut.py)
+            RC_ASSERT(sut.py->items(c) == m);
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "foreach(" << cname(ctx) << ", stop after " << stop << ")";
+    }
+};
+
+struct Len : Cmd {
+    int ctx;
+    explicit Len(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (ctx >= 0)
+            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+    }
+    void run(const Model &s, Sut &sut) const override
+    {
+        int c = resolve(s, ctx);
+        RC_ASSERT(cv_context_len(sut.ctx(s, c)) == s.ctxs[c].m.size());
+        if (sut.py)
+            RC_ASSERT(sut.py->len(c) == (long)s.ctxs[c].m.size());
+    }
+    void show(std::ostream &os) const override { os << "len(" << cname(ctx) << ")"; }
+};
+
+struct Release : Cmd {
+    int kind; /* 0 var, 1 context, 2 token */
+    int id;
+    Release(int k, int i) : kind(k), id(i) {}
+    void checkPreconditions(const Model &s) const override
+    {
+        if (kind == 0)
+            RC_PRE(truth(id < (int)s.vars.size() && s.vars[id].held));
+        else if (kind == 1)
+            RC_PRE(truth(id > 0 && id < (int)s.ctxs.size() && s.ctxs[id].held));
+        else
+            RC_PRE(truth(id < (int)s.toks.size() && s.toks[id].held));
+    }
+    void apply(Model &s) const override
+    {
+        if (kind == 0)
+            s.vars[id].held = false;
+        else if (kind == 1)
+            s.ctxs[id].held = false;
+        else
+            s.toks[id].held = false;
+    }
+    void run(const Model &, Sut &sut) const override
+    {
+        if (kind == 0) {
+            sut.var_held[id] = false;
+            cv_var_release(sut.vars[id]);
+            if (sut.py)
+                sut.py->release_var(id);
+        } else if (kind == 1) {
+            sut.ctx_held[id] = false;
+            cv_context_release(sut.ctxs[id]);
+            if (sut.py)
+                sut.py->release_ctx(id);
+        } else {
+            sut.tok_held[id] = false;
+            cv_token_release(sut.toks[id]);
+            if (sut.py)
+                sut.py->release_tok(id);
+        }
+        check_hooks();
+    }
+    void show(std::ostream &os) const override
+    {
+        static const char *k[] = {"var_release(v", "context_release(c",
+                                  "token_release(t"};
+        os << k[kind] << id << ")";
+    }
+};
+
+/* Misuse with NULL arguments: CV_EINVAL (or 0 / NULL where documented). */
+struct Invalid : Cmd {
+    int kind;
+    explicit Invalid(int k) : kind(k) {}
+    static int fn(void *) { return 1; }
+    void run(const Model &, Sut &sut) const override
+    {
+        void *out = &sut;
+        cv_context *c = nullptr;
+        cv_var *v = nullptr;
+        switch (kind) {
+        case 0: RC_ASSERT(cv_var_get(nullptr, &out) == CV_EINVAL); break;
+        case 1: RC_ASSERT(cv_var_set(nullptr, nullptr, nullptr) == CV_EINVAL); break;
+        case 2: RC_ASSERT(cv_var_reset(nullptr, nullptr) == CV_EINVAL); break;
+        case 3: RC_ASSERT(cv_context_enter(nullptr) == CV_EINVAL); break;
+        case 4: RC_ASSERT(cv_context_exit(nullptr) == CV_EINVAL); break;
+        case 5: RC_ASSERT(cv_context_run(nullptr, fn, nullptr) == CV_EINVAL); break;
+        case 6: RC_ASSERT(cv_context_copy(nullptr, &c) == CV_EINVAL); break;
+        case 7: RC_ASSERT(cv_copy_context(nullptr) == CV_EINVAL); break;
+        case 8: RC_ASSERT(cv_context_get(nullptr, nullptr, &out) == CV_EINVAL); break;
+        case 9: RC_ASSERT(cv_context_foreach(nullptr, visit_cb, nullptr) == CV_EINVAL); break;
+        case 10: RC_ASSERT(cv_context_len(nullptr) == 0u); break;
+        case 11: RC_ASSERT(cv_token_old_value(nullptr, &out) == CV_EINVAL); break;
+        case 12: RC_ASSERT(cv_token_used(nullptr) == CV_EINVAL); break;
+        case 13: RC_ASSERT(cv_var_new(nullptr, &v) == CV_EINVAL); break;
+        case 14: RC_ASSERT(cv_var_new("x", nullptr) == CV_EINVAL); break;
+        case 15: RC_ASSERT(truth(cv_var_get_or(nullptr, val_ptr(1)) == val_ptr(1))); break;
+        default: RC_ASSERT(cv_context_new(nullptr) == CV_EINVAL); break;
+        }
+        RC_ASSERT(truth(out == (void *)&sut));
+        RC_ASSERT(truth(c == nullptr && v == nullptr));
+    }
+    void show(std::ostream &os) const override { os << "invalid_args(#" << kind << ")"; }
+};
+
+/* ------------------------------------------------------------------------
+ * Generation
+ * ------------------------------------------------------------------------ */
+inline std::vector<int> held_vars(const Model &s)
+{
+    std::vector<int> r;
+    for (size_t i = 0; i < s.vars.size(); i++)
+        if (s.vars[i].held)
+            r.push_back((int)i);
+    return r;
+}
+inline std::vector<int> held_ctxs(const Model &s)
+{
+    std::vector<int> r;
+    for (size_t i = 1; i < s.ctxs.size(); i++)
+        if (s.ctxs[i].held)
+            r.push_back((int)i);
+    return r;
+}
+inline std::vector<int> held_toks(const Model &s)
+{
+    std::vector<int> r;
+    for (size_t i = 0; i < s.toks.size(); i++)
+        if (s.toks[i].held)
+            r.push_back((int)i);
+    return r;
+}
+
+/* A context argument: -1 (the current one) or a held context. */
+inline int pick_ctx(const std::vector<int> &cs)
+{
+    if (cs.empty() || *rc::gen::inRange(0, 4) == 0)
+        return -1;
+    return *rc::gen::elementOf(cs);
+}
+
+enum Kind {
+    K_NEWVAR, K_SET, K_GET, K_GETOR, K_RESET, K_TOKINFO, K_COPYCUR, K_COPY,
+    K_NEWCTX, K_ENTER, K_EXIT, K_RUN, K_CTXGET, K_FOREACH, K_LEN, K_RELVAR,
+    K_RELCTX, K_RELTOK, K_INVALID
+};
+
+/* Kinds the mirror cannot take: set by prop_cpython.cc. */
+inline bool g_no_invalid = false;
+
+inline rc::Gen<CmdSP> genCommand(const Model &s)
+{
+    return rc::gen::exec([s]() -> CmdSP {
+        auto vs = held_vars(s);
+        auto cs = held_ctxs(s);
+        auto ts = held_toks(s);
+        std::vector<int> kinds;
+        auto add = [&](int k, int w) { kinds.insert(kinds.end(), w, k); };
+        add(K_NEWVAR, s.vars.size() < 8 ? 3 : 1);
+        add(K_COPYCUR, 3);
+        add(K_NEWCTX, 1);
+        add(K_ENTER, 1);
+        add(K_EXIT, 2);
+        add(K_FOREACH, 1);
+        add(K_LEN, 1);
+        if (!g_no_invalid)
+            add(K_INVALID, 1);
+        if (!vs.empty() || !ts.empty())
+            add(K_SET, 7);
+        if (!vs.empty()) {
+            add(K_GET, 4);
+            add(K_GETOR, 2);
+            add(K_CTXGET, 3);
+            add(K_RELVAR, 1);
+        }
+        if (!ts.empty()) {
+            add(K_RESET, 5);
+            add(K_TOKINFO, 1);
+            add(K_RELTOK, 2);
+        }
+        if (!cs.empty()) {
+            add(K_COPY, 2);
+            add(K_ENTER, 3);
+            add(K_EXIT, 1);
+            add(K_RELCTX, 2);
+            if (s.depth < 2)
+                add(K_RUN, 3);
+        }
+        auto var_or_tok = [&](int &var, int &via) {
+            via = -1;
+            var = 0;
+            if (!ts.empty() && (vs.empty() || *rc::gen::inRange(0, 5) == 0))
+                via = *rc::gen::elementOf(ts);
+            else
+                var = *rc::gen::elementOf(vs);
+        };
+        auto val = [] { return *rc::gen::inRange(0, NVAL); };
+        int var, via;
+        switch (*rc::gen::elementOf(kinds)) {
+        case K_NEWVAR:
+            return std::make_shared<NewVar>(*rc::gen::inRange(0, 3),
+                                            *rc::gen::arbitrary<bool>(), val(),
+                                            *rc::gen::inRange(0, 3) != 0,
+                                            *rc::gen::inRange(0, 20) == 0);
+        case K_SET:
+            var_or_tok(var, via);
+            return std::make_shared<Set>(var, via, val(),
+                                         *rc::gen::inRange(0, 4) != 0);
+        case K_GET:
+            return std::make_shared<Get>(*rc::gen::elementOf(vs));
+        case K_GETOR:
+            return std::make_shared<GetOr>(*rc::gen::elementOf(vs), val());
+        case K_RESET:
+            if (vs.empty())
+                via = *rc::gen::elementOf(ts), var = 0;
+            else
+                var_or_tok(var, via);
+            return std::make_shared<Reset>(var, via, *rc::gen::elementOf(ts));
+        case K_TOKINFO:
+            return std::make_shared<TokInfo>(*rc::gen::elementOf(ts));
+        case K_COPYCUR:
+            return std::make_shared<Copy>(-1);
+        case K_COPY:
+            return std::make_shared<Copy>(*rc::gen::elementOf(cs));
+        case K_NEWCTX:
+            return std::make_shared<NewCtx>(*rc::gen::arbitrary<bool>());
+        case K_ENTER:
+            return std::make_shared<Enter>(pick_ctx(cs));
+        case K_EXIT:
+            return std::make_shared<Exit>(pick_ctx(cs));
+        case K_RUN:
+            return std::make_shared<Run>(s, *rc::gen::elementOf(cs),
+                                         *rc::gen::inRange(-3, 100));
+        case K_CTXGET:
+            return std::make_shared<CtxGet>(pick_ctx(cs), *rc::gen::elementOf(vs));
+        case K_FOREACH:
+            return std::make_shared<Foreach>(pick_ctx(cs),
+                                             (size_t)*rc::gen::inRange(0, 4));
+        case K_LEN:
+            return std::make_shared<Len>(pick_ctx(cs));
+        case K_RELVAR:
+            return std::make_shared<Release>(0, *rc::gen::elementOf(vs));
+        case K_RELCTX:
+            return std::make_shared<Release>(1, *rc::gen::elementOf(cs));
+        case K_RELTOK:
+            return std::make_shared<Release>(2, *rc::gen::elementOf(ts));
+        default:
+            return std::make_shared<Invalid>(*rc::gen::inRange(0, 17));
+        }
+    });
+}
+
+/* One test case: a fresh thread state, a generated command sequence, then
+ * everything released and the R14 / allocation balance checked. */
+inline void run_case(const cv_backend *b, Mirror *py)
+{
+    cv_thread_cleanup();
+    long live0 = g_live_allocs.load();
+    reset_values();
+    {
+        Sut sut(b, py);
+        rc::state::check(Model(), sut, genCommand);
+        sut.teardown();
+    }
+    check_hooks();
+    for (int i = 0; i < NVAL - 1; i++)
+        RC_ASSERT(g_vals[i].refs == 0L); /* R14: retains matched */
+    RC_ASSERT(g_retains == g_releases);
+    RC_ASSERT(g_live_allocs.load() == live0); /* nothing leaked */
+}
+
+} /* namespace pm */
+
+#endif

@@ -1,0 +1,54 @@
+# tests/stress/stress.mk -- thread stress under ThreadSanitizer and under
+# AddressSanitizer + UndefinedBehaviorSanitizer (included by the top-level
+# Makefile).
+#
+#   make tsan            library + stress built with clang -fsanitize=thread
+#                        -O1 -g; any report fails the run (exit 66)
+#   make asan-stress     the same under ASan + UBSan (leaks included)
+#   make stress          both (what `make test` runs, bounded)
+#   make tsan STRESS_ROUNDS=20000 STRESS_THREADS=16   a long run
+#
+# The library is built with the sanitizer too, each in its own directory.
+
+STRESS_ROUNDS  ?= 2500
+STRESS_THREADS ?= 8
+STRESS_SRC     := tests/stress/stress.c
+STRESS_CFLAGS  := -std=c11 -Wall -Wextra -Werror -O1 -g -D_GNU_SOURCE -iquote core
+TSAN_FLAGS     := -fsanitize=thread
+ASAN_FLAGS     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+.PHONY: stress tsan asan-stress
+
+test-run: stress
+
+stress: tsan asan-stress
+
+ifneq ($(BUILD),build-tsan)
+build-tsan/libctxvar.a: $(LIB_SRC) $(LIB_HDR)
+	@$(MAKE) --no-print-directory BUILD=build-tsan CC=clang OPT=-O1 \
+	  CFLAGS="-O1 -g $(TSAN_FLAGS)" build-tsan/libctxvar.a >/dev/null
+endif
+ifneq ($(BUILD),build-asan)
+build-asan/libctxvar.a: $(LIB_SRC) $(LIB_HDR)
+	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang OPT=-O1 \
+	  CFLAGS="-O1 -g $(ASAN_FLAGS)" build-asan/libctxvar.a >/dev/null
+endif
+
+build-tsan/stress: $(STRESS_SRC) core/ctxvar.h build-tsan/libctxvar.a
+	clang $(STRESS_CFLAGS) $(TSAN_FLAGS) -o $@ $(STRESS_SRC) build-tsan/libctxvar.a -lpthread
+
+build-asan/stress: $(STRESS_SRC) core/ctxvar.h build-asan/libctxvar.a
+	clang $(STRESS_CFLAGS) $(ASAN_FLAGS) -o $@ $(STRESS_SRC) build-asan/libctxvar.a -lpthread
+
+tsan: build-tsan/stress
+	@echo "== thread stress under TSan ($(STRESS_ROUNDS) rounds x $(STRESS_THREADS) threads)"
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
+	  ./build-tsan/stress $(STRESS_ROUNDS) $(STRESS_THREADS)
+	@echo "tsan: 0 reports"
+
+asan-stress: build-asan/stress
+	@echo "== thread stress under ASan + UBSan ($(STRESS_ROUNDS) rounds x $(STRESS_THREADS) threads)"
+	ASAN_OPTIONS="detect_leaks=1 halt_on_error=1 exitcode=67" \
+	UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" \
+	  ./build-asan/stress $(STRESS_ROUNDS) $(STRESS_THREADS)
+	@echo "asan-stress: 0 reports"
