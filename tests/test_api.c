@@ -170,3 +170,36 @@ TEST(allocator_hook_sees_every_allocation)
     cv_var_release(v);
     assert_int_equal(tu_alloc_live(), live);
 }
+
+/* Every code of CV_ERRNO_MAP has its own name and message. */
+TEST(errors_every_code_named)
+{
+    (void)state;
+#define CHECK_CODE(name, val, msg)                                        \
+    assert_string_equal(cv_err_name(CV_##name), "CV_" #name);             \
+    assert_string_equal(cv_strerror(CV_##name), msg);
+    CV_ERRNO_MAP(CHECK_CODE)
+#undef CHECK_CODE
+}
+
+/* cv_set_allocator(NULL) restores malloc/free; a half-filled allocator is
+ * refused and changes nothing. */
+TEST(allocator_reset_and_refusal)
+{
+    (void)state;
+    cv_thread_cleanup();                   /* nothing of ours is live */
+    long live = tu_alloc_live();
+    cv_allocator half = {.malloc_cb = NULL, .free_cb = NULL};
+    ASSERT_ERR(cv_set_allocator(&half), CV_EINVAL);
+    ASSERT_OK(cv_set_allocator(NULL));     /* plain malloc from here */
+    cv_var *v = NULL;
+    ASSERT_OK(cv_var_new("plain", &v));
+    ASSERT_OK(cv_var_set(v, "x", NULL));
+    assert_int_equal(tu_alloc_live(), live); /* the test hook saw nothing */
+    cv_thread_cleanup();
+    cv_var_release(v);
+    tu_alloc_install();                    /* back to the test allocator */
+    ASSERT_OK(cv_var_new("counted", &v));
+    assert_int_equal(tu_alloc_live(), live + 1);
+    cv_var_release(v);
+}

@@ -268,3 +268,36 @@ TEST(oom_first_use_of_a_thread)
     assert_string_equal(tu_get_str(v), "<LookupError>");
     cv_var_release(v);
 }
+
+/* A failing set with a token and a failing copy, with blocks cached on the
+ * thread's free list: the block goes back to the list, not the allocator,
+ * so the failed call leaves both as they were. */
+TEST(oom_with_warm_free_list)
+{
+    (void)state;
+    cv_var *v = tu_var_hooked("v", NULL);
+    tu_val a = {0}, b = {0};
+    ASSERT_OK(cv_var_set(v, &a, NULL));
+    cv_context *snap;
+    ASSERT_OK(cv_copy_context(&snap));     /* shared: a set must allocate */
+    cv_token *warm[4];
+    for (int i = 0; i < 4; i++)            /* warm the free list */
+        ASSERT_OK(cv_var_set(v, &a, &warm[i]));
+    for (int i = 0; i < 4; i++)
+        cv_token_release(warm[i]);
+    long live = tu_alloc_live();
+    tu_alloc_fail_at(1, 1);
+    cv_token *t = NULL;
+    int r = cv_var_set(v, &b, &t);
+    tu_alloc_fail_at(0, 0);
+    /* the token came from the list; the map's copy could not be made */
+    ASSERT_ERR(r, CV_ENOMEM);
+    assert_null(t);
+    assert_int_equal(tu_alloc_live(), live);
+    assert_ptr_equal(cv_var_get_or(v, NULL), &a);
+    ASSERT_OK(cv_var_set(v, &b, &t));      /* and it works afterwards */
+    assert_ptr_equal(cv_var_get_or(v, NULL), &b);
+    cv_token_release(t);
+    cv_context_release(snap);
+    cv_var_release(v);
+}
