@@ -79,6 +79,7 @@
     X(allocator_hook_sees_every_allocation)  \
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
+    X(oom_with_warm_free_list)               \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
@@ -93,7 +94,6 @@
     X(oom_reset_shared_and_not)              \
     X(oom_contexts_and_vars)                 \
     X(oom_first_use_of_a_thread)             \
-    X(oom_with_warm_free_list)               \
 
 /* tests/test_hamt.c */
 #define CV_HAMT_TESTS(X)                     \
