@@ -159,11 +159,11 @@
 #include <string.h>
 
 #include "chainmap.h"
+#include "slots.h"
 
-typedef struct cslot {
-    cv_var *key;                 /* NULL: empty slot; else one var reference */
-    void *val;                   /* retained value, or TOMB (no retain) */
-} cslot;
+/* {key, val}; key NULL: empty, else one var reference; val a retained
+ * value, or TOMB (no retain). */
+typedef cv_slot cslot;
 
 typedef struct layer layer;
 struct layer {
@@ -296,29 +296,11 @@ static layer *layer_resize(layer *l, unsigned lg)
     return n;
 }
 
-/* Empties slot s and shifts the rest of its probe run back (Knuth's
- * Algorithm R). The caller releases what the slot owned. */
+/* Empties slot s of l by backward shift (maps/slots.h); the caller
+ * releases what the slot owned. */
 static void slot_remove(layer *l, cslot *s)
 {
-    uint32_t mask = lmask(l);
-    uint32_t i = (uint32_t)(s - l->l_slots);
-    uint32_t j = i;
-    for (uint32_t n = 0; n < mask; n++) {
-        j = (j + 1) & mask;
-        cslot *t = &l->l_slots[j];
-        if (t->key == NULL)
-            break;
-        uint32_t home = cv__var_hash(t->key) & mask;
-        /* t may move to i unless its home lies cyclically in (i, j]. */
-        int stays = (i <= j) ? (i < home && home <= j)
-                             : (i < home || home <= j);
-        if (!stays) {
-            l->l_slots[i] = *t;
-            i = j;
-        }
-    }
-    l->l_slots[i].key = NULL;
-    l->l_slots[i].val = NULL;
+    cv__slot_remove(l->l_slots, lmask(l), (uint32_t)(s - l->l_slots));
     l->l_used--;
 }
 

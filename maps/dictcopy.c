@@ -46,7 +46,7 @@
  *   dict_share, release -> dict_release, walk -> dict_foreach,
  *   invariant -> dict_check. Internals: slot_lookup (probe), table_new,
  *   table_clone (copy with retains), table_resize (move, no retains),
- *   slot_remove (backward shift).
+ *   cv__slot_remove (backward shift, maps/slots.h).
  *
  * FAILURE SEMANTICS
  *   Every allocation (growth, clone) happens before the table is touched;
@@ -69,11 +69,10 @@
 #include <string.h>
 
 #include "map.h"
+#include "slots.h"
 
-typedef struct dslot {
-    cv_var *key;                 /* NULL: empty slot */
-    void *val;                   /* retained through the key's hooks */
-} dslot;
+/* {key, val}; key NULL: empty; val retained through the key's hooks. */
+typedef cv_slot dslot;
 
 typedef struct dict {
     _Atomic size_t d_refs;       /* holders: contexts, foreach walks */
@@ -232,32 +231,6 @@ static int dict_set(cv_map **m, cv_var *key, void *val)
     return 0;
 }
 
-/* Empties slot s and shifts the rest of its probe run back (Knuth's
- * Algorithm R), so that no key is left behind an empty slot. */
-static void slot_remove(dict *d, dslot *s)
-{
-    uint32_t mask = d->d_mask;
-    uint32_t i = (uint32_t)(s - d->d_slots);
-    uint32_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        dslot *t = &d->d_slots[j];
-        if (t->key == NULL)
-            break;
-        uint32_t home = cv__var_hash(t->key) & mask;
-        /* t may move to i unless its home lies cyclically in (i, j]. */
-        int stays = (i <= j) ? (i < home && home <= j)
-                             : (i < home || home <= j);
-        if (!stays) {
-            d->d_slots[i] = *t;
-            i = j;
-        }
-    }
-    d->d_slots[i].key = NULL;
-    d->d_slots[i].val = NULL;
-    d->d_count--;
-}
-
 static int dict_del(cv_map **m, const cv_var *key)
 {
     dict *d = (dict *)*m;
@@ -287,7 +260,8 @@ static int dict_del(cv_map **m, const cv_var *key)
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     }
-    slot_remove(d, s);
+    cv__slot_remove(d->d_slots, d->d_mask, (uint32_t)(s - d->d_slots));
+    d->d_count--;
     /* Shrink a table left at under 1/8 load; best effort. */
     if (d->d_mask + 1 > MIN_CAP && (d->d_count * 8 < d->d_mask + 1)) {
         dict *g = table_resize(d, cap_for(d->d_count));

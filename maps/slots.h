@@ -1,0 +1,43 @@
+/*
+ * slots.h -- the open-addressing slot array that dictcopy and chainmap
+ * share: {key, val} slots, home slot = hash & mask, linear probing, and
+ * deletion by backward shift (Knuth, TAOCP vol. 3, 6.4, Algorithm R), so
+ * that no tombstone is ever needed for probing and a probe stops at the
+ * first empty slot.
+ */
+#ifndef CV_SLOTS_H
+#define CV_SLOTS_H
+
+#include "map.h"
+
+typedef struct cv_slot {
+    cv_var *key;                 /* NULL: empty slot; else one var reference */
+    void *val;                   /* owned as the backend says */
+} cv_slot;
+
+/* Empties slot i of slots[0..mask] and shifts the rest of its probe run
+ * back, so no key is left behind an empty slot. The walk stops after one
+ * lap, so a full table (chainmap's capacities 1 and 2) is safe. Moves
+ * pairs only: the caller releases what slot i owned. */
+static inline void cv__slot_remove(cv_slot *slots, uint32_t mask, uint32_t i)
+{
+    uint32_t j = i;
+    for (uint32_t n = 0; n < mask; n++) {
+        j = (j + 1) & mask;
+        cv_slot *t = &slots[j];
+        if (t->key == NULL)
+            break;
+        uint32_t home = cv__var_hash(t->key) & mask;
+        /* t may move to i unless its home lies cyclically in (i, j]. */
+        int stays = (i <= j) ? (i < home && home <= j)
+                             : (i < home || home <= j);
+        if (!stays) {
+            slots[i] = *t;
+            i = j;
+        }
+    }
+    slots[i].key = NULL;
+    slots[i].val = NULL;
+}
+
+#endif /* CV_SLOTS_H */
