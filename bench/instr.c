@@ -71,9 +71,11 @@ static void run_cv(const cv_backend *b, bench_pool *pool, const op_desc *op,
             cvop_gets(&w);
             CALLGRIND_TOGGLE_COLLECT;
             BENCH_OK(cv_context_exit(w.other));
+            BENCH_OK(cv_context_enter(w.other2));
             CALLGRIND_TOGGLE_COLLECT;
             cvop_gets(&w);
             CALLGRIND_TOGGLE_COLLECT;
+            BENCH_OK(cv_context_exit(w.other2));
         }
     } else {
         CALLGRIND_TOGGLE_COLLECT;
@@ -102,9 +104,11 @@ static void run_py(py_pool *pool, const op_desc *op, size_t arg, size_t k)
             pyop_gets(&w);
             CALLGRIND_TOGGLE_COLLECT;
             PY_OK(PyContext_Exit(w.other));
+            PY_OK(PyContext_Enter(w.other2));
             CALLGRIND_TOGGLE_COLLECT;
             pyop_gets(&w);
             CALLGRIND_TOGGLE_COLLECT;
+            PY_OK(PyContext_Exit(w.other2));
         }
     } else {
         CALLGRIND_TOGGLE_COLLECT;

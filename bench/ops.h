@@ -15,7 +15,7 @@
  *
  *   op           one iteration                                    unit
  *   get_hot      get the same var                                  1 get
- *   get_switch   enter other; k gets; exit; k gets (distinct vars)  2k gets
+ *   get_switch   enter other; k gets; exit; the same in other2     2k gets
  *   get_absent   get a var the context lacks (its default)          1 get
  *   set_tok      set (alternating values), release the token        1 set
  *   set_notok    set without a token                                1 set
@@ -32,8 +32,12 @@
  * get_switch exists because CPython caches the last value per var: its hot
  * get never reaches the HAMT. Entering another context bumps CPython's
  * context version, so each of the k gets after a switch is uncached. The
- * report subtracts enter_exit (same backend, same N) and divides by 2k; the
- * callgrind driver counts only the gets (collection toggled around them).
+ * gets run in two fresh copies in turn, never back in the context below:
+ * ctxvar's exit restores the cache of the context it returns to, so gets
+ * there would hit and the figure would no longer be the first get after a
+ * switch. The report subtracts two enter_exit (same backend, same N) and
+ * divides by 2k; the callgrind driver counts only the gets (collection
+ * toggled around them).
  */
 #ifndef CV_BENCH_OPS_H
 #define CV_BENCH_OPS_H
@@ -135,6 +139,7 @@ typedef struct bench_world {
     cv_context *ctx;              /* the base context, N pairs */
     cv_context **chain;           /* depth nested copies, chain[depth-1] top */
     cv_context *other;            /* copy of the top, to switch to */
+    cv_context *other2;           /* another, for get_switch */
     char val_store[3];            /* values: [0] and [1] alternate in the
                                    * base, [2] only ever goes into copies
                                    * and set_reset, so it always changes */
@@ -191,6 +196,7 @@ static inline void bench_world_init(bench_world *w, const cv_backend *b,
         }
     }
     BENCH_OK(cv_copy_context(&w->other));
+    BENCH_OK(cv_copy_context(&w->other2));
     for (size_t d = depth; d > 0; d--)
         BENCH_OK(cv_context_exit(w->chain[d - 1]));
     BENCH_OK(cv_context_exit(w->ctx));
@@ -219,11 +225,12 @@ static inline void bench_world_exit(bench_world *w)
 static inline void bench_world_free(bench_world *w)
 {
     cv_context_release(w->other);
+    cv_context_release(w->other2);
     for (size_t d = 0; d < w->depth; d++)
         cv_context_release(w->chain[d]);
     free(w->chain);
     cv_context_release(w->ctx);
-    w->ctx = w->other = NULL;
+    w->ctx = w->other = w->other2 = NULL;
     w->chain = NULL;
 }
 
@@ -263,7 +270,9 @@ static inline void cvop_get_switch(bench_world *w)
     BENCH_OK(cv_context_enter(w->other));
     cvop_gets(w);
     BENCH_OK(cv_context_exit(w->other));
+    BENCH_OK(cv_context_enter(w->other2));
     cvop_gets(w);
+    BENCH_OK(cv_context_exit(w->other2));
 }
 
 static inline void cvop_get_absent(bench_world *w)

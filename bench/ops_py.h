@@ -79,6 +79,7 @@ typedef struct py_world {
     PyObject *ctx;            /* the base context, N pairs */
     PyObject **chain;         /* depth nested copies */
     PyObject *other;          /* copy of the top, to switch to */
+    PyObject *other2;         /* another, for get_switch */
     PyObject *vals[3];        /* as bench_world.val_store */
     unsigned flip;
     size_t sw[BENCH_SWITCH_K], nsw;
@@ -137,6 +138,8 @@ static inline void py_world_init(py_world *w, py_pool *pool, size_t n, size_t de
     }
     if ((w->other = PyContext_CopyCurrent()) == NULL)
         py_die("PyContext_CopyCurrent");
+    if ((w->other2 = PyContext_CopyCurrent()) == NULL)
+        py_die("PyContext_CopyCurrent");
     for (size_t d = depth; d > 0; d--)
         PY_OK(PyContext_Exit(w->chain[d - 1]));
     PY_OK(PyContext_Exit(w->ctx));
@@ -163,6 +166,7 @@ static inline void py_world_exit(py_world *w)
 static inline void py_world_free(py_world *w)
 {
     Py_DECREF(w->other);
+    Py_DECREF(w->other2);
     for (size_t d = 0; d < w->depth; d++)
         Py_DECREF(w->chain[d]);
     free(w->chain);
@@ -197,7 +201,9 @@ static inline void pyop_get_switch(py_world *w)
     PY_OK(PyContext_Enter(w->other));
     pyop_gets(w);
     PY_OK(PyContext_Exit(w->other));
+    PY_OK(PyContext_Enter(w->other2));
     pyop_gets(w);
+    PY_OK(PyContext_Exit(w->other2));
 }
 
 static inline void pyop_get_absent(py_world *w) { pyop_get1(w->absent); }

@@ -378,12 +378,12 @@ class Bench:
         op, be, arg = key
         t = rec["t"]
         if op in SWITCH_OPS:
-            # Subtract the enter+exit of the same side at the nearest N.
+            # Subtract the two enter+exit of the same side at the nearest N.
             n = rec["n"]
             cands = [(abs(math.log(max(k[2], 1)) - math.log(max(n, 1))), v["t"])
                      for k, v in table.items() if k[0] == "enter_exit" and k[1] == be]
             if cands:
-                t = max(t - min(cands)[1], 0.05 * t)
+                t = max(t - 2 * min(cands)[1], 0.05 * t)
         return t / max(rec["units"], 1.0)
 
     def args(self, op):
@@ -648,9 +648,11 @@ backend's run is followed at once by a CPython run of the same op and N, and
 every **ratio is backend / that paired CPython run** (< 1 is faster than
 CPython). The shared 2-core machines drift by up to 2x between runs; ratios
 taken side by side hold, absolute numbers do not. `get_switch` and
-`get_depth` are measured as *enter another context, k gets, exit, k gets*;
-the enter+exit of the same side at the nearest N is subtracted and the rest
-divided by 2k (the callgrind counts below collect the gets alone).
+`get_depth` are measured as *enter a copy, k gets, exit; enter another
+copy, k gets, exit* (never back in the context below, whose cache ctxvar
+restores at exit); two enter+exit of the same side at the nearest N are
+subtracted and the rest divided by 2k (the callgrind counts below collect
+the gets alone).
 """)
     # ---- targets
     w("## Targets (PERFORMANCE.md)\n")

@@ -77,13 +77,9 @@ const char *cv_var_name(const cv_var *v)
     return v ? v->v_name : NULL;
 }
 
-/* Every reference count of the library drops with acq_rel: the releases
- * of other holders happen before the free, as with release + an acquire
- * fence, at the same cost (one locked instruction on x86), and
- * ThreadSanitizer models it, which it does not do for standalone fences. */
 void cv__var_decref(cv_var *v)
 {
-    if (atomic_fetch_sub_explicit(&v->v_refs, 1, memory_order_acq_rel) != 1)
+    if (!cv__refs_drop(&v->v_refs, 1))
         return;
     if (v->v_has_default)
         cv__value_release(v, v->v_default);

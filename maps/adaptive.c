@@ -256,7 +256,7 @@ static void small_release(small *s)
 {
     if (s == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&s->s_refs, 1, memory_order_acq_rel) != 1)
+    if (!cv__refs_drop(&s->s_refs, 1))
         return;
     for (uint32_t i = 0; i < s->s_count; i++)
         cv__entry_release(s->s_pairs[i].key, s->s_pairs[i].val);

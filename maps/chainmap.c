@@ -328,7 +328,7 @@ static void chain_release(cv_map *m)
     layer *l = (layer *)m;
     /* A loop, not recursion: each freed layer drops its parent's count. */
     while (l != NULL) {
-        if (atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_acq_rel) != 1)
+        if (!cv__refs_drop(&l->l_refs, 1))
             return;
         layer *parent = l->l_parent;
         for (uint32_t i = 0; i <= lmask(l); i++) {

@@ -170,7 +170,7 @@ static void dict_release(cv_map *m)
     dict *d = (dict *)m;
     if (d == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&d->d_refs, 1, memory_order_acq_rel) != 1)
+    if (!cv__refs_drop(&d->d_refs, 1))
         return;
     for (uint32_t i = 0; i <= d->d_mask; i++)
         if (d->d_slots[i].key != NULL)

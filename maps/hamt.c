@@ -292,7 +292,7 @@ static void node_free(hnode *n)
 
 static void node_decref(hnode *n)
 {
-    if (atomic_fetch_sub_explicit(&n->n_refs, 1, memory_order_acq_rel) != 1)
+    if (!cv__refs_drop(&n->n_refs, 1))
         return;
     node_free(n);
 }

@@ -21,6 +21,7 @@
     X(r2_token_keeps_var_alive)             \
     X(r3_get_value_default_lookup)           \
     X(r3_get_sees_every_change_through_the_cache)          \
+    X(r3_cache_after_exit_is_exact)          \
     X(r4_get_or_explicit_beats_var_default) \
     X(r5_set_returns_token)                 \
     X(r6_reset_restores_recorded_value)     \
@@ -79,7 +80,6 @@
     X(allocator_hook_sees_every_allocation)  \
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
-    X(oom_with_warm_free_list)               \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
@@ -90,6 +90,7 @@
 
 /* tests/test_oom.c: allocation failure in every allocating call */
 #define CV_OOM_TESTS(X)                      \
+    X(oom_with_warm_free_list)               \
     X(oom_set_every_size_shared_and_not)     \
     X(oom_reset_shared_and_not)              \
     X(oom_contexts_and_vars)                 \

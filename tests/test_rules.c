@@ -646,6 +646,79 @@ TEST(r3_get_sees_every_change_through_the_cache)
         cv_var_release(v[i]);
 }
 
+/* Exit gives the context below back its cache generation (core/context.c):
+ * what it cached before it was covered is believed again, and nothing the
+ * covering contexts did may show through -- sets, resets, new vars, vars
+ * freed and remade at the same address, nested runs. */
+static int set_in_run(void *p)
+{
+    cv_var **v = p;
+    ASSERT_OK(cv_var_set(v[0], (void *)"run", NULL));
+    assert_string_equal(cv_var_get_or(v[0], NULL), "run");
+    return 7;
+}
+
+TEST(r3_cache_after_exit_is_exact)
+{
+    (void)state;
+    enum { N = 130 };                        /* two laps of the 64 entries */
+    cv_var *v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = tu_var("v");
+    for (int i = 0; i < N; i += 2)
+        ASSERT_OK(cv_var_set(v[i], (void *)"outer", NULL));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)          /* fill the cache, outer */
+            assert_ptr_equal(cv_var_get_or(v[i], NULL),
+                             i % 2 ? NULL : (void *)"outer");
+        cv_context *c;
+        ASSERT_OK(cv_copy_context(&c));
+        ASSERT_OK(cv_context_enter(c));
+        cv_token *t[N];
+        for (int i = 0; i < N; i++)          /* every entry rewritten */
+            ASSERT_OK(cv_var_set(v[i], (void *)"inner", &t[i]));
+        for (int i = 0; i < N; i += 3) {     /* some back to the outer */
+            ASSERT_OK(cv_var_reset(v[i], t[i]));
+            assert_ptr_equal(cv_var_get_or(v[i], NULL),
+                             i % 2 ? NULL : (void *)"outer");
+        }
+        assert_int_equal(cv_context_run(c, set_in_run, v), CV_EENTERED);
+        cv_context *d;                       /* a run nested inside */
+        ASSERT_OK(cv_copy_context(&d));
+        assert_int_equal(cv_context_run(d, set_in_run, v), 7);
+        assert_string_equal(cv_var_get_or(v[0], NULL), "outer"); /* reset */
+        /* a var unknown to the outer, freed; one made at its address */
+        cv_var *gone = tu_var("gone");
+        ASSERT_OK(cv_var_set(gone, (void *)"inner", NULL));
+        ASSERT_OK(cv_context_exit(c));
+        for (int i = 0; i < N; i++)
+            assert_ptr_equal(cv_var_get_or(v[i], NULL),
+                             i % 2 ? NULL : (void *)"outer");
+        assert_null(cv_var_get_or(gone, NULL));
+        ASSERT_OK(cv_context_enter(c));      /* c kept what it had */
+        for (int i = 0; i < N; i++)
+            assert_ptr_equal(cv_var_get_or(v[i], NULL),
+                             i % 3 == 0 ? (i % 2 ? NULL : (void *)"outer")
+                                        : (void *)"inner");
+        assert_string_equal(cv_var_get_or(gone, NULL), "inner");
+        ASSERT_OK(cv_context_exit(c));
+        for (int i = 0; i < N; i++)
+            cv_token_release(t[i]);
+        cv_context_release(c);               /* frees c's map: gone too */
+        cv_context_release(d);
+        cv_var_release(gone);
+        cv_var *again = tu_var("again");     /* may take gone's address */
+        assert_null(cv_var_get_or(again, NULL));
+        cv_var_release(again);
+        for (int i = 0; i < N; i++)
+            assert_ptr_equal(cv_var_get_or(v[i], NULL),
+                             i % 2 ? NULL : (void *)"outer");
+    }
+    cv_thread_cleanup();
+    for (int i = 0; i < N; i++)
+        cv_var_release(v[i]);
+}
+
 /* ---- R11/R12 regressions found by the property tests -------------------- */
 
 typedef struct exit_arg {
