@@ -1,11 +1,19 @@
 /*
  * memory.c -- bytes held by contexts, for the report.
  *
- *   memory BACKEND|cpython N K
+ *   memory BACKEND|cpython N K [chain|fork]
  *
  * Builds a context with N pairs, then takes K snapshots that each differ
- * from the next by one set (snapshot = copy_context(); set one var), and
- * prints one JSON object:
+ * by one set, in one of two shapes, and prints one JSON object:
+ *   chain  a history: snapshot = copy_context(), then one set in the
+ *          current context, so each snapshot is the previous plus a set
+ *          (the shape of PERFORMANCE.md's anchor figure)
+ *   fork   siblings: snapshot = copy_context(), enter it, one set, exit,
+ *          so each differs from the common parent by a set (a runtime
+ *          spawning K tasks that each set a request var)
+ * A HAMT retains about the same per snapshot in both shapes; a ChainMap
+ * does not (a chain compacts every few layers and each flattening is
+ * shared by only those few snapshots), so the report shows both.
  *   bytes_per_entry     (bytes after the N sets - bytes before) / N
  *   bytes_per_snapshot  bytes retained by the K snapshots / K
  *   peak_rss_kb         VmHWM of this process
@@ -126,13 +134,17 @@ static long peak_rss_kb(void)
     return kb;
 }
 
+static int fork_shape; /* 0: chain, 1: fork (see the top) */
+
 static void print_result(const char *backend, size_t n, size_t k, double per_entry,
                          double per_snap, long long leaked, const char *method)
 {
-    printf("{\"backend\":\"%s\",\"n\":%zu,\"k\":%zu,\"bytes_per_entry\":%.1f,"
+    printf("{\"backend\":\"%s\",\"n\":%zu,\"k\":%zu,\"shape\":\"%s\","
+           "\"bytes_per_entry\":%.1f,"
            "\"bytes_per_snapshot\":%.1f,\"leaked_bytes\":%lld,\"peak_rss_kb\":%ld,"
            "\"method\":\"%s\"}\n",
-           backend, n, k, per_entry, per_snap, leaked, peak_rss_kb(), method);
+           backend, n, k, fork_shape ? "fork" : "chain", per_entry, per_snap, leaked,
+           peak_rss_kb(), method);
 }
 
 static int measure_cv(const char *name, size_t n, size_t k)
@@ -159,7 +171,11 @@ static int measure_cv(const char *name, size_t n, size_t k)
     cv_context **snaps = calloc(k, sizeof *snaps);
     for (size_t i = 0; i < k; i++) {
         BENCH_OK(cv_copy_context(&snaps[i]));
+        if (fork_shape)
+            BENCH_OK(cv_context_enter(snaps[i]));
         BENCH_OK(cv_var_set(pool.vars[i % n], &vals[(i / n + 1) & 1], NULL));
+        if (fork_shape)
+            BENCH_OK(cv_context_exit(snaps[i]));
     }
     long long held = c.live;
     for (size_t i = 0; i < k; i++)
@@ -207,7 +223,11 @@ static int measure_py(size_t n, size_t k)
     PyObject **snaps = calloc(k, sizeof *snaps);
     for (size_t i = 0; i < k; i++) {
         snaps[i] = PyContext_CopyCurrent();
+        if (fork_shape)
+            PY_OK(PyContext_Enter(snaps[i]));
         Py_DECREF(PyContextVar_Set(vars[i % n], vals[(i / n + 1) & 1]));
+        if (fork_shape)
+            PY_OK(PyContext_Exit(snaps[i]));
     }
     long long held = c.live;
     for (size_t i = 0; i < k; i++)
@@ -223,10 +243,15 @@ static int measure_py(size_t n, size_t k)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s BACKEND|cpython N K\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s BACKEND|cpython N K [chain|fork]\n", argv[0]);
         return 2;
     }
+    if (argc == 5 && strcmp(argv[4], "chain") != 0 && strcmp(argv[4], "fork") != 0) {
+        fprintf(stderr, "memory: shape is chain or fork, not %s\n", argv[4]);
+        return 2;
+    }
+    fork_shape = argc == 5 && strcmp(argv[4], "fork") == 0;
     size_t n = strtoul(argv[2], NULL, 10), k = strtoul(argv[3], NULL, 10);
     if (n == 0 || k == 0)
         return 2;
