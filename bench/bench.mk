@@ -24,13 +24,14 @@ BENCH_CC   := bench/bench_main.cc bench/bench_ctxvar.cc bench/bench_cpython.cc
 BENCH_BIN  := $(BENCH_DIR)/bench
 INSTR_BIN  := $(BENCH_DIR)/instr
 MEM_BIN    := $(BENCH_DIR)/memory
+FLOOR_BIN  := $(BENCH_DIR)/floor
 WORKLOADS  := server nesting wide
 WL_BINS    := $(addprefix $(BENCH_DIR)/wl_,$(WORKLOADS))
 SCHED_SRC  := tests/support/sched.c
 
 .PHONY: bench-build bench-smoke bench-instr report-run advise
 
-bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(WL_BINS)
+bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(FLOOR_BIN) $(WL_BINS)
 
 $(BENCH_BIN): $(BENCH_CC) $(BENCH_HDR) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -44,6 +45,10 @@ $(INSTR_BIN): bench/instr.c $(BENCH_HDR) $(LIB_A)
 $(MEM_BIN): bench/memory.c $(BENCH_HDR) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ bench/memory.c $(LIB_A) $(PY_EMBED_LDFLAGS) -lpthread
+
+$(FLOOR_BIN): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) -o $@ bench/floor.c
 
 $(BENCH_DIR)/wl_%: bench/workloads/%.c bench/workloads/workload.h $(SCHED_SRC) tests/support/sched.h $(LIB_A)
 	@mkdir -p $(dir $@)
