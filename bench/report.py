@@ -108,7 +108,18 @@ def machine_info():
         "python_anchor": sh("/usr/bin/python3.11 -c 'import sys; print(sys.version.split()[0])'"),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "full": is_full(),
+        "library_rev": library_rev(),
     }
+
+
+def library_rev():
+    """The commit measured, "+changes" if core/, maps/ or bench/ differ from
+    it (results/ being rewritten by the run itself does not count)."""
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = sh("git -C %s rev-parse --short HEAD 2>/dev/null" % top)
+    dirty = subprocess.run(["git", "-C", top, "diff", "--quiet", "HEAD", "--",
+                            "core", "maps", "bench", "Makefile"]).returncode != 0
+    return (rev or "unknown") + ("+changes" if dirty else "")
 
 
 # ---------------------------------------------------------------------------
@@ -685,8 +696,8 @@ def generate(outdir, results_root):
             "FULL" if info.get("full") else "quick (FULL=1 for the full sweep)",
             ctx.get("sizes", ""), ctx.get("mix_sizes", ""), ctx.get("depths", ""),
             ctx.get("depth_n", ""))],
-        ["library", "ctxvar %s" % sh("git -C %s describe --always --dirty 2>/dev/null" %
-                                      os.path.dirname(os.path.abspath(__file__)))],
+        ["library", "ctxvar %s (core/, maps/, bench/ as measured)" %
+         info.get("library_rev", library_rev())],
         ["run time", "%s s for the whole `make report`" % info.get("elapsed_s", "?")],
     ]))
     w("""
