@@ -4,8 +4,10 @@
  * Every allocation of the library goes through cv__malloc/cv__free so that
  * tests can fail the k-th one and benchmarks can count bytes. The hook is
  * one of the two process-wide mutable globals the library has (the other is
- * the default backend); it is read with relaxed atomics so that a test that
- * installs its allocator before starting threads is race-free.
+ * the default backend). It is a plain global, read on every allocation:
+ * ctxvar.h asks for it to be set before any other call, so that every
+ * thread started afterwards sees it through the thread start's ordering,
+ * and an atomic load would only cost the hot paths.
  */
 #include <stdlib.h>
 
