@@ -518,12 +518,10 @@ static inline int lookup_hit(const cv_var *v, void **val)
     return 0;
 }
 
-static CV_NOINLINE int get_miss(const cv_var *v, void **out)
+/* What a get answers, given v's value in the current context or ABSENT. */
+static inline int get_answer(const cv_var *v, void *val, void **out)
 {
-    void *val;
-    if (!lookup_hit(v, &val))
-        val = lookup_slow(v, cache_slot(v));
-    if (val != ABSENT) {
+    if (CV_LIKELY(val != ABSENT)) {
         *out = val;
         return 0;
     }
@@ -534,30 +532,27 @@ static CV_NOINLINE int get_miss(const cv_var *v, void **out)
     return CV_ELOOKUP;
 }
 
+/* The misses: called only after lookup_hit failed, so they go straight to
+ * the map. */
+static CV_NOINLINE int get_miss(const cv_var *v, void **out)
+{
+    return get_answer(v, lookup_slow(v, cache_slot(v)), out);
+}
+
+static CV_NOINLINE void *get_or_miss(const cv_var *v, void *dflt)
+{
+    void *val = lookup_slow(v, cache_slot(v));
+    return val != ABSENT ? val : dflt;
+}
+
 int cv_var_get(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
     void *val;
-    if (CV_LIKELY(lookup_hit(v, &val))) {
-        if (CV_LIKELY(val != ABSENT)) {
-            *out = val;
-            return 0;
-        }
-        if (v->v_has_default) {      /* a cached absence: the default */
-            *out = v->v_default;
-            return 0;
-        }
-    }
+    if (CV_LIKELY(lookup_hit(v, &val)))
+        return get_answer(v, val, out);
     return get_miss(v, out);
-}
-
-static CV_NOINLINE void *get_or_miss(const cv_var *v, void *dflt)
-{
-    void *val;
-    if (!lookup_hit(v, &val))
-        val = lookup_slow(v, cache_slot(v));
-    return val != ABSENT ? val : dflt;
 }
 
 void *cv_var_get_or(const cv_var *v, void *dflt)
@@ -565,8 +560,8 @@ void *cv_var_get_or(const cv_var *v, void *dflt)
     if (CV_UNLIKELY(v == NULL))
         return dflt;
     void *val;
-    if (CV_LIKELY(lookup_hit(v, &val) && val != ABSENT))
-        return val;
+    if (CV_LIKELY(lookup_hit(v, &val)))
+        return val != ABSENT ? val : dflt;
     return get_or_miss(v, dflt);
 }
 
