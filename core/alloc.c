@@ -40,13 +40,15 @@ static cv_allocator current = {
 
 int cv_set_allocator(const cv_allocator *a)
 {
-    if (a == NULL) {
-        current = default_allocator;
-        return 0;
-    }
-    if (a->malloc_cb == NULL || a->free_cb == NULL)
+    if (a != NULL && (a->malloc_cb == NULL || a->free_cb == NULL))
         return CV_EINVAL;
-    current = *a;
+    /* The calling thread's cached blocks (core/context.c) came from the
+     * hook in place: they go back to it, not to the next one. That makes a
+     * single-threaded swap (a test framework installing an allocator per
+     * test, after cv_thread_cleanup) safe; other threads' caches and live
+     * objects are still the caller's business, as ctxvar.h says. */
+    cv__thread_drop_caches();
+    current = a != NULL ? *a : default_allocator;
     return 0;
 }
 

@@ -3,14 +3,26 @@
  * contexts (R3-R13, R16).
  *
  * Per thread there is one tstate (C11 _Thread_local): `current`, the top
- * of the stack of entered contexts, linked through c_link, and `base`, the
- * context the thread got on first use. The base sits at the bottom of the
- * stack and is marked entered, so no other thread can run it and it cannot
- * be exited. A pthread key destructor releases the stack when the thread
- * exits; cv_thread_cleanup does the same on demand.
+ * of the stack of entered contexts, and `base`, the context the thread got
+ * on first use. The stack itself lives in the thread, not in the contexts:
+ * an array of frames, one per entered context above the base, each naming
+ * the context below it and the cache generation to give back at exit. The
+ * base sits at the bottom and is marked entered, so no other thread can run
+ * it and it cannot be exited. A pthread key destructor releases the stack
+ * when the thread exits; cv_thread_cleanup does the same on demand.
  *
- *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
- *                          entered            entered            entered
+ *      frames[2] = {below: B, gen}      tstate.current --> [ctx C] entered
+ *      frames[1] = {below: base, gen}                      [ctx B] entered
+ *      frames[0]   (depth 2: two frames in use)            [base]  entered
+ *
+ * Keeping the links in the thread is what makes a context three words (24
+ * bytes): every snapshot a runtime keeps per task pays for a link it only
+ * needs while entered, and a snapshot that differs by one set (the figure
+ * PERFORMANCE.md sets at 0.1x of CPython's 790 bytes for chainmap) is that
+ * context plus one 48-byte layer. The first FRAMES_INLINE frames sit in the
+ * tstate; deeper nesting grows an array from the allocation hook, before
+ * the enter changes anything, so an enter that cannot grow it fails with
+ * CV_ENOMEM and no effect.
  *
  * Entering is exclusive across threads, and an entered context stays alive
  * whatever the user released (R16). Both live in one atomic word, c_state:
@@ -38,23 +50,37 @@ struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
     const cv_backend *c_ops;     /* the backend of c_map, fixed */
     cv_map *c_map;               /* owned reference; NULL is empty */
-    uintptr_t c_link;            /* while entered: the context below, and
-                                  * LINK_BY_RUN if cv_context_run entered
-                                  * it (only the owning thread touches it;
-                                  * a bit of the pointer, not a field) */
-    uint64_t c_below_gen;        /* while entered: the cache generation of
-                                  * the context below, restored at exit */
 };
 
-#define LINK_BY_RUN ((uintptr_t)1)
-
+/*
+ * A token is three words too, so that tokens and contexts share one block
+ * size on the free list below: its two flags ride in the low bits of the
+ * var pointer. A var comes from the allocation hook, which must align like
+ * malloc (ctxvar.h), and it holds a size_t, so those bits are zero.
+ */
 struct cv_token {
-    cv_var *t_var;               /* owned reference */
+    uintptr_t t_bits;            /* the var (owned reference) | TOK_* */
     cv_context *t_ctx;           /* owned reference */
-    void *t_old;                 /* retained when t_has_old */
-    int t_has_old;               /* 0: the var was MISSING */
-    int t_used;                  /* set by a successful reset */
+    void *t_old;                 /* retained when TOK_HAS_OLD */
 };
+
+#define TOK_HAS_OLD ((uintptr_t)1) /* 0: the var was MISSING */
+#define TOK_USED ((uintptr_t)2)    /* set by a successful reset */
+#define TOK_FLAGS (TOK_HAS_OLD | TOK_USED)
+
+static inline cv_var *tok_var(const cv_token *t)
+{
+    return (cv_var *)(t->t_bits & ~TOK_FLAGS);
+}
+
+/* One level of this thread's stack of entered contexts (see the top). */
+typedef struct frame {
+    uintptr_t f_below;           /* the context below | FRAME_BY_RUN */
+    uint64_t f_below_gen;        /* its cache generation, restored at exit */
+} frame;
+
+#define FRAME_BY_RUN ((uintptr_t)1) /* cv_context_run entered this level */
+#define FRAMES_INLINE 16
 
 /*
  * The lookup cache. A get is answered from a small direct-mapped table of
@@ -112,6 +138,11 @@ typedef struct tstate {
     cache_entry cache[CACHE_SIZE];
     free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
     unsigned n_free;             /* length of free_list, <= FREE_MAX */
+    unsigned depth;              /* frames in use: entered above the base */
+    unsigned cleanups;           /* cv_thread_cleanup calls (for run) */
+    unsigned fr_cap;             /* 0: frames are fr_inline */
+    frame *fr_heap;              /* when deeper than FRAMES_INLINE */
+    frame fr_inline[FRAMES_INLINE];
     cv_context *base;            /* this thread's own context, or NULL */
     int registered;              /* the exit destructor is armed */
 } tstate;
@@ -201,6 +232,48 @@ static void blocks_drain(void)
     ts.n_free = 0;
 }
 
+/* The frames of this thread's stack; FRAMES_INLINE of them until grown. */
+static inline frame *frames(void)
+{
+    return ts.fr_cap ? ts.fr_heap : ts.fr_inline;
+}
+
+/* Room for one more frame: a no-op until the stack is FRAMES_INLINE deep,
+ * then doubling from the hook. CV_ENOMEM leaves the stack as it was. */
+static int frames_reserve(void)
+{
+    unsigned cap = ts.fr_cap ? ts.fr_cap : FRAMES_INLINE;
+    if (CV_LIKELY(ts.depth < cap))
+        return 0;
+    if (cap > (unsigned)-1 / 2 || (size_t)cap * 2 > SIZE_MAX / sizeof(frame))
+        return CV_ENOMEM;
+    frame *n = cv__malloc((size_t)cap * 2 * sizeof(frame));
+    if (n == NULL)
+        return CV_ENOMEM;
+    memcpy(n, frames(), ts.depth * sizeof(frame));
+    cv__free(ts.fr_heap);
+    ts.fr_heap = n;
+    ts.fr_cap = cap * 2;
+    return 0;
+}
+
+/* Gives a grown array back once the stack fits inline again (cleanup). */
+static void frames_shrink(void)
+{
+    if (ts.fr_cap == 0 || ts.depth > FRAMES_INLINE)
+        return;
+    memcpy(ts.fr_inline, ts.fr_heap, ts.depth * sizeof(frame));
+    cv__free(ts.fr_heap);
+    ts.fr_heap = NULL;
+    ts.fr_cap = 0;
+}
+
+void cv__thread_drop_caches(void)
+{
+    blocks_drain();
+    frames_shrink();
+}
+
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static int exit_key_ok;
@@ -240,8 +313,6 @@ static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
     atomic_init(&c->c_state, CTX_REF);
     c->c_ops = b;
     c->c_map = map;
-    c->c_link = 0;
-    c->c_below_gen = 0;
     *out = c;
     return 0;
 }
@@ -320,20 +391,23 @@ cv_context *cv_context_current(void)
     return current_or_make(&err, &made);
 }
 
-/* Pops the top of this thread's stack; the caller checked it is `c`. */
-static void stack_pop(cv_context *c)
+/* Pops the top of this thread's stack (ts.depth > 0). */
+static void stack_pop(void)
 {
-    ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
-    ts.gen = c->c_below_gen;
-    c->c_link = 0;
+    cv_context *c = ts.current;
+    const frame *f = &frames()[--ts.depth];
+    ts.current = (cv_context *)(f->f_below & ~FRAME_BY_RUN);
+    ts.gen = f->f_below_gen;
     ctx_drop(c, CTX_ENTERED);
 }
 
 void cv_thread_cleanup(void)
 {
     /* Contexts the user left entered are exited, top first. */
-    while (ts.current != NULL && ts.current != ts.base)
-        stack_pop(ts.current);
+    ts.cleanups++;
+    while (ts.depth > 0)
+        stack_pop();
+    frames_shrink();
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
@@ -352,6 +426,8 @@ int cv_context_enter(cv_context *c)
     if (c == NULL)
         return CV_EINVAL;
     int r = arm_exit_cleanup();
+    if (r == 0)
+        r = frames_reserve();
     if (r < 0)
         return r;
     /* One locked OR, not a compare-and-swap loop (5.3 ns against 9.2 on
@@ -361,8 +437,9 @@ int cv_context_enter(cv_context *c)
     if (atomic_fetch_or_explicit(&c->c_state, CTX_ENTERED,
                                  memory_order_acq_rel) & CTX_ENTERED)
         return CV_EENTERED;
-    c->c_link = (uintptr_t)ts.current;
-    c->c_below_gen = ts.gen;
+    frame *f = &frames()[ts.depth++];
+    f->f_below = (uintptr_t)ts.current;
+    f->f_below_gen = ts.gen;
     set_current(c);
     return 0;
 }
@@ -373,9 +450,10 @@ int cv_context_exit(cv_context *c)
         return CV_EINVAL;
     /* A context entered by cv_context_run is exited by that run: fn exiting
      * it would leave run nothing to restore (CPython refuses it too). */
-    if (c != ts.current || c == ts.base || (c->c_link & LINK_BY_RUN))
+    if (c != ts.current || ts.depth == 0 ||
+        (frames()[ts.depth - 1].f_below & FRAME_BY_RUN))
         return CV_ENOTENTERED;
-    stack_pop(c);
+    stack_pop();
     return 0;
 }
 
@@ -386,16 +464,18 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     int r = cv_context_enter(c);
     if (r < 0)
         return r;
-    c->c_link |= LINK_BY_RUN;
+    unsigned level = ts.depth; /* c's frame is level - 1 */
+    unsigned cleanups = ts.cleanups;
+    frames()[level - 1].f_below |= FRAME_BY_RUN;
     int result = fn(arg);
     /* fn may have left contexts of its own entered: unwind them, so that
      * the previous context is restored whatever fn did (R11). If fn called
-     * cv_thread_cleanup, c is gone from the stack (and maybe freed: only
-     * its address is compared) and nothing above the base is left. */
-    while (ts.current != c && ts.current != NULL && ts.current != ts.base)
-        stack_pop(ts.current);
-    if (ts.current == c)
-        stack_pop(c);
+     * cv_thread_cleanup, c's frame is gone (and c maybe freed: it is not
+     * touched, not even compared, as its block may be a new context now)
+     * and whatever fn entered afterwards is unwound down to the base. */
+    unsigned keep = ts.cleanups == cleanups ? level - 1 : 0;
+    while (ts.depth > keep)
+        stack_pop();
     return result;
 }
 
@@ -589,15 +669,15 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         unmake_base(made);
         return CV_ENOMEM;
     }
-    t->t_has_old = c->c_ops->find(c->c_map, v, &t->t_old) > 0;
-    if (!t->t_has_old)
+    int has_old = c->c_ops->find(c->c_map, v, &t->t_old) > 0;
+    if (!has_old)
         t->t_old = NULL;
     /* The token must hold the old value before the map lets go of it. */
-    if (t->t_has_old)
+    if (has_old)
         cv__value_retain(v, t->t_old);
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
-        if (t->t_has_old)
+        if (has_old)
             cv__value_release(v, t->t_old);
         block_unalloc(t, n_free);
         unmake_base(made);
@@ -606,9 +686,8 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
-    t->t_var = v;
+    t->t_bits = (uintptr_t)v | (has_old ? TOK_HAS_OLD : 0);
     t->t_ctx = c;
-    t->t_used = 0;
     *tok = t;
     return 0;
 }
@@ -617,19 +696,20 @@ int cv_var_reset(cv_var *v, cv_token *t)
 {
     if (v == NULL || t == NULL)
         return CV_EINVAL;
-    if (t->t_used)
+    if (t->t_bits & TOK_USED)
         return CV_ETOKEN_USED;
-    if (t->t_var != v)
+    if (tok_var(t) != v)
         return CV_ETOKEN_VAR;
     cv_context *c = ts.current;
     if (t->t_ctx != c)
         return CV_ETOKEN_CTX;
-    int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
-                         : c->c_ops->del(&c->c_map, v);
+    int has_old = (t->t_bits & TOK_HAS_OLD) != 0;
+    int r = has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
+                    : c->c_ops->del(&c->c_map, v);
     if (r < 0)
         return r;
-    cache_note(v, t->t_has_old ? t->t_old : ABSENT);
-    t->t_used = 1;
+    cache_note(v, has_old ? t->t_old : ABSENT);
+    t->t_bits |= TOK_USED;
     return 0;
 }
 
@@ -639,14 +719,14 @@ int cv_var_reset(cv_var *v, cv_token *t)
 
 cv_var *cv_token_var(const cv_token *t)
 {
-    return t ? t->t_var : NULL;
+    return t ? tok_var(t) : NULL;
 }
 
 int cv_token_old_value(const cv_token *t, void **out)
 {
     if (t == NULL || out == NULL)
         return CV_EINVAL;
-    if (!t->t_has_old)
+    if (!(t->t_bits & TOK_HAS_OLD))
         return 0;
     *out = t->t_old;
     return 1;
@@ -654,16 +734,17 @@ int cv_token_old_value(const cv_token *t, void **out)
 
 int cv_token_used(const cv_token *t)
 {
-    return t ? t->t_used : CV_EINVAL;
+    return t ? (t->t_bits & TOK_USED) != 0 : CV_EINVAL;
 }
 
 void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
-    if (t->t_has_old)
-        cv__value_release(t->t_var, t->t_old);
+    cv_var *v = tok_var(t);
+    if (t->t_bits & TOK_HAS_OLD)
+        cv__value_release(v, t->t_old);
     cv_context_release(t->t_ctx);
-    cv__var_decref(t->t_var);
+    cv__var_decref(v);
     block_free(t);
 }

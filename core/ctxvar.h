@@ -75,7 +75,9 @@ typedef struct cv_backend cv_backend;
 /* ------------------------------------------------------------------------
  * Allocation. Every allocation of the library goes through these hooks.
  * Set them before any other call (objects made with one allocator must be
- * freed by it). NULL functions restore malloc/free.
+ * freed by it); the calling thread's cached blocks are handed back to the
+ * allocator being replaced. The hook must align like malloc. NULL restores
+ * malloc/free.
  * ------------------------------------------------------------------------ */
 typedef struct cv_allocator {
     void *(*malloc_cb)(size_t size, void *ud); /* NULL result: out of memory */

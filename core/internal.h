@@ -28,6 +28,8 @@
  * ------------------------------------------------------------------------ */
 CV_HIDDEN void *cv__malloc(size_t size);
 CV_HIDDEN void cv__free(void *p);
+/* Gives the calling thread's cached blocks back to the hook (context.c). */
+CV_HIDDEN void cv__thread_drop_caches(void);
 
 /* ------------------------------------------------------------------------
  * Variables. A var is the key of every map; identity is its address and its

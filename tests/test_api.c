@@ -1,6 +1,7 @@
 /*
  * test_api.c -- error codes, bad input, the backend registry, the allocator.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "map.h"
@@ -169,6 +170,54 @@ TEST(allocator_hook_sees_every_allocation)
     cv_thread_cleanup();
     cv_var_release(v);
     assert_int_equal(tu_alloc_live(), live);
+}
+
+/* A second allocator, counting on its own, to swap in and out. */
+typedef struct side_alloc {
+    long live;
+} side_alloc;
+
+static void *side_malloc(size_t size, void *ud)
+{
+    ((side_alloc *)ud)->live++;
+    return malloc(size);
+}
+
+static void side_free(void *p, void *ud)
+{
+    ((side_alloc *)ud)->live--;
+    free(p);
+}
+
+/* Swapping allocators gives the calling thread's cached token and context
+ * blocks back to the allocator they came from. Before the fix they stayed
+ * on the thread's free list and the next allocator freed them (or handed
+ * them out): the side count stayed above zero and the test allocator freed
+ * blocks it never made. */
+TEST(allocator_swap_returns_cached_blocks)
+{
+    (void)state;
+    cv_var *v = tu_var("v");
+    cv_thread_cleanup();                    /* nothing cached */
+    ASSERT_OK(cv_var_set(v, "x", NULL));    /* the base and its map: tu's */
+    side_alloc side = {0};
+    cv_allocator a = {side_malloc, side_free, &side};
+    ASSERT_OK(cv_set_allocator(&a));
+    cv_token *t[8];
+    for (int i = 0; i < 8; i++)             /* in place: only tokens */
+        ASSERT_OK(cv_var_set(v, "y", &t[i]));
+    for (int i = 0; i < 8; i++)
+        cv_token_release(t[i]);             /* cached, not freed */
+    assert_int_equal(side.live, 8);
+    tu_alloc_install();                     /* swap back */
+    assert_int_equal(side.live, 0);
+    long live = tu_alloc_live();
+    ASSERT_OK(cv_var_set(v, "z", &t[0]));   /* fresh blocks from tu */
+    assert_true(tu_alloc_live() > live);
+    cv_token_release(t[0]);
+    cv_thread_cleanup();
+    assert_int_equal(side.live, 0);
+    cv_var_release(v);
 }
 
 /* Every code of CV_ERRNO_MAP has its own name and message. */

@@ -36,7 +36,9 @@
     X(r11_run_unwinds_what_fn_left_entered)  \
     X(r11_exit_inside_run_is_refused)        \
     X(r11_cleanup_inside_run) \
+    X(r11_cleanup_inside_run_then_block_reused) \
     X(r12_enter_exit_nest_like_a_stack)     \
+    X(r12_deep_nesting_grows_the_stack)     \
     X(r13_get_never_allocates)              \
     X(r14_hooks_balance_over_every_holder)  \
     X(r16_entered_context_outlives_release) \
@@ -80,6 +82,7 @@
     X(allocator_hook_sees_every_allocation)  \
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
+    X(allocator_swap_returns_cached_blocks)  \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
@@ -95,6 +98,7 @@
     X(oom_reset_shared_and_not)              \
     X(oom_contexts_and_vars)                 \
     X(oom_first_use_of_a_thread)             \
+    X(oom_enter_growing_the_stack)           \
 
 /* tests/test_hamt.c */
 #define CV_HAMT_TESTS(X)                     \

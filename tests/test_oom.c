@@ -309,3 +309,45 @@ TEST(oom_with_warm_free_list)
     assert_int_equal(b.refs, 0);
     cv_var_release(v);
 }
+
+/* Enter past the frames a thread keeps inline (core/context.c) with every
+ * allocation failing: the enter that must grow the stack fails with
+ * CV_ENOMEM and no effect (current, the context's state, the bytes held),
+ * and succeeds once memory is back; the grown array is released by the
+ * exits and cleanup (the leak check). */
+TEST(oom_enter_growing_the_stack)
+{
+    (void)state;
+    enum { INLINE = 16, N = INLINE + 2 };
+    cv_var *v = tu_var("v");
+    cv_context *cs[N];
+    for (int i = 0; i < N; i++)
+        ASSERT_OK(cv_context_new(&cs[i]));
+    int i = 0;
+    for (; i < N; i++) {
+        cv_context *cur = cv_context_current();
+        long live = tu_alloc_live();
+        tu_alloc_fail_at(1, 1);
+        int r = cv_context_enter(cs[i]);
+        long failed = tu_alloc_failures();
+        tu_alloc_fail_at(0, 0);
+        if (failed == 0) {
+            ASSERT_OK(r);
+            ASSERT_OK(cv_var_set(v, cs[i], NULL));
+            continue;
+        }
+        ASSERT_ERR(r, CV_ENOMEM);
+        assert_int_equal(i, INLINE);      /* only the growth allocates */
+        assert_int_equal(tu_alloc_live(), live);
+        assert_ptr_equal(cv_context_current(), cur);
+        assert_ptr_equal(cv_var_get_or(v, NULL), cs[i - 1]);
+        ASSERT_OK(cv_context_enter(cs[i])); /* not left entered */
+        ASSERT_OK(cv_var_set(v, cs[i], NULL));
+    }
+    for (i = N - 1; i >= 0; i--) {
+        assert_ptr_equal(cv_var_get_or(v, NULL), cs[i]);
+        ASSERT_OK(cv_context_exit(cs[i]));
+        cv_context_release(cs[i]);
+    }
+    cv_var_release(v);
+}

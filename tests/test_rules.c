@@ -494,6 +494,89 @@ TEST(r12_enter_exit_nest_like_a_stack)
     cv_var_release(v);
 }
 
+/* The stack of entered contexts lives in the thread (core/context.c): the
+ * first 16 levels inline, deeper ones in an array that grows. Nest well
+ * past that, by enter and by run, and check at every level on the way
+ * down and back up that get sees that level's value (the generation each
+ * exit restores comes from the frame, so a frame copied wrongly by a growth
+ * shows here), that exiting a level that is not the top is refused, and
+ * that the thread is back at its base at the end. */
+#define DEEP 100
+
+typedef struct deep_run {
+    cv_var *v;
+    cv_context **cs;
+    int level;
+    int checked;
+} deep_run;
+
+static int run_deeper(void *p)
+{
+    deep_run *d = p;
+    int here = d->level;
+    if (cv_var_set(d->v, d->cs[here], NULL) != 0)
+        return -1;
+    if (here + 1 < DEEP) {
+        d->level++;
+        if (cv_context_run(d->cs[here + 1], run_deeper, d) != 0)
+            return -1;
+    }
+    /* back from the level above: this level's value, from the cache */
+    if (cv_var_get_or(d->v, NULL) != d->cs[here])
+        return -1;
+    d->checked++;
+    return 0;
+}
+
+TEST(r12_deep_nesting_grows_the_stack)
+{
+    (void)state;
+    cv_var *v = tu_var("v");
+    cv_context *base = cv_context_current();
+    cv_context *cs[DEEP];
+    for (int i = 0; i < DEEP; i++)
+        ASSERT_OK(cv_context_new(&cs[i]));
+    for (int i = 0; i < DEEP; i++) {
+        ASSERT_OK(cv_context_enter(cs[i]));
+        ASSERT_OK(cv_var_set(v, cs[i], NULL));
+        if (i > 0)
+            ASSERT_ERR(cv_context_exit(cs[i - 1]), CV_ENOTENTERED);
+    }
+    for (int i = DEEP - 1; i >= 0; i--) {
+        assert_ptr_equal(cv_context_current(), cs[i]);
+        assert_ptr_equal(cv_var_get_or(v, NULL), cs[i]);
+        ASSERT_OK(cv_context_exit(cs[i]));
+    }
+    assert_ptr_equal(cv_context_current(), base);
+    assert_null(cv_var_get_or(v, NULL));
+
+    /* the same depth by nested runs, each refusing a plain exit */
+    cv_context *rs[DEEP];
+    for (int i = 0; i < DEEP; i++)
+        ASSERT_OK(cv_context_new(&rs[i]));
+    deep_run d = {v, rs, 0, 0};
+    assert_int_equal(cv_context_run(rs[0], run_deeper, &d), 0);
+    assert_int_equal(d.checked, DEEP);
+    assert_ptr_equal(cv_context_current(), base);
+    for (int i = 0; i < DEEP; i++) {
+        ASSERT_OK(cv_context_enter(rs[i])); /* each was exited by its run */
+        ASSERT_OK(cv_context_exit(rs[i]));
+        cv_context_release(rs[i]);
+        cv_context_release(cs[i]);
+    }
+    /* left entered deep: cleanup unwinds it all and frees the grown array
+     * (the suite's leak check and valgrind see it) */
+    cv_context *left[DEEP];
+    for (int i = 0; i < DEEP; i++) {
+        ASSERT_OK(cv_context_new(&left[i]));
+        ASSERT_OK(cv_context_enter(left[i]));
+        cv_context_release(left[i]); /* entered: kept alive until exit */
+    }
+    cv_thread_cleanup();
+    assert_null(cv_var_get_or(v, NULL));
+    cv_var_release(v);
+}
+
 /* ---- R13: get never allocates ------------------------------------------ */
 
 TEST(r13_get_never_allocates)
@@ -764,6 +847,52 @@ static int cleans_up_inside(void *p)
     cv_thread_cleanup();            /* drops the whole stack, c included */
     a->entered_other = cv_context_enter(a->other) == 0;
     return 7;
+}
+
+/* cv_thread_cleanup inside run, then two contexts entered: one made
+ * before, one made after (in c's freed block, as a free list hands it
+ * back). run must unwind both: it goes by the thread's cleanup count, not
+ * by depth (c's level is now the first context's) nor by c's address. */
+typedef struct reuse_arg {
+    cv_context *c, *before, *after;
+    int entered;
+} reuse_arg;
+
+static int cleans_up_and_reuses(void *p)
+{
+    reuse_arg *a = p;
+    cv_context_release(a->c);
+    cv_thread_cleanup();            /* c's block is free now */
+    a->entered = cv_context_enter(a->before) == 0;
+    if (cv_context_new(&a->after) != 0)
+        return -1;
+    a->entered += cv_context_enter(a->after) == 0;
+    return 9;
+}
+
+TEST(r11_cleanup_inside_run_then_block_reused)
+{
+    (void)state;
+    reuse_arg a = {0};
+    cv_context *outer; /* so that c's level is not the bottom one */
+    ASSERT_OK(cv_context_new(&outer));
+    ASSERT_OK(cv_context_enter(outer));
+    ASSERT_OK(cv_context_new(&a.c));
+    ASSERT_OK(cv_context_new(&a.before));
+    assert_int_equal(cv_context_run(a.c, cleans_up_and_reuses, &a), 9);
+    assert_int_equal(a.entered, 2);
+    cv_context *now = cv_context_current();
+    assert_ptr_not_equal(now, a.before);
+    assert_ptr_not_equal(now, a.after);
+    ASSERT_OK(cv_context_enter(a.before)); /* neither was left entered */
+    ASSERT_OK(cv_context_enter(a.after));
+    ASSERT_OK(cv_context_exit(a.after));
+    ASSERT_OK(cv_context_exit(a.before));
+    ASSERT_OK(cv_context_enter(outer));    /* the cleanup exited it */
+    ASSERT_OK(cv_context_exit(outer));
+    cv_context_release(outer);
+    cv_context_release(a.before);
+    cv_context_release(a.after);
 }
 
 /* cv_thread_cleanup inside run: run must not pop past what is left. */
