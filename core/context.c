@@ -84,12 +84,14 @@ typedef struct frame {
 
 /*
  * The lookup cache. A get is answered from a small direct-mapped table of
- * (var, value, generation) entries, indexed by the var's hash. Entering a
- * context (and cleanup, and first use) gives ts.gen a value never used
- * before, which invalidates every entry at once; a set or reset in the
- * current context rewrites the var's own entry instead. That is exact
- * because a context is written only by the thread that has it entered (R13):
- * nothing outside this thread can change what its current context maps.
+ * (var, value, generation) entries, indexed by a hash of the var's address
+ * (ctxvar.h declares it, so that the hit can be inlined into the caller).
+ * Entering a context (and cleanup, and first use) gives the thread's
+ * generation cv__tgen a value never used before, which invalidates every
+ * entry at once; a set or reset in the current context rewrites the var's
+ * own entry instead. That is exact because a context is written only by the
+ * thread that has it entered (R13): nothing outside this thread can change
+ * what its current context maps.
  *
  * Exit gives back the generation the context below had when it was covered,
  * so the entries it filled before are believed again. That is exact too: a
@@ -103,16 +105,23 @@ typedef struct frame {
  * this thread, which rewrites its entry; so a stale pointer match is never
  * believed. (CPython keeps one such cache per var, which is why it is not
  * thread-safe and is off in its free-threaded build; this one is per thread.)
+ *
+ * "Absent" is a bit of the entry's generation (CV__GEN_ABSENT), not a
+ * sentinel value, so that the inlined hit needs no third compare: an
+ * absent entry fails it and the call answers the default or CV_ELOOKUP.
  */
-#define CACHE_SIZE 64                 /* a power of two */
+typedef struct cv__centry cache_entry;
 
-typedef struct cache_entry {
-    const cv_var *var;           /* NULL: empty */
-    void *val;                   /* the value, or &cache_absent */
-    uint64_t gen;                /* valid while equal to ts.gen */
-} cache_entry;
+#if defined(__GNUC__)
+__thread uint64_t cv__tgen __attribute__((tls_model("initial-exec"))) = 1;
+__thread cache_entry cv__tcache[CV__CACHE_SIZE]
+    __attribute__((tls_model("initial-exec")));
+#else
+_Thread_local uint64_t cv__tgen = 1;
+_Thread_local cache_entry cv__tcache[CV__CACHE_SIZE];
+#endif
 
-/* The value an entry holds for "not in the current context". */
+/* What lookups return for "not in the current context". */
 static char cache_absent;
 #define ABSENT ((void *)&cache_absent)
 
@@ -133,9 +142,7 @@ typedef struct free_block {
 
 typedef struct tstate {
     cv_context *current;         /* top of the stack; NULL before first use */
-    uint64_t gen;                /* stamps the cache entries of current */
     uint64_t gen_seq;            /* the last generation handed out */
-    cache_entry cache[CACHE_SIZE];
     free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
     unsigned n_free;             /* length of free_list, <= FREE_MAX */
     unsigned depth;              /* frames in use: entered above the base */
@@ -156,24 +163,36 @@ static _Thread_local tstate ts;
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
-    return &ts.cache[cv__var_hash(v) & (CACHE_SIZE - 1)];
+    return &cv__tcache[cv__cache_index(v)];
 }
 
 /* A new current context: one whose entries, if any, are not to be
- * believed (enter, cleanup, first use). Exit restores instead. */
+ * believed (enter, cleanup, first use). Exit restores instead. Starting
+ * at 2 keeps every generation above the initial 1, and far below the
+ * ABSENT bit (2^63 enters is centuries). */
 static inline void set_current(cv_context *c)
 {
     ts.current = c;
-    ts.gen = ++ts.gen_seq;
+    cv__tgen = ++ts.gen_seq + 1;
+}
+
+/* Makes v's entry say val (a value or ABSENT) in the current context. */
+static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
+{
+    e->var = v;
+    if (val == ABSENT) {
+        e->val = NULL;
+        e->gen = cv__tgen | CV__GEN_ABSENT;
+    } else {
+        e->val = val;
+        e->gen = cv__tgen;
+    }
 }
 
 /* A set or reset in the current context: the var's entry stays exact. */
 static inline void cache_note(const cv_var *v, void *val)
 {
-    cache_entry *e = cache_slot(v);
-    e->var = v;
-    e->val = val;
-    e->gen = ts.gen;
+    cache_fill(cache_slot(v), v, val);
 }
 
 #define BLOCK_SIZE                                                        \
@@ -397,7 +416,7 @@ static void stack_pop(void)
     cv_context *c = ts.current;
     const frame *f = &frames()[--ts.depth];
     ts.current = (cv_context *)(f->f_below & ~FRAME_BY_RUN);
-    ts.gen = f->f_below_gen;
+    cv__tgen = f->f_below_gen;
     ctx_drop(c, CTX_ENTERED);
 }
 
@@ -439,7 +458,7 @@ int cv_context_enter(cv_context *c)
         return CV_EENTERED;
     frame *f = &frames()[ts.depth++];
     f->f_below = (uintptr_t)ts.current;
-    f->f_below_gen = ts.gen;
+    f->f_below_gen = cv__tgen;
     set_current(c);
     return 0;
 }
@@ -578,20 +597,19 @@ static void *lookup_slow(const cv_var *v, cache_entry *e)
         return ABSENT; /* never allocates (R13): no context yet reads empty */
     if (c->c_ops->find(c->c_map, v, &val) <= 0)
         val = ABSENT;
-    e->var = v;
-    e->val = val;
-    e->gen = ts.gen;
+    cache_fill(e, v, val);
     return val;
 }
 
-/* The hit: one thread-local entry, two compares, one load. Callers keep
- * the miss out of line (CV_NOINLINE below), so that the hit saves no
- * registers and sets up no frame: measured 2.3 ns per get with the miss
- * inlined into the caller. */
+/* The hit: one thread-local entry, two compares, one load -- the same test
+ * ctxvar.h inlines into callers. The misses stay out of line (CV_NOINLINE
+ * below), so that the hit saves no registers and sets up no frame:
+ * measured 2.3 ns per get with the miss inlined into the caller, 2.06
+ * without. */
 static inline int lookup_hit(const cv_var *v, void **val)
 {
     const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == ts.gen)) {
+    if (CV_LIKELY(e->var == v && e->gen == cv__tgen)) {
         *val = e->val;
         return 1;
     }
@@ -612,37 +630,37 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
     return CV_ELOOKUP;
 }
 
-/* The misses: called only after lookup_hit failed, so they go straight to
- * the map. */
-static CV_NOINLINE int get_miss(const cv_var *v, void **out)
+/* v's value after lookup_hit failed: ABSENT from an absent entry, else
+ * from the map (which fills the entry). */
+static CV_NOINLINE void *lookup_miss(const cv_var *v)
 {
-    return get_answer(v, lookup_slow(v, cache_slot(v)), out);
+    cache_entry *e = cache_slot(v);
+    if (e->var == v && e->gen == (cv__tgen | CV__GEN_ABSENT))
+        return ABSENT;
+    return lookup_slow(v, e);
 }
 
-static CV_NOINLINE void *get_or_miss(const cv_var *v, void *dflt)
-{
-    void *val = lookup_slow(v, cache_slot(v));
-    return val != ABSENT ? val : dflt;
-}
-
-int cv_var_get(const cv_var *v, void **out)
+/* The functions behind ctxvar.h's inline get; the parentheses keep its
+ * macros from expanding here. */
+int(cv_var_get)(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
     void *val;
     if (CV_LIKELY(lookup_hit(v, &val)))
         return get_answer(v, val, out);
-    return get_miss(v, out);
+    return get_answer(v, lookup_miss(v), out);
 }
 
-void *cv_var_get_or(const cv_var *v, void *dflt)
+void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
     if (CV_UNLIKELY(v == NULL))
         return dflt;
     void *val;
     if (CV_LIKELY(lookup_hit(v, &val)))
-        return val != ABSENT ? val : dflt;
-    return get_or_miss(v, dflt);
+        return val;
+    val = lookup_miss(v);
+    return val != ABSENT ? val : dflt;
 }
 
 int cv_var_set(cv_var *v, void *value, cv_token **tok)

@@ -172,6 +172,74 @@ CV_EXTERN int cv_context_foreach(const cv_context *c,
                                  int (*cb)(cv_var *v, void *value, void *arg),
                                  void *arg);
 
+/* ------------------------------------------------------------------------
+ * The inline get. Not API: every cv__ name below and this layout may change
+ * with any version, so code built against one version of this header must
+ * link that version of the library. Define CV_NO_INLINE_GET before
+ * including this header to call the functions instead (a stable ABI, or an
+ * FFI that binds symbols); (cv_var_get)(v, out), with the parentheses,
+ * calls the function in any build.
+ *
+ * Why: the library answers a get from a per-thread cache (core/context.c)
+ * in a load, two compares and a load; through a call that is about 2 ns,
+ * inline about half of that, and a get is the operation a tracing or
+ * logging library does on every event. The cache is two thread-local
+ * objects: a generation, which moves when this thread's current context
+ * changes, and 64 entries (var, value, generation). An entry whose var and
+ * generation match answers the get; everything else -- a miss, an absent
+ * var, a NULL argument -- takes the call. A never-written entry cannot
+ * match, not even for v == NULL: its generation is 0 and the thread's
+ * never is.
+ * ------------------------------------------------------------------------ */
+#define CV__CACHE_LG 6
+#define CV__CACHE_SIZE (1u << CV__CACHE_LG)
+
+struct cv__centry {
+    const cv_var *var;           /* NULL: never written */
+    void *val;                   /* the value, when gen has no ABSENT bit */
+    uint64_t gen;                /* valid while (gen & ~ABSENT) == cv__tgen */
+};
+#define CV__GEN_ABSENT ((uint64_t)1 << 63) /* "not in the current context" */
+
+/* The entry of v: its address, mixed by a multiplicative (Fibonacci) hash,
+ * so that the index costs a multiply and never a load from the var. */
+static inline unsigned cv__cache_index(const cv_var *v)
+{
+    return (unsigned)(((uint64_t)(uintptr_t)v *
+                       UINT64_C(0x9E3779B97F4A7C15)) >> (64 - CV__CACHE_LG));
+}
+
+#if defined(__GNUC__) && !defined(CV_NO_INLINE_GET)
+/* initial-exec: a %fs-relative load; the library is linked, not dlopened
+ * into a process that has run out of static TLS. */
+CV_EXTERN extern __thread uint64_t cv__tgen
+    __attribute__((tls_model("initial-exec")));
+CV_EXTERN extern __thread struct cv__centry cv__tcache[CV__CACHE_SIZE]
+    __attribute__((tls_model("initial-exec")));
+
+static inline int cv__var_get_inline(const cv_var *v, void **out)
+{
+    const struct cv__centry *e = &cv__tcache[cv__cache_index(v)];
+    if (__builtin_expect(e->var == v && e->gen == cv__tgen && out != NULL,
+                         1)) {
+        *out = e->val;
+        return 0;
+    }
+    return (cv_var_get)(v, out);
+}
+
+static inline void *cv__var_get_or_inline(const cv_var *v, void *dflt)
+{
+    const struct cv__centry *e = &cv__tcache[cv__cache_index(v)];
+    if (__builtin_expect(e->var == v && e->gen == cv__tgen, 1))
+        return e->val;
+    return (cv_var_get_or)(v, dflt);
+}
+
+#define cv_var_get(v, out) cv__var_get_inline((v), (out))
+#define cv_var_get_or(v, dflt) cv__var_get_or_inline((v), (dflt))
+#endif
+
 #ifdef __cplusplus
 }
 #endif

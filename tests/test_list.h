@@ -22,6 +22,7 @@
     X(r3_get_value_default_lookup)           \
     X(r3_get_sees_every_change_through_the_cache)          \
     X(r3_cache_after_exit_is_exact)          \
+    X(r3_inline_get_matches_the_call)        \
     X(r4_get_or_explicit_beats_var_default) \
     X(r5_set_returns_token)                 \
     X(r6_reset_restores_recorded_value)     \

@@ -5,6 +5,7 @@
  * identity, or counted tu_val records when the value hooks matter (R14).
  * R13 and R15 also have tests in test_threads.c and test_api.c.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -727,6 +728,80 @@ TEST(r3_get_sees_every_change_through_the_cache)
     }
     for (int i = 0; i < N; i++)
         cv_var_release(v[i]);
+}
+
+/* ctxvar.h inlines the cache hit of cv_var_get and cv_var_get_or; the
+ * parenthesised names call the functions. Both must answer the same after
+ * every kind of change (set, reset to a value and to absent, enter, exit,
+ * default, absent without default, vars colliding in the cache), and bad
+ * arguments must take the call and get CV_EINVAL -- also on a thread that
+ * has never used the library, where no entry was ever written. */
+static void same_answer(cv_var *v, void *dflt)
+{
+    void *a = (void *)&a, *b = (void *)&b;
+    int ra = cv_var_get(v, &a);
+    int rb = (cv_var_get)(v, &b);
+    assert_int_equal(ra, rb);
+    if (ra == 0)
+        assert_ptr_equal(a, b);
+    assert_ptr_equal(cv_var_get_or(v, dflt), (cv_var_get_or)(v, dflt));
+}
+
+static void *fresh_thread_nulls(void *p)
+{
+    (void)p;
+    void *out = NULL;
+    /* before any other call: the cache is all never-written entries */
+    if (cv_var_get(NULL, &out) != CV_EINVAL || out != NULL)
+        return (void *)"get(NULL) on a fresh thread";
+    if (cv_var_get_or(NULL, &out) != &out)
+        return (void *)"get_or(NULL) on a fresh thread";
+    return NULL;
+}
+
+TEST(r3_inline_get_matches_the_call)
+{
+    (void)state;
+    enum { NV = 200 }; /* > 64 entries: vars share cache slots */
+    static char vals[3];
+    cv_var *vs[NV];
+    for (int i = 0; i < NV; i++)
+        vs[i] = i % 3 ? tu_var("v") : tu_var_default("d", &vals[2]);
+    cv_token *toks[NV];
+    cv_context *c;
+    ASSERT_OK(cv_context_new(&c));
+    for (int i = 0; i < NV; i++) {
+        same_answer(vs[i], &vals[1]);          /* absent: default or not */
+        ASSERT_OK(cv_var_set(vs[i], &vals[i & 1], &toks[i]));
+        same_answer(vs[i], NULL);
+    }
+    ASSERT_OK(cv_context_enter(c));
+    for (int i = 0; i < NV; i++) {
+        same_answer(vs[i], &vals[1]);
+        if (i % 2)
+            ASSERT_OK(cv_var_set(vs[i], &vals[2], NULL));
+        same_answer(vs[i], NULL);
+    }
+    ASSERT_OK(cv_context_exit(c));
+    for (int i = NV - 1; i >= 0; i--) {
+        same_answer(vs[i], NULL);
+        ASSERT_OK(cv_var_reset(vs[i], toks[i]));   /* back to absent */
+        same_answer(vs[i], &vals[0]);
+        cv_token_release(toks[i]);
+    }
+    void *out = NULL;
+    ASSERT_ERR(cv_var_get(NULL, &out), CV_EINVAL);
+    ASSERT_ERR(cv_var_get(vs[0], NULL), CV_EINVAL);
+    assert_ptr_equal(cv_var_get_or(NULL, &vals[0]), &vals[0]);
+    pthread_t th;
+    void *why = NULL;
+    assert_int_equal(pthread_create(&th, NULL, fresh_thread_nulls, NULL), 0);
+    assert_int_equal(pthread_join(th, &why), 0);
+    if (why != NULL)
+        fail_msg("%s", (const char *)why);
+    cv_context_release(c);
+    for (int i = 0; i < NV; i++)
+        cv_var_release(vs[i]);
 }
 
 /* Exit gives the context below back its cache generation (core/context.c):
