@@ -17,9 +17,10 @@
 # The library is compiled here from core/*.c and maps/*.c with $CC $CFLAGS
 # (never the normal build's libctxvar.a), so it carries the same
 # instrumentation as the harness. Every target listed in fuzz/targets is
-# fuzz/<target>.c + fuzz/fuzz.c + fuzz/model.c; cpython_diff also links
-# libpython3.11 (python3.11-config --embed); it is skipped with a notice
-# when that is missing.
+# fuzz/<target>.c + fuzz/fuzz.c + fuzz/model.c + tests/support/testalloc.c
+# (the unit tests' counting and failing allocator, which needs no cmocka);
+# cpython_diff also links libpython3.11 (python3.11-config --embed); it is
+# skipped with a notice when that is missing.
 
 SRC=${SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 OUT=${OUT:?set OUT}
@@ -52,7 +53,8 @@ for f in "$SRC"/core/*.c "$SRC"/maps/*.c; do
 done
 obj "$SRC/fuzz/fuzz.c" "$WORK/fuzz.o"
 obj "$SRC/fuzz/model.c" "$WORK/model.o"
-COMMON=("$WORK/fuzz.o" "$WORK/model.o" "${LIBOBJ[@]}")
+obj "$SRC/tests/support/testalloc.c" "$WORK/testalloc.o"
+COMMON=("$WORK/fuzz.o" "$WORK/model.o" "$WORK/testalloc.o" "${LIBOBJ[@]}")
 
 PYCFLAGS="" PYLDFLAGS=""
 if [ -x "$PYCONFIG" ]; then

@@ -414,7 +414,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     Py_DECREF(token);
     Py_DECREF(mod);
     nbackends = fz_backends(backends, 16);
-    fz_alloc_install();
+    tu_alloc_install();
     return 0;
 }
 

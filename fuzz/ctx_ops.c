@@ -44,7 +44,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     model = fz_model_new();
     const char *e = getenv("CTXVAR_FUZZ_SKIP_KNOWN");
     skip_known = e != NULL && e[0] == '1';
-    fz_alloc_install();
+    tu_alloc_install();
     return 0;
 }
 

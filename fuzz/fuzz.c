@@ -1,8 +1,8 @@
 /*
- * fuzz.c -- the shared part of the fuzz targets: bytes, the counting and
- * failing allocator, values with counted hooks, and the interpreter of the
- * ctx language (see fuzz.h) that runs every command on the library and on a
- * reference side by side and compares what each observes.
+ * fuzz.c -- the shared part of the fuzz targets: bytes, values with counted
+ * hooks, and the interpreter of the ctx language (see fuzz.h) that runs
+ * every command on the library and on a reference side by side and
+ * compares what each observes. The allocator is tests/support/testalloc.c.
  *
  * The interpreter runs one world at a time on one backend: the thread's
  * base context is made on that backend (cv_backend_set_default, then
@@ -13,7 +13,6 @@
  * as it goes (and the digests of all runs at the end).
  */
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,62 +57,6 @@ uint32_t fz_u32(fz_reader *r)
     for (int i = 0; i < 4; i++)
         x |= (uint32_t)fz_byte(r) << (8 * i);
     return x;
-}
-
-/* ------------------------------------------------------------------------
- * Allocator (the idea of tests/support/testutil.c, without cmocka)
- * ------------------------------------------------------------------------ */
-typedef union hdr {
-    size_t size;
-    max_align_t align;
-} hdr;
-
-static atomic_long live_blocks, calls, fail_at, failures;
-static atomic_int fail_forever;
-
-static void *fz_malloc(size_t size, void *ud)
-{
-    (void)ud;
-    long n = atomic_fetch_add(&calls, 1) + 1;
-    long k = atomic_load(&fail_at);
-    if (k > 0 && (n == k || (n > k && atomic_load(&fail_forever)))) {
-        atomic_fetch_add(&failures, 1);
-        return NULL;
-    }
-    hdr *h = malloc(sizeof *h + size);
-    if (h == NULL)
-        return NULL;
-    h->size = size;
-    atomic_fetch_add(&live_blocks, 1);
-    return h + 1;
-}
-
-static void fz_free(void *p, void *ud)
-{
-    (void)ud;
-    atomic_fetch_sub(&live_blocks, 1);
-    free((hdr *)p - 1);
-}
-
-void fz_alloc_install(void)
-{
-    static int done;
-    if (done)
-        return;
-    cv_allocator a = {.malloc_cb = fz_malloc, .free_cb = fz_free, .ud = NULL};
-    if (cv_set_allocator(&a) != 0)
-        abort();
-    done = 1;
-}
-
-long fz_alloc_live(void) { return atomic_load(&live_blocks); }
-long fz_alloc_calls(void) { return atomic_load(&calls); }
-long fz_alloc_failures(void) { return atomic_load(&failures); }
-
-void fz_alloc_fail_at(long k, int forever)
-{
-    atomic_store(&fail_forever, forever);
-    atomic_store(&fail_at, k > 0 ? atomic_load(&calls) + k : 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -254,7 +197,7 @@ static void before_real(interp *in)
 {
     if (in->o->oom)
         in->ref->save(in->rs);
-    in->fail_mark = fz_alloc_failures();
+    in->fail_mark = tu_alloc_failures_total();
 }
 
 static void full_compare(interp *in, const char *why);
@@ -263,12 +206,12 @@ static void full_compare(interp *in, const char *why);
  * rolled back and the whole state compared: the caller stops there). */
 static int after_real(interp *in, int real)
 {
-    int injected = fz_alloc_failures() != in->fail_mark;
+    int injected = tu_alloc_failures_total() != in->fail_mark;
     if (real == CV_ENOMEM) {
         if (!in->o->oom || !injected)
             DIE(in, "CV_ENOMEM but no allocation failed");
         in->enomem++;
-        fz_alloc_fail_at(0, 0); /* "forever" lasts until the call returns */
+        tu_alloc_fail_at(0, 0); /* "forever" lasts until the call returns */
         in->ref->restore(in->rs);
         full_compare(in, "after a call failed with CV_ENOMEM (a failed call "
                          "must change nothing)");
@@ -279,7 +222,7 @@ static int after_real(interp *in, int real)
          * (chainmap's absorb and shrink are documented so): the call then
          * succeeds, and the comparison with the reference checks that its
          * result is right. */
-        fz_alloc_fail_at(0, 0);
+        tu_alloc_fail_at(0, 0);
         in->absorbed++;
     }
     return 0;
@@ -558,7 +501,7 @@ static void cmd_get(interp *in, int with_default)
     if (in->var[s] == NULL)
         return;
     int want = -1, got;
-    long calls = fz_alloc_calls();
+    long calls = tu_alloc_calls();
     if (with_default) {
         if (in->ref->get_or(in->rs, s, d, &want) == FZ_SKIP)
             return;
@@ -588,7 +531,7 @@ static void cmd_get(interp *in, int with_default)
             DIE(in, "a failed get wrote *out (R3)");
         }
     }
-    if (fz_alloc_calls() != calls)
+    if (tu_alloc_calls() != calls)
         DIE(in, "getting a value allocated (R13)");
 }
 
@@ -778,7 +721,7 @@ static void cmd_len(interp *in)
     cv_context *x = c < 0 ? cv_context_current() : in->ctx[c];
     if (x == NULL) {
         if (in->o->oom) {
-            fz_alloc_fail_at(0, 0);
+            tu_alloc_fail_at(0, 0);
             return;
         }
         DIE(in, "cv_context_current() returned NULL");
@@ -837,14 +780,14 @@ static void cmd_ctx_get(interp *in)
     if (rr == FZ_SKIP)
         return;
     void *out = NULL;
-    long calls = fz_alloc_calls();
+    long calls = tu_alloc_calls();
     int r = cv_context_get(in->ctx[c], in->var[s], &out);
     check_err(in, r, rr);
     if (r == 1 && value_index(in, out) != want)
         DIE(in, "context slot %d [var slot %d] is value %d, %s says %d%s", c,
             s, value_index(in, out), in->ref->name, want,
             in->ctxs_made > 1 ? " -- ISOLATION MISMATCH (R9)" : "");
-    if (fz_alloc_calls() != calls)
+    if (tu_alloc_calls() != calls)
         DIE(in, "cv_context_get allocated (R13)");
 }
 
@@ -907,21 +850,21 @@ void fz_ctx_run(const uint8_t *data, size_t size, const fz_opts *o,
     in.digest = 0xcbf29ce484222325u;
     in.op = "begin";
 
-    fz_alloc_install();
+    tu_alloc_install();
     cv_thread_cleanup();
-    long live0 = fz_alloc_live(), hooks0 = fz_hook_balance();
+    long live0 = tu_alloc_live(), hooks0 = fz_hook_balance();
     if (cv_backend_set_default(o->backend) != 0)
         DIE(&in, "cv_backend_set_default failed");
     in.ref->begin(in.rs);
     if (!o->lazy_base && cv_context_current() == NULL)
         DIE(&in, "cv_context_current() returned NULL");
     if (o->oom && o->fail_at > 0)
-        fz_alloc_fail_at(o->fail_at, o->fail_forever);
+        tu_alloc_fail_at(o->fail_at, o->fail_forever);
 
     exec_block(&in, 0);
 
     /* Nothing fails from here on. */
-    fz_alloc_fail_at(0, 0);
+    tu_alloc_fail_at(0, 0);
     in.op = "end";
     full_compare(&in, "final state");
     for (int i = 0; i < FZ_NTOK; i++)
@@ -932,9 +875,9 @@ void fz_ctx_run(const uint8_t *data, size_t size, const fz_opts *o,
         drop_ctx(&in, i);
     cv_thread_cleanup();
     in.ref->end(in.rs);
-    if (fz_alloc_live() != live0)
+    if (tu_alloc_live() != live0)
         DIE(&in, "leak: %ld blocks still allocated after releasing everything "
-                 "(R16)", fz_alloc_live() - live0);
+                 "(R16)", tu_alloc_live() - live0);
     if (fz_hook_balance() != hooks0)
         DIE(&in, "value hooks unbalanced by %ld after releasing everything "
                  "(R14)", fz_hook_balance() - hooks0);

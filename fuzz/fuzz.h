@@ -1,8 +1,8 @@
 /*
  * fuzz.h -- what the fuzz targets of fuzz/ share: the byte reader, the
- * counting and failing allocator, the value pool, and the interpreter of
- * the context command language (the "ctx language") that ctx_ops, oom and
- * cpython_diff run.
+ * counting and failing allocator (testalloc.h, shared with the unit
+ * tests), the value pool, and the interpreter of the context command
+ * language (the "ctx language") that ctx_ops, oom and cpython_diff run.
  *
  * THE CTX LANGUAGE
  * An input is a string of commands. A command is one letter followed by its
@@ -51,6 +51,10 @@
 #include <stdint.h>
 
 #include "ctxvar.h"
+/* The counting and failing allocator, tu_alloc_*: the unit tests' own
+ * (tests/support/testalloc.c, which needs no cmocka), so that the oom
+ * target fails allocations exactly as the OOM unit tests do. */
+#include "testalloc.h"
 
 /* Caps: input bytes, commands, objects. */
 #define FZ_MAX_INPUT 4096
@@ -81,17 +85,6 @@ int fz_byte(fz_reader *r);
 /* An argument in [0, n): '0'..'9' are digits, other bytes are mod n. */
 int fz_arg(fz_reader *r, int n);
 uint32_t fz_u32(fz_reader *r);
-
-/* ------------------------------------------------------------------------
- * The allocator: counts live blocks, fails the k-th call on demand.
- * ------------------------------------------------------------------------ */
-void fz_alloc_install(void);  /* idempotent */
-long fz_alloc_live(void);
-long fz_alloc_calls(void);
-long fz_alloc_failures(void);
-/* The k-th allocation from now fails (k >= 1); forever: and all after it.
- * k = 0: none fails. */
-void fz_alloc_fail_at(long k, int forever);
 
 /* ------------------------------------------------------------------------
  * Values: FZ_NVAL distinct pointers (index 0 is NULL) with per-value

@@ -25,7 +25,8 @@ FUZZ_TARGETS       := $(shell grep -v '^\#' fuzz/targets)
 FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_DEPS          := $(wildcard fuzz/*.c fuzz/*.h core/*.c core/*.h maps/*.c maps/*.h) \
                       fuzz/targets fuzz/build.sh fuzz/fuzz.mk \
-                      $(wildcard tests/support/canary.c tests/support/extra_backends.*)
+                      $(wildcard tests/support/canary.c tests/support/extra_backends.* \
+                                 tests/support/testalloc.*)
 FUZZ_HAVE_CLANG    := $(shell command -v $(FUZZ_CLANG) >/dev/null 2>&1 && echo 1)
 # Known library bugs the fuzzers skip while exploring (their regress-*
 # inputs in fuzz/corpus still replay in fuzz-replay): see fuzz/README.md.

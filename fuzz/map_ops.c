@@ -64,7 +64,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fz_target = "map_ops";
     nb = fz_backends(backends, NB);
-    fz_alloc_install();
+    tu_alloc_install();
     return 0;
 }
 
@@ -106,9 +106,9 @@ static void compare_one(world *w, size_t b, int n)
 {
     for (int k = 0; k < w->nkeys; k++) {
         void *v = fz_value(5);
-        long calls = fz_alloc_calls();
+        long calls = tu_alloc_calls();
         int r = backends[b]->find(w->m[b][n], w->key[k], &v);
-        if (fz_alloc_calls() != calls)
+        if (tu_alloc_calls() != calls)
             DIE(w, backends[b], "find allocated");
         int want = w->mv[n][k];
         if (r != (want >= 0) || (r == 1 && fz_value_index(v) != want))
@@ -187,10 +187,10 @@ static int write_op(world *w, size_t b, int op, int n, int k, int val,
 {
     const cv_backend *be = backends[b];
     for (;;) {
-        long fails = fz_alloc_failures();
+        long fails = tu_alloc_failures_total();
         cv_map *before = w->m[b][n];
         if (fail > 0)
-            fz_alloc_fail_at(fail, 0);
+            tu_alloc_fail_at(fail, 0);
         int r;
         if (op == 's')
             r = be->set(&w->m[b][n], w->key[k], fz_value(val));
@@ -198,8 +198,8 @@ static int write_op(world *w, size_t b, int op, int n, int k, int val,
             r = be->del(&w->m[b][n], w->key[k]);
         else
             r = be->share(w->m[b][src], &w->m[b][n]);
-        fz_alloc_fail_at(0, 0);
-        int hit = fz_alloc_failures() != fails;
+        tu_alloc_fail_at(0, 0);
+        int hit = tu_alloc_failures_total() != fails;
         /* hit and success: an optional step was skipped (chainmap's
          * absorb/shrink); the model comparison checks the result. */
         if (r != CV_ENOMEM)
@@ -235,13 +235,13 @@ static void run(world *w, fz_reader *rd)
             if (!w->live[n])
                 break;
             for (size_t b = 0; b < nb; b++) {
-                long calls = fz_alloc_calls();
+                long calls = tu_alloc_calls();
                 int r = write_op(w, b, op, n, k, d, 0, fail);
                 int want = op == 's' ? 0 : w->mv[n][k] >= 0;
                 if (r != want)
                     DIE(w, backends[b], "%s returned %d, model %d",
                         op == 's' ? "set" : "del", r, want);
-                if (op == 's' && w->mv[n][k] == d && fz_alloc_calls() != calls)
+                if (op == 's' && w->mv[n][k] == d && tu_alloc_calls() != calls)
                     DIE(w, backends[b], "storing the value already there "
                         "allocated");
             }
@@ -315,7 +315,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nb == 0)
         LLVMFuzzerInitialize(NULL, NULL);
     fz_exec_count++;
-    long live0 = fz_alloc_live(), hooks0 = fz_hook_balance();
+    long live0 = tu_alloc_live(), hooks0 = fz_hook_balance();
     fz_reader rd = {data, data + size};
     static world w;
     memset(&w, 0, sizeof w);
@@ -347,9 +347,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 backends[b]->release(w.m[b][i]);
     for (int i = 0; i < w.nkeys; i++)
         cv_var_release(w.key[i]);
-    if (fz_alloc_live() != live0)
+    if (tu_alloc_live() != live0)
         fz_die("leak: %ld blocks still allocated after releasing every map "
-               "and key", fz_alloc_live() - live0);
+               "and key", tu_alloc_live() - live0);
     if (fz_hook_balance() != hooks0)
         fz_die("value hooks unbalanced by %ld after releasing every map",
                fz_hook_balance() - hooks0);

@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fz_target = "oom";
     nbackends = fz_backends(backends, 16);
     model = fz_model_new();
-    fz_alloc_install();
+    tu_alloc_install();
     return 0;
 }
 

@@ -1,69 +1,15 @@
 /*
- * testutil.c -- the test allocator, counted values and assert helpers.
+ * testutil.c -- counted values and assert helpers. The test allocator is
+ * in testalloc.c (no cmocka there, so that the fuzz targets link it too).
  *
- * The allocator prefixes every block with its size so that live bytes can
- * be counted; the counters are atomic because the thread tests allocate from
- * many threads at once.
+ * The hook balance is atomic because the thread tests set values from many
+ * threads at once.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
-
-typedef union hdr {
-    size_t size;
-    max_align_t align; /* keeps the user block maximally aligned */
-} hdr;
-
-static atomic_long live_blocks, live_bytes, calls, fail_at, failures;
-static atomic_int fail_forever;
-
-static void *tu_malloc(size_t size, void *ud)
-{
-    (void)ud;
-    long n = atomic_fetch_add(&calls, 1) + 1;
-    long k = atomic_load(&fail_at);
-    if (k > 0 && (n == k || (n > k && atomic_load(&fail_forever)))) {
-        atomic_fetch_add(&failures, 1);
-        return NULL;
-    }
-    hdr *h = malloc(sizeof *h + size);
-    if (h == NULL)
-        return NULL;
-    h->size = size;
-    atomic_fetch_add(&live_blocks, 1);
-    atomic_fetch_add(&live_bytes, (long)size);
-    return h + 1;
-}
-
-static void tu_free(void *p, void *ud)
-{
-    (void)ud;
-    hdr *h = (hdr *)p - 1;
-    atomic_fetch_sub(&live_blocks, 1);
-    atomic_fetch_sub(&live_bytes, (long)h->size);
-    free(h);
-}
-
-void tu_alloc_install(void)
-{
-    cv_allocator a = {.malloc_cb = tu_malloc, .free_cb = tu_free, .ud = NULL};
-    if (cv_set_allocator(&a) != 0)
-        abort();
-}
-
-long tu_alloc_live(void) { return atomic_load(&live_blocks); }
-long tu_alloc_live_bytes(void) { return atomic_load(&live_bytes); }
-long tu_alloc_calls(void) { return atomic_load(&calls); }
-long tu_alloc_failures(void) { return atomic_load(&failures); }
-
-void tu_alloc_fail_at(long k, int forever)
-{
-    atomic_store(&fail_forever, forever);
-    atomic_store(&failures, 0);
-    atomic_store(&fail_at, k > 0 ? atomic_load(&calls) + k : 0);
-}
 
 static atomic_long hook_balance;
 

@@ -1,7 +1,7 @@
 /*
  * testutil.h -- what every test file of tests/ uses: the TEST macro, the
- * counting and failing allocator, value hooks that count, and asserts that
- * print error names.
+ * counting and failing allocator (from testalloc.h), value hooks that
+ * count, and asserts that print error names.
  */
 #ifndef CV_TESTUTIL_H
 #define CV_TESTUTIL_H
@@ -15,25 +15,16 @@
 #include <cmocka.h>
 
 #include "ctxvar.h"
+/* The test allocator, tu_alloc_*: in a file of its own with no cmocka, so
+ * that the fuzz targets share it. tests/main.c installs it before anything
+ * else runs. */
+#include "testalloc.h"
 
 /* A test is `TEST(name) { ... }` in some tests/test_*.c and one line in
  * tests/test_list.h. Conformance tests get the backend under test as
  * TEST_BACKEND; it is also the default backend while they run. */
 #define TEST(name) void test_##name(void **state)
 #define TEST_BACKEND ((const cv_backend *)*state)
-
-/* ------------------------------------------------------------------------
- * The test allocator: counts live blocks and bytes, and fails on demand.
- * Installed once by tests/main.c before anything else runs.
- * ------------------------------------------------------------------------ */
-void tu_alloc_install(void);
-long tu_alloc_live(void);            /* blocks allocated and not freed */
-long tu_alloc_live_bytes(void);
-long tu_alloc_calls(void);           /* allocations attempted so far */
-/* The k-th allocation from now fails (k >= 1); with forever, every one
- * from it on fails too. k = 0 turns failing off. */
-void tu_alloc_fail_at(long k, int forever);
-long tu_alloc_failures(void);        /* allocations failed since fail_at */
 
 /* ------------------------------------------------------------------------
  * Counted values for the value hooks (R14). Each tu_val has a retain count
