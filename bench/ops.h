@@ -15,6 +15,9 @@
  *
  *   op           one iteration                                    unit
  *   get_hot      get the same var                                  1 get
+ *   get_call     get_hot through the function, (cv_var_get): what
+ *                an FFI or a function pointer pays (ctxvar.h inlines
+ *                the cache hit into C callers; see there)            1 get
  *   get_switch   enter other; k gets; exit; the same in other2     2k gets
  *   get_absent   get a var the context lacks (its default)          1 get
  *   set_tok      set (alternating values), release the token        1 set
@@ -50,6 +53,7 @@
 
 #define BENCH_OP_LIST(X) \
     X(get_hot)           \
+    X(get_call)          \
     X(get_switch)        \
     X(get_absent)        \
     X(set_tok)           \
@@ -251,6 +255,14 @@ static inline void cvop_get_hot(bench_world *w)
 {
     void *v = NULL;
     int rc = cv_var_get(w->vars[w->hot], &v);
+    BENCH_KEEP(rc);
+    BENCH_KEEP(v);
+}
+
+static inline void cvop_get_call(bench_world *w)
+{
+    void *v = NULL;
+    int rc = (cv_var_get)(w->vars[w->hot], &v);
     BENCH_KEEP(rc);
     BENCH_KEEP(v);
 }

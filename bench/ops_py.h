@@ -206,6 +206,8 @@ static inline void pyop_get_switch(py_world *w)
     PY_OK(PyContext_Exit(w->other2));
 }
 
+/* CPython's get is always a call: get_call is get_hot there. */
+static inline void pyop_get_call(py_world *w) { pyop_get_hot(w); }
 static inline void pyop_get_absent(py_world *w) { pyop_get1(w->absent); }
 
 static inline void pyop_set_tok(py_world *w)

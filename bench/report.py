@@ -27,6 +27,7 @@ import time
 OPS = [
     # op, title, unit
     ("get_hot", "get, hot (same var repeated)", "ns per get"),
+    ("get_call", "get, hot, through the function (FFI, function pointer)", "ns per get"),
     ("get_switch", "get, first after a context switch", "ns per get"),
     ("get_absent", "get of an absent var (default)", "ns per get"),
     ("set_tok", "set with token (token freed)", "ns per set"),

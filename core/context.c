@@ -3,26 +3,24 @@
  * contexts (R3-R13, R16).
  *
  * Per thread there is one tstate (C11 _Thread_local): `current`, the top
- * of the stack of entered contexts, and `base`, the context the thread got
- * on first use. The stack itself lives in the thread, not in the contexts:
- * an array of frames, one per entered context above the base, each naming
- * the context below it and the cache generation to give back at exit. The
- * base sits at the bottom and is marked entered, so no other thread can run
- * it and it cannot be exited. A pthread key destructor releases the stack
- * when the thread exits; cv_thread_cleanup does the same on demand.
+ * of the stack of entered contexts, linked through c_link, and `base`, the
+ * context the thread got on first use. The base sits at the bottom of the
+ * stack and is marked entered, so no other thread can run it and it cannot
+ * be exited. A pthread key destructor releases the stack when the thread
+ * exits; cv_thread_cleanup does the same on demand.
  *
- *      frames[2] = {below: B, gen}      tstate.current --> [ctx C] entered
- *      frames[1] = {below: base, gen}                      [ctx B] entered
- *      frames[0]   (depth 2: two frames in use)            [base]  entered
+ *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
+ *                          entered            entered            entered
  *
- * Keeping the links in the thread is what makes a context three words (24
- * bytes): every snapshot a runtime keeps per task pays for a link it only
- * needs while entered, and a snapshot that differs by one set (the figure
- * PERFORMANCE.md sets at 0.1x of CPython's 790 bytes for chainmap) is that
- * context plus one 48-byte layer. The first FRAMES_INLINE frames sit in the
- * tstate; deeper nesting grows an array from the allocation hook, before
- * the enter changes anything, so an enter that cannot grow it fails with
- * CV_ENOMEM and no effect.
+ * The link lives in the context, not in a per-thread array, so that enter
+ * and run never allocate, at any depth: run must call fn whenever c is not
+ * entered (R11), and an array that grows could fail. What exit restores
+ * besides the link -- the cache generation of the context below -- sits in
+ * a per-thread ring of GEN_RING slots indexed by depth; a level deeper than
+ * that gets a fresh generation at exit instead (its cache refills). So a
+ * context is four words, 32 bytes, and a snapshot that differs by one set
+ * is that plus one layer (PERFORMANCE.md sets it at 0.1x of CPython's 790
+ * bytes for chainmap).
  *
  * Entering is exclusive across threads, and an entered context stays alive
  * whatever the user released (R16). Both live in one atomic word, c_state:
@@ -50,37 +48,25 @@ struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
     const cv_backend *c_ops;     /* the backend of c_map, fixed */
     cv_map *c_map;               /* owned reference; NULL is empty */
+    uintptr_t c_link;            /* while entered: the context below, and
+                                  * LINK_BY_RUN if cv_context_run entered
+                                  * it (only the owning thread touches it;
+                                  * a bit of the pointer, not a field) */
 };
 
-/*
- * A token is three words too, so that tokens and contexts share one block
- * size on the free list below: its two flags ride in the low bits of the
- * var pointer. A var comes from the allocation hook, which must align like
- * malloc (ctxvar.h), and it holds a size_t, so those bits are zero.
- */
+#define LINK_BY_RUN ((uintptr_t)1)
+
 struct cv_token {
-    uintptr_t t_bits;            /* the var (owned reference) | TOK_* */
+    cv_var *t_var;               /* owned reference */
     cv_context *t_ctx;           /* owned reference */
-    void *t_old;                 /* retained when TOK_HAS_OLD */
+    void *t_old;                 /* retained when t_has_old */
+    int t_has_old;               /* 0: the var was MISSING */
+    int t_used;                  /* set by a successful reset */
 };
 
-#define TOK_HAS_OLD ((uintptr_t)1) /* 0: the var was MISSING */
-#define TOK_USED ((uintptr_t)2)    /* set by a successful reset */
-#define TOK_FLAGS (TOK_HAS_OLD | TOK_USED)
-
-static inline cv_var *tok_var(const cv_token *t)
-{
-    return (cv_var *)(t->t_bits & ~TOK_FLAGS);
-}
-
-/* One level of this thread's stack of entered contexts (see the top). */
-typedef struct frame {
-    uintptr_t f_below;           /* the context below | FRAME_BY_RUN */
-    uint64_t f_below_gen;        /* its cache generation, restored at exit */
-} frame;
-
-#define FRAME_BY_RUN ((uintptr_t)1) /* cv_context_run entered this level */
-#define FRAMES_INLINE 16
+/* Cache generations of covered contexts, kept for the first GEN_RING
+ * levels above the base (see the top). */
+#define GEN_RING 64
 
 /*
  * The lookup cache. A get is answered from a small direct-mapped table of
@@ -145,11 +131,9 @@ typedef struct tstate {
     uint64_t gen_seq;            /* the last generation handed out */
     free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
     unsigned n_free;             /* length of free_list, <= FREE_MAX */
-    unsigned depth;              /* frames in use: entered above the base */
+    size_t depth;                /* contexts entered above the base */
     unsigned cleanups;           /* cv_thread_cleanup calls (for run) */
-    unsigned fr_cap;             /* 0: frames are fr_inline */
-    frame *fr_heap;              /* when deeper than FRAMES_INLINE */
-    frame fr_inline[FRAMES_INLINE];
+    uint64_t below_gen[GEN_RING]; /* [d]: the generation covered by level d+1 */
     cv_context *base;            /* this thread's own context, or NULL */
     int registered;              /* the exit destructor is armed */
 } tstate;
@@ -251,46 +235,9 @@ static void blocks_drain(void)
     ts.n_free = 0;
 }
 
-/* The frames of this thread's stack; FRAMES_INLINE of them until grown. */
-static inline frame *frames(void)
-{
-    return ts.fr_cap ? ts.fr_heap : ts.fr_inline;
-}
-
-/* Room for one more frame: a no-op until the stack is FRAMES_INLINE deep,
- * then doubling from the hook. CV_ENOMEM leaves the stack as it was. */
-static int frames_reserve(void)
-{
-    unsigned cap = ts.fr_cap ? ts.fr_cap : FRAMES_INLINE;
-    if (CV_LIKELY(ts.depth < cap))
-        return 0;
-    if (cap > (unsigned)-1 / 2 || (size_t)cap * 2 > SIZE_MAX / sizeof(frame))
-        return CV_ENOMEM;
-    frame *n = cv__malloc((size_t)cap * 2 * sizeof(frame));
-    if (n == NULL)
-        return CV_ENOMEM;
-    memcpy(n, frames(), ts.depth * sizeof(frame));
-    cv__free(ts.fr_heap);
-    ts.fr_heap = n;
-    ts.fr_cap = cap * 2;
-    return 0;
-}
-
-/* Gives a grown array back once the stack fits inline again (cleanup). */
-static void frames_shrink(void)
-{
-    if (ts.fr_cap == 0 || ts.depth > FRAMES_INLINE)
-        return;
-    memcpy(ts.fr_inline, ts.fr_heap, ts.depth * sizeof(frame));
-    cv__free(ts.fr_heap);
-    ts.fr_heap = NULL;
-    ts.fr_cap = 0;
-}
-
 void cv__thread_drop_caches(void)
 {
     blocks_drain();
-    frames_shrink();
 }
 
 static pthread_key_t exit_key;
@@ -332,6 +279,7 @@ static int ctx_alloc(const cv_backend *b, cv_map *map, cv_context **out)
     atomic_init(&c->c_state, CTX_REF);
     c->c_ops = b;
     c->c_map = map;
+    c->c_link = 0;
     *out = c;
     return 0;
 }
@@ -414,9 +362,13 @@ cv_context *cv_context_current(void)
 static void stack_pop(void)
 {
     cv_context *c = ts.current;
-    const frame *f = &frames()[--ts.depth];
-    ts.current = (cv_context *)(f->f_below & ~FRAME_BY_RUN);
-    cv__tgen = f->f_below_gen;
+    ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
+    c->c_link = 0;
+    size_t d = --ts.depth;
+    if (d < GEN_RING)
+        cv__tgen = ts.below_gen[d];
+    else
+        cv__tgen = ++ts.gen_seq + 1; /* not kept: a fresh one */
     ctx_drop(c, CTX_ENTERED);
 }
 
@@ -426,7 +378,6 @@ void cv_thread_cleanup(void)
     ts.cleanups++;
     while (ts.depth > 0)
         stack_pop();
-    frames_shrink();
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
@@ -445,8 +396,6 @@ int cv_context_enter(cv_context *c)
     if (c == NULL)
         return CV_EINVAL;
     int r = arm_exit_cleanup();
-    if (r == 0)
-        r = frames_reserve();
     if (r < 0)
         return r;
     /* One locked OR, not a compare-and-swap loop (5.3 ns against 9.2 on
@@ -456,9 +405,10 @@ int cv_context_enter(cv_context *c)
     if (atomic_fetch_or_explicit(&c->c_state, CTX_ENTERED,
                                  memory_order_acq_rel) & CTX_ENTERED)
         return CV_EENTERED;
-    frame *f = &frames()[ts.depth++];
-    f->f_below = (uintptr_t)ts.current;
-    f->f_below_gen = cv__tgen;
+    c->c_link = (uintptr_t)ts.current;
+    if (ts.depth < GEN_RING)
+        ts.below_gen[ts.depth] = cv__tgen;
+    ts.depth++;
     set_current(c);
     return 0;
 }
@@ -469,8 +419,7 @@ int cv_context_exit(cv_context *c)
         return CV_EINVAL;
     /* A context entered by cv_context_run is exited by that run: fn exiting
      * it would leave run nothing to restore (CPython refuses it too). */
-    if (c != ts.current || ts.depth == 0 ||
-        (frames()[ts.depth - 1].f_below & FRAME_BY_RUN))
+    if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
     stack_pop();
     return 0;
@@ -483,16 +432,17 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     int r = cv_context_enter(c);
     if (r < 0)
         return r;
-    unsigned level = ts.depth; /* c's frame is level - 1 */
+    size_t level = ts.depth; /* c's */
     unsigned cleanups = ts.cleanups;
-    frames()[level - 1].f_below |= FRAME_BY_RUN;
+    c->c_link |= LINK_BY_RUN;
     int result = fn(arg);
     /* fn may have left contexts of its own entered: unwind them, so that
      * the previous context is restored whatever fn did (R11). If fn called
-     * cv_thread_cleanup, c's frame is gone (and c maybe freed: it is not
-     * touched, not even compared, as its block may be a new context now)
-     * and whatever fn entered afterwards is unwound down to the base. */
-    unsigned keep = ts.cleanups == cleanups ? level - 1 : 0;
+     * cv_thread_cleanup, c is gone from the stack (and maybe freed: it is
+     * not touched, not even compared, as its block may be a new context
+     * now) and whatever fn entered afterwards is unwound down to the base:
+     * levels are counted, not addresses. */
+    size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
     while (ts.depth > keep)
         stack_pop();
     return result;
@@ -588,8 +538,10 @@ int cv_context_foreach(const cv_context *c,
  * Get, set, reset (R3-R6)
  * ------------------------------------------------------------------------ */
 
-/* The value of v in the current context, or ABSENT; fills v's entry. */
-static void *lookup_slow(const cv_var *v, cache_entry *e)
+/* The value of v in the current context, or ABSENT; fills v's entry.
+ * Inlined into the two miss functions: a call more costs about 30
+ * instructions of an uncached get's 130 (callgrind, get_switch). */
+static CV_ALWAYS_INLINE void *lookup_slow(const cv_var *v, cache_entry *e)
 {
     void *val = ABSENT;
     cv_context *c = ts.current;
@@ -599,21 +551,6 @@ static void *lookup_slow(const cv_var *v, cache_entry *e)
         val = ABSENT;
     cache_fill(e, v, val);
     return val;
-}
-
-/* The hit: one thread-local entry, two compares, one load -- the same test
- * ctxvar.h inlines into callers. The misses stay out of line (CV_NOINLINE
- * below), so that the hit saves no registers and sets up no frame:
- * measured 2.3 ns per get with the miss inlined into the caller, 2.06
- * without. */
-static inline int lookup_hit(const cv_var *v, void **val)
-{
-    const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == cv__tgen)) {
-        *val = e->val;
-        return 1;
-    }
-    return 0;
 }
 
 /* What a get answers, given v's value in the current context or ABSENT. */
@@ -630,37 +567,56 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
     return CV_ELOOKUP;
 }
 
-/* v's value after lookup_hit failed: ABSENT from an absent entry, else
- * from the map (which fills the entry). */
-static CV_NOINLINE void *lookup_miss(const cv_var *v)
+/* v's value in the current context or ABSENT, from its entry when that is
+ * valid (present or absent), else from the map (filling the entry). */
+static inline void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && e->gen == (cv__tgen | CV__GEN_ABSENT))
-        return ABSENT;
+    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tgen)
+        return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
     return lookup_slow(v, e);
 }
 
-/* The functions behind ctxvar.h's inline get; the parentheses keep its
- * macros from expanding here. */
-int(cv_var_get)(const cv_var *v, void **out)
+/*
+ * The get. ctxvar.h inlines the hit (entry valid and present) into C
+ * callers and calls cv__var_get_miss for everything else, which is also
+ * where the function below sends its misses: the hit test runs once on
+ * either road, and the hit needs no frame (the misses are out of line:
+ * measured 2.3 ns per get through the function with the miss inlined into
+ * it, 2.06 without). The parentheses keep ctxvar.h's macros from
+ * expanding in the definitions.
+ */
+int cv__var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
-    void *val;
-    if (CV_LIKELY(lookup_hit(v, &val)))
-        return get_answer(v, val, out);
-    return get_answer(v, lookup_miss(v), out);
+    return get_answer(v, lookup(v), out);
+}
+
+void *cv__var_get_or_miss(const cv_var *v, void *dflt)
+{
+    if (CV_UNLIKELY(v == NULL))
+        return dflt;
+    void *val = lookup(v);
+    return val != ABSENT ? val : dflt;
+}
+
+int(cv_var_get)(const cv_var *v, void **out)
+{
+    const cache_entry *e = cache_slot(v);
+    if (CV_LIKELY(e->var == v && e->gen == cv__tgen && out != NULL)) {
+        *out = e->val;
+        return 0;
+    }
+    return cv__var_get_miss(v, out);
 }
 
 void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
-    if (CV_UNLIKELY(v == NULL))
-        return dflt;
-    void *val;
-    if (CV_LIKELY(lookup_hit(v, &val)))
-        return val;
-    val = lookup_miss(v);
-    return val != ABSENT ? val : dflt;
+    const cache_entry *e = cache_slot(v);
+    if (CV_LIKELY(e->var == v && e->gen == cv__tgen))
+        return e->val;
+    return cv__var_get_or_miss(v, dflt);
 }
 
 int cv_var_set(cv_var *v, void *value, cv_token **tok)
@@ -704,8 +660,10 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
-    t->t_bits = (uintptr_t)v | (has_old ? TOK_HAS_OLD : 0);
+    t->t_var = v;
     t->t_ctx = c;
+    t->t_has_old = has_old;
+    t->t_used = 0;
     *tok = t;
     return 0;
 }
@@ -714,20 +672,19 @@ int cv_var_reset(cv_var *v, cv_token *t)
 {
     if (v == NULL || t == NULL)
         return CV_EINVAL;
-    if (t->t_bits & TOK_USED)
+    if (t->t_used)
         return CV_ETOKEN_USED;
-    if (tok_var(t) != v)
+    if (t->t_var != v)
         return CV_ETOKEN_VAR;
     cv_context *c = ts.current;
     if (t->t_ctx != c)
         return CV_ETOKEN_CTX;
-    int has_old = (t->t_bits & TOK_HAS_OLD) != 0;
-    int r = has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
-                    : c->c_ops->del(&c->c_map, v);
+    int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
+                         : c->c_ops->del(&c->c_map, v);
     if (r < 0)
         return r;
-    cache_note(v, has_old ? t->t_old : ABSENT);
-    t->t_bits |= TOK_USED;
+    cache_note(v, t->t_has_old ? t->t_old : ABSENT);
+    t->t_used = 1;
     return 0;
 }
 
@@ -737,14 +694,14 @@ int cv_var_reset(cv_var *v, cv_token *t)
 
 cv_var *cv_token_var(const cv_token *t)
 {
-    return t ? tok_var(t) : NULL;
+    return t ? t->t_var : NULL;
 }
 
 int cv_token_old_value(const cv_token *t, void **out)
 {
     if (t == NULL || out == NULL)
         return CV_EINVAL;
-    if (!(t->t_bits & TOK_HAS_OLD))
+    if (!t->t_has_old)
         return 0;
     *out = t->t_old;
     return 1;
@@ -752,15 +709,15 @@ int cv_token_old_value(const cv_token *t, void **out)
 
 int cv_token_used(const cv_token *t)
 {
-    return t ? (t->t_bits & TOK_USED) != 0 : CV_EINVAL;
+    return t ? t->t_used : CV_EINVAL;
 }
 
 void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
-    cv_var *v = tok_var(t);
-    if (t->t_bits & TOK_HAS_OLD)
+    cv_var *v = t->t_var;
+    if (t->t_has_old)
         cv__value_release(v, t->t_old);
     cv_context_release(t->t_ctx);
     cv__var_decref(v);

@@ -209,6 +209,10 @@ static inline unsigned cv__cache_index(const cv_var *v)
                        UINT64_C(0x9E3779B97F4A7C15)) >> (64 - CV__CACHE_LG));
 }
 
+/* The get after its hit test failed (a miss, an absent var, bad input). */
+CV_EXTERN int cv__var_get_miss(const cv_var *v, void **out);
+CV_EXTERN void *cv__var_get_or_miss(const cv_var *v, void *dflt);
+
 #if defined(__GNUC__) && !defined(CV_NO_INLINE_GET)
 /* initial-exec: a %fs-relative load; the library is linked, not dlopened
  * into a process that has run out of static TLS. */
@@ -225,7 +229,7 @@ static inline int cv__var_get_inline(const cv_var *v, void **out)
         *out = e->val;
         return 0;
     }
-    return (cv_var_get)(v, out);
+    return cv__var_get_miss(v, out);
 }
 
 static inline void *cv__var_get_or_inline(const cv_var *v, void *dflt)
@@ -233,7 +237,7 @@ static inline void *cv__var_get_or_inline(const cv_var *v, void *dflt)
     const struct cv__centry *e = &cv__tcache[cv__cache_index(v)];
     if (__builtin_expect(e->var == v && e->gen == cv__tgen, 1))
         return e->val;
-    return (cv_var_get_or)(v, dflt);
+    return cv__var_get_or_miss(v, dflt);
 }
 
 #define cv_var_get(v, out) cv__var_get_inline((v), (out))

@@ -39,7 +39,7 @@
     X(r11_cleanup_inside_run) \
     X(r11_cleanup_inside_run_then_block_reused) \
     X(r12_enter_exit_nest_like_a_stack)     \
-    X(r12_deep_nesting_grows_the_stack)     \
+    X(r12_deep_nesting_past_the_generation_ring) \
     X(r13_get_never_allocates)              \
     X(r14_hooks_balance_over_every_holder)  \
     X(r16_entered_context_outlives_release) \
@@ -99,7 +99,7 @@
     X(oom_reset_shared_and_not)              \
     X(oom_contexts_and_vars)                 \
     X(oom_first_use_of_a_thread)             \
-    X(oom_enter_growing_the_stack)           \
+    X(oom_enter_and_run_never_allocate)      \
 
 /* tests/test_hamt.c */
 #define CV_HAMT_TESTS(X)                     \

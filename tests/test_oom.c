@@ -310,44 +310,61 @@ TEST(oom_with_warm_free_list)
     cv_var_release(v);
 }
 
-/* Enter past the frames a thread keeps inline (core/context.c) with every
- * allocation failing: the enter that must grow the stack fails with
- * CV_ENOMEM and no effect (current, the context's state, the bytes held),
- * and succeeds once memory is back; the grown array is released by the
- * exits and cleanup (the leak check). */
-TEST(oom_enter_growing_the_stack)
+/* Enter and run never allocate, at any depth (R11: run calls fn whenever
+ * c is not entered, so it has no CV_ENOMEM to give). With every allocation
+ * failing, nest 100 contexts by enter (past the ring of saved cache
+ * generations, core/context.c) and then 100 by run, checking each level's
+ * value on the way back. The oom fuzzer found the regression this guards:
+ * a stack of frames that grew from the allocator made a deep run fail. */
+#define OOM_DEEP 100
+
+typedef struct oom_run {
+    cv_var *v;
+    cv_context **cs;
+    int level, ran;
+} oom_run;
+
+static int oom_run_deeper(void *p)
+{
+    oom_run *d = p;
+    int here = d->level++;
+    d->ran++;
+    if (here + 1 < OOM_DEEP &&
+        cv_context_run(d->cs[here + 1], oom_run_deeper, d) != 0)
+        return -1;
+    /* each context was given its value before memory ran out */
+    return cv_var_get_or(d->v, NULL) == d->cs[here] ? 0 : -1;
+}
+
+TEST(oom_enter_and_run_never_allocate)
 {
     (void)state;
-    enum { INLINE = 16, N = INLINE + 2 };
     cv_var *v = tu_var("v");
-    cv_context *cs[N];
-    for (int i = 0; i < N; i++)
+    cv_context *cs[OOM_DEEP];
+    assert_non_null(cv_context_current());
+    for (int i = 0; i < OOM_DEEP; i++) {
         ASSERT_OK(cv_context_new(&cs[i]));
-    int i = 0;
-    for (; i < N; i++) {
-        cv_context *cur = cv_context_current();
-        long live = tu_alloc_live();
-        tu_alloc_fail_at(1, 1);
-        int r = cv_context_enter(cs[i]);
-        long failed = tu_alloc_failures();
-        tu_alloc_fail_at(0, 0);
-        if (failed == 0) {
-            ASSERT_OK(r);
-            ASSERT_OK(cv_var_set(v, cs[i], NULL));
-            continue;
-        }
-        ASSERT_ERR(r, CV_ENOMEM);
-        assert_int_equal(i, INLINE);      /* only the growth allocates */
-        assert_int_equal(tu_alloc_live(), live);
-        assert_ptr_equal(cv_context_current(), cur);
-        assert_ptr_equal(cv_var_get_or(v, NULL), cs[i - 1]);
-        ASSERT_OK(cv_context_enter(cs[i])); /* not left entered */
-        ASSERT_OK(cv_var_set(v, cs[i], NULL));
+        ASSERT_OK(cv_context_enter(cs[i]));  /* a value each, and the */
+        ASSERT_OK(cv_var_set(v, cs[i], NULL)); /* thread's key armed */
+        ASSERT_OK(cv_context_exit(cs[i]));
     }
-    for (i = N - 1; i >= 0; i--) {
+    long calls = tu_alloc_calls();
+    tu_alloc_fail_at(1, 1);
+    for (int i = 0; i < OOM_DEEP; i++) {
+        ASSERT_OK(cv_context_enter(cs[i]));
+        assert_ptr_equal(cv_var_get_or(v, NULL), cs[i]);
+    }
+    for (int i = OOM_DEEP - 1; i >= 0; i--) {
         assert_ptr_equal(cv_var_get_or(v, NULL), cs[i]);
         ASSERT_OK(cv_context_exit(cs[i]));
-        cv_context_release(cs[i]);
     }
+    oom_run d = {v, cs, 0, 0};
+    assert_int_equal(cv_context_run(cs[0], oom_run_deeper, &d), 0);
+    assert_int_equal(d.ran, OOM_DEEP);
+    assert_int_equal(tu_alloc_failures(), 0);
+    tu_alloc_fail_at(0, 0);
+    assert_int_equal(tu_alloc_calls(), calls);
+    for (int i = 0; i < OOM_DEEP; i++)
+        cv_context_release(cs[i]);
     cv_var_release(v);
 }
