@@ -73,7 +73,7 @@ struct cv_token {
  * (var, value, generation) entries, indexed by a hash of the var's address
  * (ctxvar.h declares it, so that the hit can be inlined into the caller).
  * Entering a context (and cleanup, and first use) gives the thread's
- * generation cv__tgen a value never used before, which invalidates every
+ * generation cv__tc.gen a value never used before, which invalidates every
  * entry at once; a set or reset in the current context rewrites the var's
  * own entry instead. That is exact because a context is written only by the
  * thread that has it entered (R13): nothing outside this thread can change
@@ -99,12 +99,10 @@ struct cv_token {
 typedef struct cv__centry cache_entry;
 
 #if defined(__GNUC__)
-__thread uint64_t cv__tgen __attribute__((tls_model("initial-exec"))) = 1;
-__thread cache_entry cv__tcache[CV__CACHE_SIZE]
-    __attribute__((tls_model("initial-exec")));
+__thread struct cv__tcache cv__tc __attribute__((tls_model("initial-exec"))) =
+    {.gen = 1};
 #else
-_Thread_local uint64_t cv__tgen = 1;
-_Thread_local cache_entry cv__tcache[CV__CACHE_SIZE];
+_Thread_local struct cv__tcache cv__tc = {.gen = 1};
 #endif
 
 /* What lookups return for "not in the current context". */
@@ -147,7 +145,7 @@ static _Thread_local tstate ts;
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
-    return &cv__tcache[cv__cache_index(v)];
+    return &cv__tc.e[cv__cache_index(v)];
 }
 
 /* A new current context: one whose entries, if any, are not to be
@@ -157,7 +155,7 @@ static inline cache_entry *cache_slot(const cv_var *v)
 static inline void set_current(cv_context *c)
 {
     ts.current = c;
-    cv__tgen = ++ts.gen_seq + 1;
+    cv__tc.gen = ++ts.gen_seq + 1;
 }
 
 /* Makes v's entry say val (a value or ABSENT) in the current context. */
@@ -166,10 +164,10 @@ static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
     e->var = v;
     if (val == ABSENT) {
         e->val = NULL;
-        e->gen = cv__tgen | CV__GEN_ABSENT;
+        e->gen = cv__tc.gen | CV__GEN_ABSENT;
     } else {
         e->val = val;
-        e->gen = cv__tgen;
+        e->gen = cv__tc.gen;
     }
 }
 
@@ -366,9 +364,9 @@ static void stack_pop(void)
     c->c_link = 0;
     size_t d = --ts.depth;
     if (d < GEN_RING)
-        cv__tgen = ts.below_gen[d];
+        cv__tc.gen = ts.below_gen[d];
     else
-        cv__tgen = ++ts.gen_seq + 1; /* not kept: a fresh one */
+        cv__tc.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
     ctx_drop(c, CTX_ENTERED);
 }
 
@@ -407,7 +405,7 @@ int cv_context_enter(cv_context *c)
         return CV_EENTERED;
     c->c_link = (uintptr_t)ts.current;
     if (ts.depth < GEN_RING)
-        ts.below_gen[ts.depth] = cv__tgen;
+        ts.below_gen[ts.depth] = cv__tc.gen;
     ts.depth++;
     set_current(c);
     return 0;
@@ -572,7 +570,7 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 static inline void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tgen)
+    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tc.gen)
         return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
     return lookup_slow(v, e);
 }
@@ -604,7 +602,7 @@ void *cv__var_get_or_miss(const cv_var *v, void *dflt)
 int(cv_var_get)(const cv_var *v, void **out)
 {
     const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == cv__tgen && out != NULL)) {
+    if (CV_LIKELY(e->var == v && e->gen == cv__tc.gen && out != NULL)) {
         *out = e->val;
         return 0;
     }
@@ -614,7 +612,7 @@ int(cv_var_get)(const cv_var *v, void **out)
 void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
     const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == cv__tgen))
+    if (CV_LIKELY(e->var == v && e->gen == cv__tc.gen))
         return e->val;
     return cv__var_get_or_miss(v, dflt);
 }

@@ -183,8 +183,8 @@ CV_EXTERN int cv_context_foreach(const cv_context *c,
  * Why: the library answers a get from a per-thread cache (core/context.c)
  * in a load, two compares and a load; through a call that is about 2 ns,
  * inline about half of that, and a get is the operation a tracing or
- * logging library does on every event. The cache is two thread-local
- * objects: a generation, which moves when this thread's current context
+ * logging library does on every event. The cache is one thread-local
+ * object: a generation, which moves when this thread's current context
  * changes, and 64 entries (var, value, generation). An entry whose var and
  * generation match answers the get; everything else -- a miss, an absent
  * var, a NULL argument -- takes the call. A never-written entry cannot
@@ -197,9 +197,16 @@ CV_EXTERN int cv_context_foreach(const cv_context *c,
 struct cv__centry {
     const cv_var *var;           /* NULL: never written */
     void *val;                   /* the value, when gen has no ABSENT bit */
-    uint64_t gen;                /* valid while (gen & ~ABSENT) == cv__tgen */
+    uint64_t gen;                /* valid while (gen & ~ABSENT) == cv__tc.gen */
 };
 #define CV__GEN_ABSENT ((uint64_t)1 << 63) /* "not in the current context" */
+
+/* One object, so that the generation and the entry are reached from one
+ * thread-pointer load. */
+struct cv__tcache {
+    uint64_t gen;                /* this thread's; starts at 1, never 0 */
+    struct cv__centry e[CV__CACHE_SIZE];
+};
 
 /* The entry of v: its address, mixed by a multiplicative (Fibonacci) hash,
  * so that the index costs a multiply and never a load from the var. */
@@ -216,15 +223,13 @@ CV_EXTERN void *cv__var_get_or_miss(const cv_var *v, void *dflt);
 #if defined(__GNUC__) && !defined(CV_NO_INLINE_GET)
 /* initial-exec: a %fs-relative load; the library is linked, not dlopened
  * into a process that has run out of static TLS. */
-CV_EXTERN extern __thread uint64_t cv__tgen
-    __attribute__((tls_model("initial-exec")));
-CV_EXTERN extern __thread struct cv__centry cv__tcache[CV__CACHE_SIZE]
+CV_EXTERN extern __thread struct cv__tcache cv__tc
     __attribute__((tls_model("initial-exec")));
 
 static inline int cv__var_get_inline(const cv_var *v, void **out)
 {
-    const struct cv__centry *e = &cv__tcache[cv__cache_index(v)];
-    if (__builtin_expect(e->var == v && e->gen == cv__tgen && out != NULL,
+    const struct cv__centry *e = &cv__tc.e[cv__cache_index(v)];
+    if (__builtin_expect(e->var == v && e->gen == cv__tc.gen && out != NULL,
                          1)) {
         *out = e->val;
         return 0;
@@ -234,8 +239,8 @@ static inline int cv__var_get_inline(const cv_var *v, void **out)
 
 static inline void *cv__var_get_or_inline(const cv_var *v, void *dflt)
 {
-    const struct cv__centry *e = &cv__tcache[cv__cache_index(v)];
-    if (__builtin_expect(e->var == v && e->gen == cv__tgen, 1))
+    const struct cv__centry *e = &cv__tc.e[cv__cache_index(v)];
+    if (__builtin_expect(e->var == v && e->gen == cv__tc.gen, 1))
         return e->val;
     return cv__var_get_or_miss(v, dflt);
 }
