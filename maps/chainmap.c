@@ -30,12 +30,12 @@
  *   set/del, unshared    O(d) to learn whether the key is visible below
  *                        (for len and for "same value: nothing to do"),
  *                        then O(1) expected in place (amortised growth)
- *   set/del, shared      O(d) + one 48-byte layer; when d = D, a flatten:
+ *   set/del, shared      O(d) + one 40-byte layer; when d = D, a flatten:
  *                        O(E * d) for the E slots of the chain, one table
  *   share (copy)         O(1): an atomic increment, never allocates
  *   len                  O(1): every layer caches the chain's count
  *   foreach              O(E * d) probes, no allocation (see below)
- *   memory               32-byte header + 16 bytes a slot per layer
+ *   memory               24-byte header + 16 bytes a slot per layer
  *
  * COMPACTION (bounded depth)
  * A write that would push a layer at depth D + 1 instead flattens the
@@ -88,8 +88,8 @@
  *   would reach depth D + 1, b gets one flat layer {x:9, z:3} instead.
  *
  * LAYOUT
- *   struct layer { refs, parent, count, used, tombs, lgcap, depth,
- *   slots[1 << lgcap] }, one allocation. A slot is {cv_var *key, void *val};
+ *   struct layer { parent, refs (32 bits), count, used, lgcap, depth,
+ *   tombed, slots[1 << lgcap] }, one allocation: a 24-byte header. A slot is {cv_var *key, void *val};
  *   key == NULL marks it empty; val == TOMB (the address of a private
  *   static, which no user value can equal) marks a tombstone: "deleted
  *   here, hide the layers below". Probing is linear from hash & mask;
@@ -167,15 +167,23 @@ typedef cv_slot cslot;
 
 typedef struct layer layer;
 struct layer {
-    _Atomic size_t l_refs;       /* contexts, walks, and child layers */
     layer *l_parent;             /* owned reference; NULL at depth 0 */
+    _Atomic uint32_t l_refs;     /* contexts, walks, and child layers */
     uint32_t l_count;            /* keys visible from here down, >= 1 */
     uint32_t l_used;             /* occupied slots: pairs + tombstones */
-    uint32_t l_tombs;            /* of which tombstones; 0 at depth 0 */
     uint8_t l_lgcap;             /* capacity is 1 << l_lgcap */
     uint8_t l_depth;             /* layers below; <= MAX_DEPTH */
+    uint8_t l_tombed;            /* 1: may hold tombstones; 0 at depth 0 */
     cslot l_slots[];             /* 1 << l_lgcap slots */
 };
+
+/* 24 bytes of header: a one-slot layer, what a write into a copy pushes,
+ * is 40 bytes, and a one-set snapshot 72 with its context (PERFORMANCE.md's
+ * target is 0.1x of CPython's 790). That is why the count is 32 bits (share
+ * refuses a holder past 2^31, with room above for racing sharers that undo)
+ * and tombstones are a flag, not a count: the flag only lets tomb_above
+ * skip layers that never held one. */
+#define MAX_REFS ((uint32_t)1 << 31)
 
 #define MAX_DEPTH CV_CHAINMAP_MAX_DEPTH
 #define MAX_LGCAP 31u
@@ -225,7 +233,7 @@ static layer *layer_new(unsigned lg)
     l->l_parent = NULL;
     l->l_count = 0;
     l->l_used = 0;
-    l->l_tombs = 0;
+    l->l_tombed = 0;
     l->l_lgcap = (uint8_t)lg;
     l->l_depth = 0;
     memset(l->l_slots, 0, cap * sizeof(cslot));
@@ -290,7 +298,7 @@ static layer *layer_resize(layer *l, unsigned lg)
     n->l_parent = l->l_parent;
     n->l_count = l->l_count;
     n->l_used = l->l_used;
-    n->l_tombs = l->l_tombs;
+    n->l_tombed = l->l_tombed;
     n->l_depth = l->l_depth;
     cv__free(l);
     return n;
@@ -310,7 +318,7 @@ static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
 {
     if (val == TOMB) {
         cv__var_incref(key);
-        l->l_tombs++;
+        l->l_tombed = 1;
     } else {
         cv__entry_retain(key, val);
     }
@@ -348,8 +356,13 @@ static void chain_release(cv_map *m)
 static int chain_share(cv_map *m, cv_map **out)
 {
     layer *l = (layer *)m;
-    if (l != NULL)
-        atomic_fetch_add_explicit(&l->l_refs, 1, memory_order_relaxed);
+    if (l != NULL &&
+        atomic_fetch_add_explicit(&l->l_refs, 1, memory_order_relaxed) >=
+            MAX_REFS) {
+        /* 2^31 holders of one layer: refused, never wrapped */
+        atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_relaxed);
+        return CV_ENOMEM;
+    }
     *out = m;
     return 0;
 }
@@ -420,7 +433,7 @@ static int chain_foreach(const cv_map *m, cv_map_visit_cb cb, void *arg)
 static int tomb_above(const layer *top, const layer *l, const cv_var *key)
 {
     for (const layer *u = top; u != l; u = u->l_parent) {
-        if (u->l_tombs == 0)
+        if (!u->l_tombed)
             continue;
         const cslot *s = slot_get(u, key);
         if (s != NULL && s->val == TOMB)
@@ -540,20 +553,19 @@ static int absorb_parent(cv_map **m)
                 continue; /* nothing below to hide: parked, released */
             *t = *s; /* moves, references and all */
             p->l_used++;
-            p->l_tombs += s->val == TOMB;
+            p->l_tombed |= s->val == TOMB;
             s->key = NULL;
             continue;
         }
         void *old = t->val;
         if (s->val != TOMB) {
             t->val = s->val;      /* t keeps its var reference */
-            p->l_tombs -= old == TOMB;
             s->val = old;         /* s parks its var ref and old */
         } else if (old == TOMB) {
             continue;             /* p hides it already: s is parked */
         } else if (p->l_depth > 0) {
             t->val = TOMB;        /* p now hides what lies below */
-            p->l_tombs++;
+            p->l_tombed = 1;
             s->val = old;
         } else {
             /* depth 0: the pair goes. s parks one var reference and old;
@@ -619,9 +631,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         cv__value_retain(key, val);
         s->val = val;
         top->l_count = count;
-        if (old == TOMB)
-            top->l_tombs--;
-        else
+        if (old != TOMB)
             cv__value_release(key, old); /* last: the layer is whole */
     } else {
         int r = make_room(m);
@@ -682,7 +692,7 @@ static int chain_del(cv_map **m, const cv_var *key)
         void *old = s->val;
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
             s->val = TOMB; /* the slot keeps its var reference */
-            top->l_tombs++;
+            top->l_tombed = 1;
             top->l_count = count;
             cv__value_release(k, old);
         } else { /* nothing below to hide: drop the slot */
@@ -752,8 +762,8 @@ static const char *layer_check(const layer *l)
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
-    if (tombs != l->l_tombs)
-        return "chainmap: tombstone count does not match the slots";
+    if (tombs != 0 && !l->l_tombed)
+        return "chainmap: tombstone in a layer not flagged as holding one";
     if (l->l_depth == 0 && tombs != 0)
         return "chainmap: tombstone in a depth-0 layer";
     if (l->l_count == 0)
