@@ -1,5 +1,5 @@
 /*
- * chainmap.c -- a chain of small layers, frozen by sharing, flattened when
+ * chainmap.c -- a chain of small layers, frozen by sharing, compacted when
  * deep: O(1) copies with real snapshot isolation and bounded lookups.
  *
  * WHAT AND WHY
@@ -30,44 +30,115 @@
  *   set/del, unshared    O(d) to learn whether the key is visible below
  *                        (for len and for "same value: nothing to do"),
  *                        then O(1) expected in place (amortised growth)
- *   set/del, shared      O(d) + one 40-byte layer; when d = D, a flatten:
- *                        O(E * d) for the E slots of the chain, one table
+ *   set/del, shared      O(d) + one 40-byte layer; when d = D, a
+ *                        compaction (below): a merge of the top layers,
+ *                        O(E' * d) for their E' slots (E' < the slots of
+ *                        the layer they go onto / 2), or a flatten,
+ *                        O(E * d) for the E slots of the chain; amortised
+ *                        over a history O(D + n / min(n, 65535)) slot
+ *                        copies a write (worst case: a flatten every D + 1
+ *                        shared writes, as before merges)
  *   share (copy)         O(1): an atomic increment, never allocates
  *   len                  O(1): every layer caches the chain's count
  *   foreach              O(E * d) probes, no allocation (see below)
- *   memory               24-byte header + 16 bytes a slot per layer
+ *   memory               24-byte header + 16 bytes a slot per layer; a
+ *                        snapshot in a history retains 180-300 bytes at
+ *                        any n (measured n = 100 ... 65536, up to 20,000
+ *                        snapshots, with the 40-byte context of the time;
+ *                        CPython's HAMT 535-1,110), a sibling snapshot 72
+ *                        (a 40-byte layer and a 32-byte context)
  *
- * COMPACTION (bounded depth)
- * A write that would push a layer at depth D + 1 instead flattens the
- * whole chain into one new depth-0 layer holding only the visible pairs,
- * plus the write. Shadowed values and tombstones are dropped there: once
- * the last holder of the old chain lets go, the values it alone held are
- * released (a linked context that keeps every shadowed value alive is the
- * complaint this answers).
- *   One step: allocate a table sized for the n visible pairs, walk the
- *   d + 1 layers top first, copy each visible pair once (retaining it), and
- *   drop the caller's reference to the old top. Its bound: O(E * d) probes
- *   where E <= n + (slots written since the last flatten), so O(n) for the
- *   small d it runs at. In a linear history (each map derived from the one
- *   before it) a depth-0 layer is followed by at most D pushes before the
- *   next flatten, so the flatten's O(n) is paid once per D + 1 shared
- *   writes: amortised O(1 + n / D) per write. A map at depth D that is
- *   copied k times and written once per copy pays k flattens (each child
- *   has its own); that fork-write is dictcopy's O(n) per write.
+ * COMPACTION (bounded depth, tiered)
+ * A write over a frozen top at depth D (one that would push a layer at
+ * depth D + 1) compacts the chain instead, in one of two ways:
+ *   merge    the fewest top layers T1..Tk such that the layer B below them
+ *            holds more than R times their slots plus the write, and Tk
+ *            holds at most R times the slots above it plus the write
+ *            (R = CV_CHAINMAP_MERGE_RATIO = 2; merge_base), become one new
+ *            layer over B: the topmost slot of each key, the write, and
+ *            only the tombstones that hide a pair B shows. It owns a new
+ *            reference to B and retains what it copies; the depth becomes
+ *            B's + 1. If nothing is left to keep (a tombstone over nothing
+ *            B shows), the map becomes B itself.
+ *   flatten  when no k qualifies, or when min(count, 65535) shared writes
+ *            have been made since the last flatten (l_writes), the whole
+ *            chain becomes one depth-0 layer holding only the visible
+ *            pairs, plus the write.
+ * Either way the caller's reference to the old top is dropped last. The
+ * first rule keeps each merged layer small beside what it sits on, so the
+ * layers form tiers; the second keeps a layer from being copied for much
+ * less than its own size coming down: without it a big layer under a
+ * small top makes every write copy the top again as it grows (the test
+ * chainmap_history_over_a_big_layer_does_not_recopy_the_top: 4,700 bytes
+ * a snapshot without the rule, 270 with it). In a history over a big map
+ * (n = 1000; slots of each layer from the bottom, after the shared write
+ * counted at the left; pushes in between not shown):
+ *     write  9: 1000 <- 9             (T1..T8 + the write onto the bottom)
+ *     write 17: 1000 <- 17            (9 is not > 2 x 8: it merges too)
+ *     write 25: 1000 <- 17 <- 8       (17 > 2 x 8: the pushes go onto it)
+ *     write 32: 1000 <- 32            ... and so on, until a flatten
+ *
+ * What is released, and when. A merge drops what T1..Tk shadowed among
+ * themselves and their needless tombstones: released once no snapshot
+ * holds the old top. What they shadow in B and below stays until the next
+ * flatten, which comes within about min(count, 65535) + D + 1 shared
+ * writes of the last one: l_writes counts them, and a compaction runs at
+ * least once every D + 1 shared writes. (A popped empty top takes its
+ * count with it, so deletes can stretch this a little.) The count is
+ * needed: a merge never rewrites the bottom, so a history that sets one
+ * var over and over keeps the merged part at one slot and would hold the
+ * bottom's old value of that var for ever. Absorbing a private parent
+ * (LAYOUT) releases sooner when the owner writes in place.
+ *   One step. A merge walks the E' slots of T1..Tk twice (count exactly,
+ *   then copy into a table of that size), each slot O(k) probes ("is it
+ *   shadowed above?") and each tombstone O(d) more ("does B show it?"). A
+ *   flatten walks the d + 1 layers top first and copies each visible pair
+ *   once: O(E * d) probes, E <= n + (slots above the bottom).
+ *   Its bound. A merge copies |Tk| + A + 1 <= (R + 1)(A + 1) slots, A
+ *   the slots above Tk, and each of those A + 1 moves down at least one
+ *   level; a slot can move down at most D levels, so merges copy at most
+ *   (R + 1) D = 24 slots a write, amortised. A flatten copies O(n + slots
+ *   above the bottom): by the count, after at least min(count, 65535)
+ *   shared writes; by "no k qualifies", when the slots above the bottom
+ *   reach about n / R, or -- the worst case, tiers grown in place at every
+ *   level -- as often as the old policy, once per D + 1 shared writes. In
+ *   a history (copy, then one set, repeated; callgrind, 2,000 writes):
+ *   2,690 instructions a write at n = 1000 and 3,210 at 65536, where a
+ *   flatten at every compaction cost 20,300 and 1,288,000. A map at depth
+ *   D copied k times and written once per copy pays k compactions (each
+ *   child has its own): merges copy only the small top layers; a flatten,
+ *   when the map sits at a trigger, is dictcopy's O(n) per write.
+ * R is chosen by measurement (bench/memory: bytes retained per snapshot,
+ * with its 40-byte context, in a linear history; mean depth of the live
+ * map over it; instructions a shared write, callgrind). Flattening at
+ * every compaction, as before: 3,720 bytes, depth 4.0, 20,300 at
+ * n = 1000; 233,000 bytes and 1,289,000 at n = 65536.
+ *                  n = 1000, 2,000 writes      n = 65536, 20,000 writes
+ *     R            bytes  depth  instr         bytes  depth  instr
+ *     1            206    6.47   2,340         1,358  6.56   8,980
+ *     2            229    5.55   2,690           298  6.62   5,090
+ *     3            288    5.08   3,110           392  6.05   5,910
+ *     4            329    4.88   3,370           531  5.82   7,300
+ *   R = 1 starves the merges at large n (both rules rarely hold at once,
+ *   so it flattens often); R = 3 and 4 buy 0.5 to 0.8 of a layer of mean
+ *   depth for 25-80% more bytes and more copying. Merges keep the chain
+ *   deeper than flattening did (mean 4.7 at n = 100 to 6.6 in the long
+ *   history, against 4.0): a get that reaches the bottom pays about 24
+ *   instructions a layer (bench/instr get_depth: 130 at depth 1, 298 at
+ *   depth 8), so 15-65 more on such a get; the worst case, D + 1 probes,
+ *   is unchanged.
  * D is chosen by measurement (Intel Xeon, 2 vCPU KVM, gcc 12 -O2, find on
  * a chain built by share + one set per layer, ns per find):
  *     depth        0    1    2    4    8    16   32   64   128
  *     hit bottom  1.6  3.0  4.4  7.1  11   36   57   105  195
  *   A layer costs about 1.4 ns up to depth 8, then the chain stops
- *   fitting the caches and predictors (16: 36 ns). A flatten costs about
- *   0.2 us at n = 16, 1.2 us at 100, 16 us at 1000, 300 us at 10000; a
- *   push about 50 ns. D = 8 keeps the worst get at about 11 ns (about
- *   0.55x of CPython's uncached get) and spreads a flatten over 9 shared
- *   writes in a linear history (about 1.9 us a write at n = 1000, 180 ns
- *   at n = 100). D = 16 would halve the flatten share and triple every
- *   get that reaches the bottom layer; reads outnumber copies in every
- *   workload of PERFORMANCE.md, so the walk wins. An LSM-style merge of
- *   only the small top layers would cut the flatten for big n; not done.
+ *   fitting the caches and predictors (16: 36 ns). D = 8 keeps the worst
+ *   get at about 11 ns (about 0.55x of CPython's uncached get). It was
+ *   chosen when every compaction flattened (0.2 us at n = 16, 16 us at
+ *   1000, 300 us at 10000, over D + 1 writes); merges made compaction
+ *   cheap, so a deeper D buys little; a shallower one (6: mean depth
+ *   4.6-5.6 for 12-45% more bytes, in a simulation of this policy) was
+ *   not measured here.
  *
  * WORKED EXAMPLE (D large enough not to flatten)
  *   a: set x=1, y=2             a -> L0{x:1 y:2}                 refs(L0)=1
@@ -85,12 +156,16 @@
  *   find(a, x) = 1 (L2 misses, L0 hits); find(b, y) is absent (the
  *   tombstone in L1 ends the walk); len(a) = 2, len(b) = 1 (cached).
  *   copy(b), then set(b, z, 3) pushes L3{z:3} -> L1, and so on; when that
- *   would reach depth D + 1, b gets one flat layer {x:9, z:3} instead.
+ *   would reach depth D + 1, b's layers are all too small for a merge
+ *   (L0's 2 slots are not more than twice what lies above it), so b gets
+ *   one flat layer {x:9, z:3} instead. (A merge over a big bottom: the
+ *   tiers under COMPACTION.)
  *
  * LAYOUT
  *   struct layer { parent, refs (32 bits), count, used, lgcap, depth,
- *   tombed, slots[1 << lgcap] }, one allocation: a 24-byte header. A slot is {cv_var *key, void *val};
- *   key == NULL marks it empty; val == TOMB (the address of a private
+ *   writes, slots[1 << lgcap] }, one allocation: a 24-byte header. A slot
+ *   is {cv_var *key, void *val}; key == NULL marks it empty; val == TOMB
+ *   (the address of a private
  *   static, which no user value can equal) marks a tombstone: "deleted
  *   here, hide the layers below". Probing is linear from hash & mask;
  *   removal shifts the run back (no open-addressing deleted markers), so a
@@ -100,7 +175,7 @@
  *   A parent whose count has fallen to one (the snapshot that froze it is
  *   gone) is reachable only through the top: after the owner's next
  *   in-place write it is absorbed (the top merged into it), so what it
- *   alone shadowed is released then, not only at the next flatten.
+ *   alone shadowed is released then, not only at the next compaction.
  *   The empty map is NULL: a delete that leaves no visible pair drops the
  *   caller's reference to the chain and stores NULL, whatever tombstones
  *   the layers held, so every layer has count >= 1. An unshared top layer
@@ -109,17 +184,19 @@
  * THE INVARIANT
  *   A layer is written only while its reference count is one, its count is
  *   the number of keys visible from it, and its depth is its parent's plus
- *   one and at most D.
+ *   one and at most D (and a merged layer, like any, never sits at depth 0,
+ *   so it may hold the tombstones it needs).
  *
  * OPERATIONS
  *   find -> chain_find, set -> chain_set, del -> chain_del, share ->
  *   chain_share, release -> chain_release, len -> chain_len, walk ->
  *   chain_foreach, invariant -> chain_check. Internals: slot_lookup (one
  *   layer's probe), chain_lookup (the walk), layer_new, layer_resize (move,
- *   no retains), layer_push (a frozen top gets a child), chain_flatten
- *   (compaction), absorb_private / absorb_parent (merge a private
- *   parent), slot_remove (backward shift), shadowed (foreach's "is this key
- *   in a layer above?").
+ *   no retains), layer_push (a frozen top gets a child), chain_compact
+ *   (at the bound: merge_base picks the layer to merge onto, chain_merge
+ *   or chain_flatten builds the new layer), absorb_private /
+ *   absorb_parent (merge a private parent), slot_remove (backward shift),
+ *   shadowed (foreach's and merge's "is this key in a layer above?").
  *
  *   foreach counts each var once without a visited set: a slot of layer L
  *   is reported when its key has no slot in the layers above L. That is
@@ -128,20 +205,24 @@
  *   linear. A visited set would be O(E) but allocate per walk.
  *
  * FAILURE SEMANTICS
- *   Every allocation (a pushed layer, a grown table, a flattened chain)
- *   happens before anything is touched; if it fails the call returns
- *   CV_ENOMEM with *m and the map as they were. Release hooks run after the
- *   structure is consistent again (the replaced value is released after
- *   the new one is stored; a dropped chain is released after *m is
- *   updated). Shrinking after a delete, popping an empty layer and
- *   absorbing a private parent are optimisations done after the write has
- *   succeeded: when their allocation fails they are skipped, never the call. A delete never needs memory
- *   when it empties the map.
+ *   Every allocation (a pushed layer, a grown table, a merged layer, a
+ *   flattened chain) happens before anything is touched (a merge counts
+ *   what it keeps without allocating, then makes one table); if it fails
+ *   the call returns CV_ENOMEM with *m and the map as they were. Release
+ *   hooks run after the structure is consistent again (the replaced value
+ *   is released after the new one is stored; a dropped chain -- the old
+ *   top after a merge or flatten -- is released after *m is updated).
+ *   Shrinking after a delete, popping an empty layer and absorbing a
+ *   private parent are optimisations done after the write has succeeded:
+ *   when their allocation fails they are skipped, never the call. A
+ *   delete never needs memory when it empties the map, nor a merge that
+ *   keeps nothing.
  *
  * TEST AND DEBUG HOOKS
  *   chain_check walks every layer: counts >= 1, depth = parent's + 1 and
- *   <= D, capacity and load, the probe invariant, the tombstone count, no
- *   tombstone at depth 0, and each layer's cached count against a recount.
+ *   <= D, capacity and load, the probe invariant, no
+ *   tombstone at depth 0, the shared-write count (0 at depth 0, never
+ *   below the parent's), and each layer's cached count against a recount.
  *   cv__chainmap_depth (maps/chainmap.h) reports the depth, so tests assert
  *   the bound without timing. Forced var hashes (cv__var_new_hashed) build
  *   full tiny tables and long probe runs.
@@ -173,7 +254,9 @@ struct layer {
     uint32_t l_used;             /* occupied slots: pairs + tombstones */
     uint8_t l_lgcap;             /* capacity is 1 << l_lgcap */
     uint8_t l_depth;             /* layers below; <= MAX_DEPTH */
-    uint8_t l_tombed;            /* 1: may hold tombstones; 0 at depth 0 */
+    uint16_t l_writes;           /* shared writes (pushes and merges) since
+                                  * the depth-0 layer below was built,
+                                  * saturating at WRITES_MAX; 0 at depth 0 */
     cslot l_slots[];             /* 1 << l_lgcap slots */
 };
 
@@ -181,15 +264,22 @@ struct layer {
  * is 40 bytes, and a one-set snapshot 72 with its context (PERFORMANCE.md's
  * target is 0.1x of CPython's 790). That is why the count is 32 bits (share
  * refuses a holder past 2^31, with room above for racing sharers that undo)
- * and tombstones are a flag, not a count: the flag only lets tomb_above
- * skip layers that never held one. */
+ * and no layer counts its tombstones: tomb_above probes every layer above,
+ * which a compaction does once per copied slot, and check() finds them by
+ * the slots. */
 #define MAX_REFS ((uint32_t)1 << 31)
 
 #define MAX_DEPTH CV_CHAINMAP_MAX_DEPTH
 #define MAX_LGCAP 31u
 
+#define MERGE_RATIO CV_CHAINMAP_MERGE_RATIO
+#define WRITES_MAX UINT16_MAX
+
 _Static_assert(MAX_DEPTH >= 1 && MAX_DEPTH < 255,
                "depth must fit l_depth with room for one more");
+_Static_assert(MERGE_RATIO >= 1, "a merge base must outweigh what it takes");
+/* The header is a pointer and 16 bytes (see above): 24 on LP64. */
+_Static_assert(sizeof(layer) == sizeof(void *) + 16, "layer header grew");
 
 /* "Deleted here". A private address: no value a user stores can equal it. */
 static const char tomb_mark;
@@ -233,9 +323,9 @@ static layer *layer_new(unsigned lg)
     l->l_parent = NULL;
     l->l_count = 0;
     l->l_used = 0;
-    l->l_tombed = 0;
     l->l_lgcap = (uint8_t)lg;
     l->l_depth = 0;
+    l->l_writes = 0;
     memset(l->l_slots, 0, cap * sizeof(cslot));
     return l;
 }
@@ -298,8 +388,8 @@ static layer *layer_resize(layer *l, unsigned lg)
     n->l_parent = l->l_parent;
     n->l_count = l->l_count;
     n->l_used = l->l_used;
-    n->l_tombed = l->l_tombed;
     n->l_depth = l->l_depth;
+    n->l_writes = l->l_writes;
     cv__free(l);
     return n;
 }
@@ -318,7 +408,6 @@ static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
 {
     if (val == TOMB) {
         cv__var_incref(key);
-        l->l_tombed = 1;
     } else {
         cv__entry_retain(key, val);
     }
@@ -429,12 +518,10 @@ static int chain_foreach(const cv_map *m, cv_map_visit_cb cb, void *arg)
  * ------------------------------------------------------------------------ */
 
 /* 1: a tombstone for key sits in a layer from top down to (not including)
- * l. Layers without tombstones are skipped without a probe. */
+ * l. */
 static int tomb_above(const layer *top, const layer *l, const cv_var *key)
 {
     for (const layer *u = top; u != l; u = u->l_parent) {
-        if (!u->l_tombed)
-            continue;
         const cslot *s = slot_get(u, key);
         if (s != NULL && s->val == TOMB)
             return 1;
@@ -470,30 +557,133 @@ static layer *chain_flatten(const layer *top, const cv_var *skip,
     return n;
 }
 
-/* Writes key -> val (val may be TOMB) over the frozen top *m, whose
- * visible count becomes count (>= 1): a child layer holding the one slot,
- * or, at the depth bound, one flat layer. The caller's reference to the
- * old top goes to the child, or is dropped after a flatten. */
-static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
+/* l_writes of a layer written over top: one more, saturating. */
+static uint16_t writes_after(const layer *top)
+{
+    return (uint16_t)(top->l_writes + (top->l_writes != WRITES_MAX));
+}
+
+/* The layer a merge puts its result on: the parent B of the fewest top
+ * layers T1..Tk such that
+ *   B holds more than MERGE_RATIO times the slots of T1..Tk plus the
+ *     write (the merged layer stays small beside B), and
+ *   Tk holds at most MERGE_RATIO times the slots above it plus the write
+ *     (Tk was not itself big enough to be the base: no layer is copied
+ *     for much less than its own size moving down, so the top cannot be
+ *     rewritten once per write as it grows).
+ * NULL when no layer qualifies: flatten instead. */
+static const layer *merge_base(const layer *top)
+{
+    uint64_t above = 1; /* the write */
+    for (const layer *u = top; u->l_parent != NULL; u = u->l_parent) {
+        int small = (uint64_t)u->l_used <= MERGE_RATIO * above;
+        above += u->l_used;
+        if (small && (uint64_t)u->l_parent->l_used > MERGE_RATIO * above)
+            return u->l_parent;
+    }
+    return NULL;
+}
+
+/* 1: slot s of layer u (a layer from top down to, not including, base)
+ * goes into a merge onto base: it is the topmost slot for its key, not
+ * the key being written, and if a tombstone, it hides a pair that base
+ * shows (one over nothing would hide nothing). */
+static int merge_keeps(const layer *top, const layer *u, const layer *base,
+                       const cslot *s, const cv_var *skip)
+{
+    void *v;
+    if (s->key == NULL || s->key == skip || shadowed(top, u, s->key))
+        return 0;
+    return s->val != TOMB || visible_from(base, s->key, &v);
+}
+
+/* One new layer over base holding what the layers from top down to base
+ * show (topmost slot per key, needed tombstones only), with key -> val
+ * (val may be TOMB) written over it; it owns a new reference to base and
+ * retains what it copies. Sized exactly: a first pass counts. NULL on
+ * failure (nothing retained). When nothing is left to keep (the write is
+ * a tombstone over nothing base shows, everything else shadowed or
+ * needless), no layer is made: *out is base itself, with a new reference,
+ * and the call cannot fail. */
+static int chain_merge(const layer *top, const layer *base, cv_var *key,
+                       void *val, layer **out)
+{
+    void *v;
+    int put = val != TOMB || visible_from(base, key, &v);
+    uint32_t keep = put ? 1u : 0u;
+    for (const layer *u = top; u != base; u = u->l_parent)
+        for (uint32_t i = 0; i <= lmask(u); i++)
+            keep += (uint32_t)merge_keeps(top, u, base, &u->l_slots[i], key);
+    layer *b = (layer *)base; /* frozen: only its count moves */
+    if (keep == 0) {
+        atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+        *out = b;
+        return 0;
+    }
+    layer *n = layer_new(lg_for(keep));
+    if (n == NULL)
+        return CV_ENOMEM;
+    for (const layer *u = top; u != base; u = u->l_parent)
+        for (uint32_t i = 0; i <= lmask(u); i++) {
+            const cslot *s = &u->l_slots[i];
+            if (merge_keeps(top, u, base, s, key))
+                slot_fill(n, slot_lookup(n, s->key), s->key, s->val);
+        }
+    if (put)
+        slot_fill(n, slot_lookup(n, key), key, val);
+    atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+    n->l_parent = b;
+    n->l_depth = (uint8_t)(b->l_depth + 1u);
+    *out = n;
+    return 0;
+}
+
+/* Writes key -> val over the frozen top *m at the depth bound: a merge of
+ * the small top layers onto the first big one (merge_base), or, when no
+ * layer is big enough or min(count, WRITES_MAX) shared writes have piled
+ * up since the last flatten, one flat depth-0 layer. The caller's
+ * reference to the old top is dropped after *m is the new one. */
+static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
 {
     layer *top = (layer *)*m;
+    uint32_t due = count < WRITES_MAX ? count : WRITES_MAX;
+    const layer *base = top->l_writes + 1u < due ? merge_base(top) : NULL;
     layer *n;
-    if (top->l_depth >= MAX_DEPTH) {
+    if (base == NULL) {
         n = chain_flatten(top, key, count);
         if (n == NULL)
             return CV_ENOMEM;
         if (val != TOMB)
             slot_fill(n, slot_lookup(n, key), key, val);
         n->l_count = count;
-        *m = (cv_map *)n;
-        chain_release((cv_map *)top); /* last: may release shadowed values */
-        return 0;
+    } else {
+        if (chain_merge(top, base, key, val, &n) < 0)
+            return CV_ENOMEM;
+        if (n != base) { /* a new layer (base itself is frozen) */
+            n->l_count = count;
+            n->l_writes = writes_after(top);
+        }
     }
-    n = layer_new(0);
+    *m = (cv_map *)n;
+    chain_release((cv_map *)top); /* last: may release shadowed values */
+    return 0;
+}
+
+/* Writes key -> val (val may be TOMB) over the frozen top *m, whose
+ * visible count becomes count (>= 1): a child layer holding the one slot,
+ * or, at the depth bound, a compaction. The caller's reference to the old
+ * top goes to the child, or is dropped after a compaction. */
+static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
+{
+    layer *top = (layer *)*m;
+    if (top->l_depth >= MAX_DEPTH)
+        return chain_compact(m, key, val, count);
+    layer *n = layer_new(0);
     if (n == NULL)
         return CV_ENOMEM;
     n->l_parent = top; /* steals the caller's reference */
     n->l_depth = (uint8_t)(top->l_depth + 1);
+    n->l_writes = writes_after(top);
     n->l_count = count;
     slot_fill(n, &n->l_slots[0], key, val);
     *m = (cv_map *)n;
@@ -553,7 +743,6 @@ static int absorb_parent(cv_map **m)
                 continue; /* nothing below to hide: parked, released */
             *t = *s; /* moves, references and all */
             p->l_used++;
-            p->l_tombed |= s->val == TOMB;
             s->key = NULL;
             continue;
         }
@@ -565,7 +754,6 @@ static int absorb_parent(cv_map **m)
             continue;             /* p hides it already: s is parked */
         } else if (p->l_depth > 0) {
             t->val = TOMB;        /* p now hides what lies below */
-            p->l_tombed = 1;
             s->val = old;
         } else {
             /* depth 0: the pair goes. s parks one var reference and old;
@@ -578,6 +766,8 @@ static int absorb_parent(cv_map **m)
         }
     }
     p->l_count = top->l_count;
+    /* Over depth 0 nothing shadowed is left: the count starts again. */
+    p->l_writes = p->l_depth == 0 ? 0 : top->l_writes;
     *m = (cv_map *)p; /* the top's reference to p moves to *m */
     for (uint32_t i = 0; i <= lmask(top); i++)
         if (top->l_slots[i].key != NULL)
@@ -692,7 +882,6 @@ static int chain_del(cv_map **m, const cv_var *key)
         void *old = s->val;
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
             s->val = TOMB; /* the slot keeps its var reference */
-            top->l_tombed = 1;
             top->l_count = count;
             cv__value_release(k, old);
         } else { /* nothing below to hide: drop the slot */
@@ -762,10 +951,12 @@ static const char *layer_check(const layer *l)
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
-    if (tombs != 0 && !l->l_tombed)
-        return "chainmap: tombstone in a layer not flagged as holding one";
     if (l->l_depth == 0 && tombs != 0)
         return "chainmap: tombstone in a depth-0 layer";
+    if (l->l_depth == 0 && l->l_writes != 0)
+        return "chainmap: shared writes counted at depth 0";
+    if (l->l_parent != NULL && l->l_writes < l->l_parent->l_writes)
+        return "chainmap: fewer shared writes than the parent counts";
     if (l->l_count == 0)
         return "chainmap: layer with no visible pair (the empty map is NULL)";
     if (l->l_count != recount(l))
@@ -790,7 +981,8 @@ unsigned cv__chainmap_depth(const cv_map *m)
 
 const struct cv_backend cv__backend_chainmap = {
     .name = "chainmap",
-    .summary = "layers frozen by sharing, O(1) copy, flattened at depth 8",
+    .summary = "layers frozen by sharing, O(1) copy, top layers merged "
+               "at depth 8",
     .find = chain_find,
     .set = chain_set,
     .del = chain_del,

@@ -9,9 +9,16 @@
 #include "map.h"
 
 /* The deepest a chain may get: a write that would push a layer at depth
- * CV_CHAINMAP_MAX_DEPTH + 1 flattens the chain into one depth-0 layer
- * instead. Chosen by measurement; see "COMPACTION" in chainmap.c. */
+ * CV_CHAINMAP_MAX_DEPTH + 1 compacts the chain instead (a merge of the
+ * small top layers, or a flatten). Chosen by measurement; see "COMPACTION"
+ * in chainmap.c. */
 #define CV_CHAINMAP_MAX_DEPTH 8
+
+/* A compaction at the depth bound merges the fewest top layers whose slots
+ * (plus the write) are fewer than 1 / CV_CHAINMAP_MERGE_RATIO of the slots
+ * of the layer below them, onto that layer; when no layer qualifies it
+ * flattens. Chosen by measurement; see "COMPACTION" in chainmap.c. */
+#define CV_CHAINMAP_MERGE_RATIO 2
 
 /* Layers below the top one (0 for a single layer and for the empty map). */
 CV_HIDDEN unsigned cv__chainmap_depth(const cv_map *m);

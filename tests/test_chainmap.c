@@ -1,9 +1,11 @@
 /*
  * test_chainmap.c -- the chainmap backend's internals, through map.h:
  * isolation at every depth against a model, tombstones, compaction at the
- * bound (and what it releases), a long chain of copies, and an OOM loop on
- * every allocating path.
+ * bound (and what it releases), a long chain of copies, merges in linear
+ * histories over big maps (depth, snapshots, bytes retained, release of
+ * shadowed values), and an OOM loop on every allocating path.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "chainmap.h"
@@ -384,7 +386,8 @@ TEST(chainmap_regress_pop_leaves_shared_top_unabsorbed)
  * ------------------------------------------------------------------------ */
 
 /* Every write over a shared top pushes a layer until depth D; the next one
- * flattens to depth 0, with the same contents, tombstones gone. */
+ * flattens to depth 0, with the same contents, tombstones gone (12 pairs:
+ * no layer is big enough to merge onto). */
 TEST(chainmap_compaction_exactly_at_the_bound)
 {
     (void)state;
@@ -417,7 +420,8 @@ TEST(chainmap_compaction_exactly_at_the_bound)
 }
 
 /* A shadowed value lives as long as a layer holds it, and the flatten at
- * the bound lets it go once nothing else does. */
+ * the bound (a one-pair map always flattens: the count of shared writes
+ * reaches it) lets it go once nothing else does. */
 TEST(chainmap_compaction_releases_shadowed_values)
 {
     (void)state;
@@ -485,6 +489,449 @@ TEST(chainmap_long_chain_of_copies_stays_bounded)
     }
     B->release(m);
     world_free(&w);
+}
+
+/* ------------------------------------------------------------------------
+ * Compaction in a linear history: merges of the small top layers
+ * ------------------------------------------------------------------------ */
+
+/* Many keys of one history, each a hooked var; values are tu_vals. */
+typedef struct hist {
+    int n;          /* keys */
+    cv_var **keys;
+    void **cur;     /* the model of the live map: NULL = absent */
+} hist;
+
+static void hist_init(hist *h, int n)
+{
+    h->n = n;
+    h->keys = calloc((size_t)n, sizeof *h->keys);
+    h->cur = calloc((size_t)n, sizeof *h->cur);
+    assert_non_null(h->keys);
+    assert_non_null(h->cur);
+    for (int i = 0; i < n; i++)
+        h->keys[i] = tu_var_hooked("h", NULL);
+}
+
+static void hist_free(hist *h)
+{
+    for (int i = 0; i < h->n; i++)
+        cv_var_release(h->keys[i]);
+    free(h->keys);
+    free(h->cur);
+}
+
+/* m maps exactly what cur says (find on every key, and len). */
+static void hist_expect(const hist *h, const cv_map *m, void *const *cur)
+{
+    size_t n = 0;
+    for (int i = 0; i < h->n; i++) {
+        void *v = NULL;
+        int r = B->find(m, h->keys[i], &v);
+        if (r != (cur[i] != NULL) || (r == 1 && v != cur[i]))
+            fail_msg("key %d: find %d %p, model %p", i, r, v, cur[i]);
+        n += cur[i] != NULL;
+    }
+    assert_int_equal(B->len(m), n);
+}
+
+/* A linear history at N = 1000: snapshot, then one write in the live map,
+ * over and over, every snapshot kept. Sets of spread keys (the merged part
+ * grows: merges onto the bottom and onto merged layers), sets of a few hot
+ * keys (merges drop what they shadow), deletes of bottom keys and of keys
+ * set in the history (tombstones in merged layers), re-sets over those.
+ * Depth never passes D, and afterwards every snapshot reads exactly the
+ * map it was taken from, replayed from the log of writes. */
+TEST(chainmap_history_merges_keep_depth_and_snapshots)
+{
+    (void)state;
+    enum { HN = 1000 };
+    hist h;
+    hist_init(&h, HN);
+    long steps = tu_scale(2500, 260); /* past HN shared writes: a flatten */
+    tu_val *vals = calloc((size_t)steps + 1, sizeof *vals);
+    cv_map **snaps = calloc((size_t)steps, sizeof *snaps);
+    int *lk = calloc((size_t)steps, sizeof *lk);      /* key of write i */
+    void **lv = calloc((size_t)steps, sizeof *lv);    /* value; NULL: del */
+    void **replay = calloc(HN, sizeof *replay);
+    assert_true(vals && snaps && lk && lv && replay);
+    cv_map *m = NULL;
+    for (int k = 0; k < HN; k++) {
+        ASSERT_OK(B->set(&m, h.keys[k], &vals[steps]));
+        h.cur[k] = replay[k] = &vals[steps];
+    }
+    uint32_t seed = 12345;
+    int merges = 0, merges_above_bottom = 0, flattens = 0;
+    for (long i = 0; i < steps; i++) {
+        ASSERT_OK(B->share(m, &snaps[i]));
+        unsigned before = cv__chainmap_depth(m);
+        uint32_t op = rnd(&seed) % 10;
+        int k;
+        if (op < 6)
+            k = (int)((i * 37) % HN);     /* spread: period HN */
+        else if (op < 8)
+            k = (int)(rnd(&seed) % 4);    /* hot */
+        else
+            k = (int)(rnd(&seed) % 64);   /* deleted, sometimes re-set */
+        if (op >= 8 && h.cur[k] != NULL) {
+            assert_int_equal(B->del(&m, h.keys[k]), 1);
+            h.cur[k] = lv[i] = NULL;
+        } else {
+            ASSERT_OK(B->set(&m, h.keys[k], &vals[i]));
+            h.cur[k] = lv[i] = &vals[i];
+        }
+        lk[i] = k;
+        unsigned after = cv__chainmap_depth(m);
+        assert_true(after <= D);
+        if (before == D) { /* a compaction: merge or flatten */
+            merges += after > 0;
+            merges_above_bottom += after > 1;
+            flattens += after == 0;
+        } else {
+            assert_int_equal(after, before + 1); /* a push */
+        }
+        if (i % 50 == 0) {
+            const char *err = B->check(m);
+            if (err != NULL)
+                fail_msg("step %ld: check: %s", i, err);
+        }
+    }
+    hist_expect(&h, m, h.cur);
+    assert_true(merges > 0);
+    assert_true(merges_above_bottom > 0); /* tiers: a merge onto a merge */
+    if (!tu_quick())
+        assert_true(flattens > 0); /* shared writes reached the count */
+    /* snaps[i] is the map before write i */
+    for (long i = 0; i < steps; i++) {
+        hist_expect(&h, snaps[i], replay);
+        if (i % 50 == 0)
+            assert_null(B->check(snaps[i]));
+        replay[lk[i]] = lv[i];
+    }
+    for (long i = 0; i < steps; i++)
+        B->release(snaps[i]);
+    B->release(m);
+    for (long i = 0; i <= steps; i++)
+        assert_int_equal(vals[i].refs, 0);
+    free(vals);
+    free(snaps);
+    free(lk);
+    free(lv);
+    free(replay);
+    hist_free(&h);
+}
+
+/* Bytes the allocator holds for h snapshots of an n-pair map, per snapshot,
+ * in the shape of bench/memory.c without the contexts: a history (each
+ * snapshot the previous one plus a set) or siblings (each a copy of the
+ * same map plus a set). */
+static long snapshot_bytes(int n, int h, int fork)
+{
+    hist hs;
+    hist_init(&hs, n);
+    static tu_val two[2];
+    cv_map *m = NULL;
+    for (int k = 0; k < n; k++)
+        ASSERT_OK(B->set(&m, hs.keys[k], &two[0]));
+    cv_map **snaps = calloc((size_t)h, sizeof *snaps);
+    assert_non_null(snaps);
+    long before = tu_alloc_live_bytes();
+    for (int i = 0; i < h; i++) {
+        ASSERT_OK(B->share(m, &snaps[i]));
+        cv_map **w = fork ? &snaps[i] : &m;
+        ASSERT_OK(B->set(w, hs.keys[i % n], &two[(i / n + 1) & 1]));
+        assert_true(cv__chainmap_depth(*w) <= D);
+    }
+    long per = (tu_alloc_live_bytes() - before) / h;
+    for (int i = 0; i < h; i++)
+        B->release(snaps[i]);
+    B->release(m);
+    free(snaps);
+    hist_free(&hs);
+    return per;
+}
+
+/* What a history retains per snapshot does not grow with the map. A
+ * snapshot costs its pushed one-slot layer (40 bytes: a 24-byte header and one slot) plus its share of
+ * the merged layers: about 140 bytes measured at either size here (with
+ * the ratio 2, a slot is copied into a merged layer a few times, each copy
+ * 16 bytes at a load of at most 3/4). Flattening the whole chain at every
+ * compaction instead costs a table of 2048 slots at n = 1000 per D + 1
+ * snapshots: over 3,600 bytes each, and four times that at n = 4096; 400
+ * is far from both. Siblings cost one pushed layer each, exactly. */
+TEST(chainmap_history_bytes_per_snapshot_bounded)
+{
+    (void)state;
+    int h = (int)tu_scale(600, 300);
+    long small = snapshot_bytes(1000, h, 0);
+    long big = snapshot_bytes(4096, h, 0);
+    print_message("history: %ld bytes a snapshot at n = 1000, %ld at 4096\n",
+                  small, big);
+    if (small > 400 || big > 400)
+        fail_msg("history: %ld and %ld bytes a snapshot, bound 400", small,
+                 big);
+    assert_int_equal(snapshot_bytes(1000, h, 1), 40);
+}
+
+/* A big layer just under the top at depth D (grown in place, its parents
+ * held by snapshots) is a merge base for a small top, but the merged top
+ * must not then be copied again and again as it grows by one slot a
+ * write: a layer is merged only with at least half its size coming down
+ * from above. Without that rule this history copies about 150 slots a
+ * write (4,700 bytes a snapshot measured); with it, one flatten of the
+ * 1,000 pairs, then merges as usual: 270. */
+TEST(chainmap_history_over_a_big_layer_does_not_recopy_the_top)
+{
+    (void)state;
+    enum { BIG = 1000, H = 300 };
+    hist h;
+    hist_init(&h, BIG + H + D);
+    static tu_val one;
+    cv_map *m = NULL, *held[D], *snaps[H];
+    ASSERT_OK(B->set(&m, h.keys[0], &one));
+    for (int d = 1; d < D; d++) { /* pushes to depth D - 1 */
+        ASSERT_OK(B->share(m, &held[d - 1]));
+        ASSERT_OK(B->set(&m, h.keys[d], &one));
+    }
+    for (int k = D; k < BIG; k++) /* in place: the top grows */
+        ASSERT_OK(B->set(&m, h.keys[k], &one));
+    assert_int_equal(cv__chainmap_depth(m), D - 1);
+    long before = tu_alloc_live_bytes();
+    for (int i = 0; i < H; i++) {
+        ASSERT_OK(B->share(m, &snaps[i]));
+        ASSERT_OK(B->set(&m, h.keys[BIG + i], &one));
+        assert_true(cv__chainmap_depth(m) <= D);
+    }
+    long per = (tu_alloc_live_bytes() - before) / H;
+    print_message("history over a big layer: %ld bytes a snapshot\n", per);
+    if (per > 1000)
+        fail_msg("%ld bytes a snapshot, bound 1000", per);
+    assert_int_equal(B->len(m), BIG + H);
+    assert_null(B->check(m));
+    for (int i = 0; i < H; i++)
+        B->release(snaps[i]);
+    for (int d = 0; d < D - 1; d++)
+        B->release(held[d]);
+    B->release(m);
+    assert_int_equal(one.refs, 0);
+    hist_free(&h);
+}
+
+/* A value shadowed in a history is released once no snapshot holds it:
+ * one shadowed inside the merged layers at the next compaction (within D
+ * shared writes), one shadowed in the bottom layer -- which merges never
+ * rewrite, and here never outgrow, since one key is written over and
+ * over -- at the flatten that min(count, 65535) shared writes since the
+ * last one force: within count + D + 1 shared writes, since a compaction
+ * comes at least every D + 1. */
+TEST(chainmap_history_releases_shadowed_values)
+{
+    (void)state;
+    enum { HN = 100, WINDOW = 3 };
+    hist h;
+    hist_init(&h, HN);
+    tu_val bottom[HN];
+    memset(bottom, 0, sizeof bottom);
+    cv_map *m = NULL;
+    for (int k = 0; k < HN; k++)
+        ASSERT_OK(B->set(&m, h.keys[k], &bottom[k]));
+    long steps = HN + 3 * D;
+    tu_val *vals = calloc((size_t)steps, sizeof *vals);
+    cv_map *ring[WINDOW] = {0};
+    assert_non_null(vals);
+    long released_at = -1;
+    for (long i = 0; i < steps; i++) {
+        cv_map *snap;
+        ASSERT_OK(B->share(m, &snap));
+        if (i == 0)
+            assert_int_equal(B->del(&m, h.keys[1]), 1); /* hides bottom[1] */
+        else
+            ASSERT_OK(B->set(&m, h.keys[0], &vals[i])); /* shadows */
+        /* only the last WINDOW snapshots are kept */
+        B->release(ring[i % WINDOW]);
+        ring[i % WINDOW] = snap;
+        assert_true(cv__chainmap_depth(m) <= D);
+        /* held: the live value, the bottom's two, and at most one a layer
+         * above the bottom (D of them) or a kept snapshot's */
+        long live = 0;
+        for (long j = 1; j <= i; j++)
+            live += vals[j].refs > 0;
+        if (live > D + WINDOW + 1)
+            fail_msg("step %ld: %ld shadowed values still held", i, live);
+        if (released_at < 0 && bottom[0].refs == 0) {
+            assert_int_equal(bottom[1].refs, 0);
+            released_at = i;
+        }
+    }
+    print_message("bottom values released at shared write %ld\n",
+                  released_at + 1);
+    /* at shared write released_at + 1: the flatten comes within count +
+     * D + 1 of them (the count is HN - 1 after the delete), and the last
+     * snapshot of the chain before it goes WINDOW writes later */
+    if (released_at < 0 || released_at + 1 > (HN - 1) + D + 1 + WINDOW)
+        fail_msg("bottom value released at shared write %ld, bound %d",
+                 released_at + 1, (HN - 1) + D + 1 + WINDOW);
+    void *v;
+    assert_int_equal(B->find(m, h.keys[1], &v), 0);
+    assert_int_equal(B->find(m, h.keys[0], &v), 1);
+    assert_ptr_equal(v, &vals[steps - 1]);
+    assert_int_equal(B->len(m), HN - 1);
+    for (int j = 0; j < WINDOW; j++)
+        B->release(ring[j]);
+    B->release(m);
+    for (long j = 0; j < steps; j++)
+        assert_int_equal(vals[j].refs, 0);
+    for (int k = 0; k < HN; k++)
+        assert_int_equal(bottom[k].refs, 0);
+    free(vals);
+    hist_free(&h);
+}
+
+/* A chain at depth D whose next shared write merges onto the bottom:
+ * 40 pairs below (key MN is never in it), D one-slot layers above (key 0
+ * set, key 1 deleted, key 2 set, then key 3 over and over), every layer
+ * held by a snapshot. */
+enum { MN = 40 };
+
+static void build_mergeable(hist *h, tu_val *v, cv_map **m, cv_map **held)
+{
+    for (int k = 0; k < MN; k++) {
+        ASSERT_OK(B->set(m, h->keys[k], &v[k]));
+        h->cur[k] = &v[k];
+    }
+    h->cur[MN] = NULL;
+    for (int d = 1; d <= D; d++) {
+        ASSERT_OK(B->share(*m, &held[d - 1]));
+        int k = d <= 3 ? d - 1 : 3;
+        if (k == 1) {
+            assert_int_equal(B->del(m, h->keys[k]), 1);
+            h->cur[k] = NULL;
+        } else {
+            ASSERT_OK(B->set(m, h->keys[k], &v[MN + d]));
+            h->cur[k] = &v[MN + d];
+        }
+    }
+    ASSERT_OK(B->share(*m, &held[D]));
+    assert_int_equal(cv__chainmap_depth(*m), D);
+}
+
+/* The writes a merge makes: a new key, an existing one, a tombstone for a
+ * bottom key, re-setting the deleted key (its tombstone is dropped). */
+static int merge_op(hist *h, tu_val *v, cv_map **m, int op, void **cur)
+{
+    int k = op == 0 ? MN : op == 1 ? 3 : op == 2 ? 5 : 1;
+    int r;
+    if (op == 2) {
+        r = B->del(m, h->keys[k]);
+        if (r == 1)
+            cur[k] = NULL;
+        return r == 1 ? 0 : r;
+    }
+    r = B->set(m, h->keys[k], &v[2 * MN + op]);
+    if (r == 0)
+        cur[k] = &v[2 * MN + op];
+    return r;
+}
+
+/* OOM at every allocation of a merge (there is one: the merged layer,
+ * counted first): the call fails with CV_ENOMEM and the map, every
+ * snapshot, the blocks and the value retains are exactly as before. Once
+ * it succeeds the write is a merge (depth 1, over the bottom), not a
+ * flatten. */
+TEST(chainmap_oom_every_allocation_of_a_merge)
+{
+    (void)state;
+    hist h;
+    hist_init(&h, MN + 1);
+    tu_val v[3 * MN];
+    memset(v, 0, sizeof v);
+    for (int op = 0; op < 4; op++) {
+        for (int forever = 0; forever <= 1; forever++) {
+            int failures_seen = 0;
+            for (long k = 1;; k++) {
+                cv_map *m = NULL, *held[D + 1];
+                build_mergeable(&h, v, &m, held);
+                void *before_cur[MN + 1], *cur[MN + 1];
+                memcpy(before_cur, h.cur, sizeof before_cur);
+                memcpy(cur, h.cur, sizeof cur);
+                cv_map *before = m;
+                long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
+                long hooks = tu_hook_balance();
+                tu_alloc_fail_at(k, forever);
+                int r = merge_op(&h, v, &m, op, cur);
+                tu_alloc_fail_at(0, 0);
+                if (r == CV_ENOMEM) {
+                    failures_seen++;
+                    assert_ptr_equal(m, before);
+                    assert_int_equal(tu_alloc_live(), live);
+                    assert_int_equal(tu_alloc_live_bytes(), bytes);
+                    assert_int_equal(tu_hook_balance(), hooks);
+                    hist_expect(&h, m, before_cur);
+                } else {
+                    ASSERT_OK(r);
+                    assert_int_equal(cv__chainmap_depth(m), 1);
+                    hist_expect(&h, m, cur);
+                }
+                assert_null(B->check(m));
+                /* the snapshot of the old top still reads it */
+                hist_expect(&h, held[D], before_cur);
+                for (int i = 0; i <= D; i++) {
+                    assert_null(B->check(held[i]));
+                    B->release(held[i]);
+                }
+                B->release(m);
+                if (r != CV_ENOMEM)
+                    break;
+                assert_true(k < 10);
+            }
+            if (failures_seen == 0)
+                fail_msg("merge op %d: no allocation failed", op);
+        }
+    }
+    for (int i = 0; i < 3 * MN; i++)
+        assert_int_equal(v[i].refs, 0);
+    hist_free(&h);
+}
+
+/* A merge that keeps nothing -- a tombstone for a key the bottom lacks,
+ * over layers that hold nothing else -- makes no layer: the map becomes
+ * the bottom itself, and the write cannot fail. */
+TEST(chainmap_merge_keeping_nothing_is_the_base)
+{
+    (void)state;
+    hist h;
+    hist_init(&h, MN + 1);
+    tu_val v[MN + D + 1];
+    memset(v, 0, sizeof v);
+    cv_map *m = NULL, *held[D];
+    for (int k = 0; k < MN; k++)
+        ASSERT_OK(B->set(&m, h.keys[k], &v[k]));
+    cv_map *bottom = m;
+    for (int d = 1; d <= D; d++) { /* key MN, which the bottom lacks */
+        ASSERT_OK(B->share(m, &held[d - 1]));
+        ASSERT_OK(B->set(&m, h.keys[MN], &v[MN + d]));
+    }
+    assert_int_equal(cv__chainmap_depth(m), D);
+    cv_map *snap;
+    ASSERT_OK(B->share(m, &snap));
+    tu_alloc_fail_at(1, 1);
+    assert_int_equal(B->del(&m, h.keys[MN]), 1);
+    tu_alloc_fail_at(0, 0);
+    assert_ptr_equal(m, bottom);
+    assert_int_equal(cv__chainmap_depth(m), 0);
+    assert_int_equal(B->len(m), MN);
+    assert_null(B->check(m));
+    void *out;
+    assert_int_equal(B->find(snap, h.keys[MN], &out), 1);
+    assert_ptr_equal(out, &v[MN + D]);
+    B->release(snap);
+    for (int d = 0; d < D; d++)
+        B->release(held[d]);
+    assert_int_equal(v[MN + D].refs, 0); /* only the chain held it */
+    B->release(m);
+    for (int i = 0; i < MN + D + 1; i++)
+        assert_int_equal(v[i].refs, 0);
+    hist_free(&h);
 }
 
 /* ------------------------------------------------------------------------

@@ -129,6 +129,12 @@
     X(chainmap_compaction_exactly_at_the_bound) \
     X(chainmap_compaction_releases_shadowed_values) \
     X(chainmap_long_chain_of_copies_stays_bounded) \
+    X(chainmap_history_merges_keep_depth_and_snapshots) \
+    X(chainmap_history_bytes_per_snapshot_bounded) \
+    X(chainmap_history_over_a_big_layer_does_not_recopy_the_top) \
+    X(chainmap_history_releases_shadowed_values) \
+    X(chainmap_oom_every_allocation_of_a_merge) \
+    X(chainmap_merge_keeping_nothing_is_the_base) \
     X(chainmap_oom_every_allocating_path) \
     X(chainmap_writes_without_allocation) \
 
