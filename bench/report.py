@@ -804,8 +804,9 @@ the gets alone).
             w("\nThe same, for sibling snapshots: each is a copy of the one parent, entered, "
               "given one set and exited (a runtime spawning K tasks that each set a request "
               "var). A HAMT retains about the same in both shapes; a ChainMap retains one small "
-              "layer per sibling, but a history compacts every %d layers and each flattening "
-              "is shared by only those few snapshots.\n" % 8)
+              "layer per sibling, and in a history also its share of the merged layers its "
+              "compaction builds every %d layers (maps/chainmap.c: the small top layers are "
+              "merged, the whole chain is flattened only now and then).\n" % 8)
             w(snap_table(fork))
         w("\nBytes per entry at N = %s (the largest N measured): %s. Peak RSS of that "
           "measurement process (VmHWM): %s.\n" % (
@@ -884,8 +885,13 @@ the gets alone).
         w("\nHamt and adaptive pay more on fork_write and mix: a path copy takes one locked "
           "increment per slot of every copied node (a var, or a child node), and the release "
           "of the copy gives each back, where CPython's path copy does non-atomic Py_INCREFs. "
-          "The get targets are not bounded this way: a hit is a thread-local load, two compares "
-          "and a load, and what is left is the call (the library is not inlined into callers).\n")
+          "The get targets are not bounded this way. A hit is a thread-local load, two compares "
+          "and a load, inlined into C callers by ctxvar.h (get_hot; get_call is the same hit "
+          "through the exported function, what an FFI pays); what is left of get_hot is the "
+          "benchmark loop, common to both sides (its instruction count above). The first get "
+          "after a switch is the map's own lookup, a call through the backend table: the "
+          "instruction counts above show how each backend's lookup compares with CPython's "
+          "HAMT.\n")
     else:
         w("Not measured in this run (floor.json is written by `make report`).\n")
     # ---- instructions
