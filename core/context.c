@@ -536,21 +536,6 @@ int cv_context_foreach(const cv_context *c,
  * Get, set, reset (R3-R6)
  * ------------------------------------------------------------------------ */
 
-/* The value of v in the current context, or ABSENT; fills v's entry.
- * Inlined into the two miss functions: a call more costs about 30
- * instructions of an uncached get's 130 (callgrind, get_switch). */
-static CV_ALWAYS_INLINE void *lookup_slow(const cv_var *v, cache_entry *e)
-{
-    void *val = ABSENT;
-    cv_context *c = ts.current;
-    if (c == NULL)
-        return ABSENT; /* never allocates (R13): no context yet reads empty */
-    if (c->c_ops->find(c->c_map, v, &val) <= 0)
-        val = ABSENT;
-    cache_fill(e, v, val);
-    return val;
-}
-
 /* What a get answers, given v's value in the current context or ABSENT. */
 static inline int get_answer(const cv_var *v, void *val, void **out)
 {
@@ -566,13 +551,22 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 }
 
 /* v's value in the current context or ABSENT, from its entry when that is
- * valid (present or absent), else from the map (filling the entry). */
-static inline void *lookup(const cv_var *v)
+ * valid (present or absent), else from the map (filling the entry). Forced
+ * inline into the two miss functions: a call more costs about 30
+ * instructions of an uncached get's 115-145 (callgrind, get_switch). */
+static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
     if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tc.gen)
         return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
-    return lookup_slow(v, e);
+    cv_context *c = ts.current;
+    if (c == NULL)
+        return ABSENT; /* never allocates (R13): no context yet reads empty */
+    void *val;
+    if (c->c_ops->find(c->c_map, v, &val) <= 0)
+        val = ABSENT;
+    cache_fill(e, v, val);
+    return val;
 }
 
 /*
@@ -601,8 +595,8 @@ void *cv__var_get_or_miss(const cv_var *v, void *dflt)
 
 int(cv_var_get)(const cv_var *v, void **out)
 {
-    const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == cv__tc.gen && out != NULL)) {
+    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    if (CV_LIKELY(e != NULL && out != NULL)) {
         *out = e->val;
         return 0;
     }
@@ -611,8 +605,8 @@ int(cv_var_get)(const cv_var *v, void **out)
 
 void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
-    const cache_entry *e = cache_slot(v);
-    if (CV_LIKELY(e->var == v && e->gen == cv__tc.gen))
+    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    if (CV_LIKELY(e != NULL))
         return e->val;
     return cv__var_get_or_miss(v, dflt);
 }

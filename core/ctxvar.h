@@ -216,6 +216,15 @@ static inline unsigned cv__cache_index(const cv_var *v)
                        UINT64_C(0x9E3779B97F4A7C15)) >> (64 - CV__CACHE_LG));
 }
 
+/* The hit test, the one definition of it: v's entry if it answers a get
+ * (right var, this thread's generation, so present), else NULL. */
+static inline const struct cv__centry *cv__cache_hit(
+    const struct cv__tcache *tc, const cv_var *v)
+{
+    const struct cv__centry *e = &tc->e[cv__cache_index(v)];
+    return e->var == v && e->gen == tc->gen ? e : NULL;
+}
+
 /* The get after its hit test failed (a miss, an absent var, bad input). */
 CV_EXTERN int cv__var_get_miss(const cv_var *v, void **out);
 CV_EXTERN void *cv__var_get_or_miss(const cv_var *v, void *dflt);
@@ -228,9 +237,8 @@ CV_EXTERN extern __thread struct cv__tcache cv__tc
 
 static inline int cv__var_get_inline(const cv_var *v, void **out)
 {
-    const struct cv__centry *e = &cv__tc.e[cv__cache_index(v)];
-    if (__builtin_expect(e->var == v && e->gen == cv__tc.gen && out != NULL,
-                         1)) {
+    const struct cv__centry *e = cv__cache_hit(&cv__tc, v);
+    if (__builtin_expect(e != NULL && out != NULL, 1)) {
         *out = e->val;
         return 0;
     }
@@ -239,8 +247,8 @@ static inline int cv__var_get_inline(const cv_var *v, void **out)
 
 static inline void *cv__var_get_or_inline(const cv_var *v, void *dflt)
 {
-    const struct cv__centry *e = &cv__tc.e[cv__cache_index(v)];
-    if (__builtin_expect(e->var == v && e->gen == cv__tc.gen, 1))
+    const struct cv__centry *e = cv__cache_hit(&cv__tc, v);
+    if (__builtin_expect(e != NULL, 1))
         return e->val;
     return cv__var_get_or_miss(v, dflt);
 }

@@ -15,13 +15,11 @@
 #define CV_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CV_HIDDEN __attribute__((visibility("hidden")))
-#define CV_NOINLINE __attribute__((noinline))
 #define CV_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define CV_LIKELY(x) (x)
 #define CV_UNLIKELY(x) (x)
 #define CV_HIDDEN
-#define CV_NOINLINE
 #define CV_ALWAYS_INLINE inline
 #endif
 

@@ -109,7 +109,7 @@
  *   child has its own): merges copy only the small top layers; a flatten,
  *   when the map sits at a trigger, is dictcopy's O(n) per write.
  * R is chosen by measurement (bench/memory: bytes retained per snapshot,
- * with its 40-byte context, in a linear history; mean depth of the live
+ * with the 40-byte context of the time, in a linear history; mean depth of the live
  * map over it; instructions a shared write, callgrind). Flattening at
  * every compaction, as before: 3,720 bytes, depth 4.0, 20,300 at
  * n = 1000; 233,000 bytes and 1,289,000 at n = 65536.
