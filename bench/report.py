@@ -714,7 +714,7 @@ subtracted and the rest divided by 2k (the callgrind counts below collect
 the gets alone).
 """)
     # ---- targets
-    w("## Targets (PERFORMANCE.md)\n")
+    w("## Targets (docs/PERFORMANCE.md)\n")
     tv = eval_targets(bench, mem, default)
     rows = []
     for key, fig, tgt in TARGETS:

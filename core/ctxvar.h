@@ -7,7 +7,7 @@
  * which is how a runtime gives every task its own view of the variables.
  * The storage behind a context is a pluggable map backend (cv_backend).
  *
- * Conventions (see ../shared/SPEC.md for the rules R1... cited below):
+ * Conventions (see docs/SPEC.md for the rules R1... cited below):
  *  - Functions that can fail return int: 0 (or a documented non-negative
  *    result) on success, a negative CV_E* code on failure. A failed call
  *    changes nothing and leaks nothing, also when an allocation fails.

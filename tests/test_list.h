@@ -4,7 +4,7 @@
  * CV_CONFORMANCE_TESTS run once per backend (the list of backends grows
  * without this file changing) with TEST_BACKEND set and made the default;
  * CV_UNIT_TESTS run once. A name says which rule (rN) or scenario (sN) of
- * ../shared/SPEC.md it checks, or which backend's internals it exercises.
+ * docs/SPEC.md it checks, or which backend's internals it exercises.
  * Each section belongs to one test file; add a line `X(name) \` to it.
  */
 #ifndef CV_TEST_LIST_H
