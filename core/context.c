@@ -43,6 +43,7 @@
 
 #include "../maps/map.h"
 #include "internal.h"
+#include "trace.h"
 
 struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
@@ -169,6 +170,7 @@ static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
         e->val = val;
         e->gen = cv__tc.gen;
     }
+    CV_TRACE_MARK_ENTRY(e);
 }
 
 /* A set or reset in the current context: the var's entry stays exact. */
@@ -259,12 +261,14 @@ static void ctx_drop(cv_context *c, size_t amount)
 {
     if (!cv__refs_drop(&c->c_state, amount))
         return;
+    CV_TRACE_CTX_FREE(c);
     c->c_ops->release(c->c_map);
     block_free(c);
 }
 
 void cv_context_release(cv_context *c)
 {
+    CV_TRACE_CTX(c != NULL ? 0 : -1, CTX_RELEASE, c, NULL);
     if (c != NULL)
         ctx_drop(c, CTX_REF);
 }
@@ -340,6 +344,7 @@ static cv_context *current_or_make(int *err, int *made)
     ts.base = c;
     set_current(c);
     *made = 1;
+    CV_TRACE_CTX(0, CTX_BASE, c, NULL);
     return c;
 }
 
@@ -372,6 +377,7 @@ static void stack_pop(void)
 
 void cv_thread_cleanup(void)
 {
+    CV_TRACE_CTX(0, CLEANUP, NULL, NULL);
     /* Contexts the user left entered are exited, top first. */
     ts.cleanups++;
     while (ts.depth > 0)
@@ -408,6 +414,7 @@ int cv_context_enter(cv_context *c)
         ts.below_gen[ts.depth] = cv__tc.gen;
     ts.depth++;
     set_current(c);
+    CV_TRACE_CTX(0, ENTER, c, NULL);
     return 0;
 }
 
@@ -420,6 +427,7 @@ int cv_context_exit(cv_context *c)
     if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
     stack_pop();
+    CV_TRACE_CTX(0, EXIT, c, NULL);
     return 0;
 }
 
@@ -433,6 +441,7 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     size_t level = ts.depth; /* c's */
     unsigned cleanups = ts.cleanups;
     c->c_link |= LINK_BY_RUN;
+    CV_TRACE_CTX(0, RUN, c, NULL);
     int result = fn(arg);
     /* fn may have left contexts of its own entered: unwind them, so that
      * the previous context is restored whatever fn did (R11). If fn called
@@ -443,6 +452,7 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
     while (ts.depth > keep)
         stack_pop();
+    CV_TRACE_CTX(0, RUN_END, NULL, NULL);
     return result;
 }
 
@@ -454,7 +464,9 @@ int cv_context_new_on(const cv_backend *b, cv_context **out)
 {
     if (b == NULL || out == NULL)
         return CV_EINVAL;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
 }
 
 int cv_context_new(cv_context **out)
@@ -464,7 +476,9 @@ int cv_context_new(cv_context **out)
     const cv_backend *b = cv_backend_default();
     if (b == NULL)
         return CV_ENOBACKEND;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
 }
 
 int cv_context_copy(const cv_context *c, cv_context **out)
@@ -482,6 +496,7 @@ int cv_context_copy(const cv_context *c, cv_context **out)
         return r;
     }
     *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
     return 0;
 }
 
@@ -508,7 +523,9 @@ int cv_context_get(const cv_context *c, const cv_var *v, void **out)
 {
     if (c == NULL || v == NULL || out == NULL)
         return CV_EINVAL;
-    return c->c_ops->find(c->c_map, v, out);
+    int r = c->c_ops->find(c->c_map, v, out);
+    CV_TRACE_CTX_GET(r, c, v);
+    return r;
 }
 
 size_t cv_context_len(const cv_context *c)
@@ -521,6 +538,7 @@ int cv_context_foreach(const cv_context *c,
 {
     if (c == NULL || cb == NULL)
         return CV_EINVAL;
+    CV_TRACE_CTX(0, FOREACH, c, NULL);
     /* Walk a shared reference: if cb sets a var in c, the write copies
      * instead of changing the map under the walk. */
     cv_map *snap;
@@ -557,7 +575,7 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tc.gen)
+    if (e->var == v && (e->gen & ~(CV__GEN_ABSENT | CV__GEN_TRACED)) == cv__tc.gen)
         return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
     cv_context *c = ts.current;
     if (c == NULL)
@@ -582,7 +600,9 @@ int cv__var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
-    return get_answer(v, lookup(v), out);
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 0);
+    return get_answer(v, val, out);
 }
 
 void *cv__var_get_or_miss(const cv_var *v, void *dflt)
@@ -590,6 +610,7 @@ void *cv__var_get_or_miss(const cv_var *v, void *dflt)
     if (CV_UNLIKELY(v == NULL))
         return dflt;
     void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 1);
     return val != ABSENT ? val : dflt;
 }
 
@@ -626,6 +647,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
             return r;
         }
         cache_note(v, value);
+        CV_TRACE_SET(v, value, NULL);
         return 0;
     }
 
@@ -657,6 +679,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     t->t_has_old = has_old;
     t->t_used = 0;
     *tok = t;
+    CV_TRACE_SET(v, value, t);
     return 0;
 }
 
@@ -677,6 +700,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
         return r;
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
+    CV_TRACE_TOKEN(RESET, v, t, NULL);
     return 0;
 }
 
@@ -708,6 +732,7 @@ void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
+    CV_TRACE_TOKEN(TOKEN_RELEASE, NULL, t, t->t_ctx);
     cv_var *v = t->t_var;
     if (t->t_has_old)
         cv__value_release(v, t->t_old);
