@@ -65,13 +65,13 @@ static const char *const op_name[OP_COUNT] = {
 #define MAX_RUN_DEPTH 100000u
 #define WAIT_LIMIT_NS (20ull * 1000000000ull)
 
-typedef struct rec {
+typedef struct rec { /* 32 bytes: the replay walks millions of them */
     uint8_t op, flags;
+    uint16_t thr;  /* the stream it belongs to */
     uint32_t a, b, c;
+    int32_t dep;   /* index into the sync table of the op to wait for, or -1 */
+    int32_t sidx;  /* this record's index in the sync table, or -1 */
     uint64_t seq;
-    int64_t dep;   /* index into the sync table of the op to wait for, or -1 */
-    int64_t sidx;  /* this record's index in the sync table, or -1 */
-    uint32_t thr;  /* the stream it belongs to */
 } rec;
 
 typedef struct stream {
@@ -362,7 +362,7 @@ static void load(const char *path)
                     die(2, "run_end without its run (thread %u, record %zu)", t, i);
                 r->a = runs[--nruns]; /* the context the run leaves */
             }
-            r->thr = t;
+            r->thr = (uint16_t)t;
             if (has_seq(r->op, r->flags)) {
                 if (r->seq <= last_seq)
                     die(2, "sequence numbers out of order in thread %u (record %zu)", t, i);
@@ -372,6 +372,8 @@ static void load(const char *path)
         }
         free(runs);
     }
+    if (n_sync > INT32_MAX)
+        die(2, "more than 2^31 ordered operations");
     qsort(sync_tab, n_sync, sizeof *sync_tab, cmp_seq);
     for (size_t i = 1; i < n_sync; i++)
         if (sync_tab[i]->seq == sync_tab[i - 1]->seq)
@@ -418,7 +420,7 @@ static void load(const char *path)
         last[i] = -1;
     /* thread of each record: found by address range */
     for (size_t i = 0; i < n_sync; i++)
-        sync_tab[i]->sidx = (int64_t)i;
+        sync_tab[i]->sidx = (int32_t)i;
     for (size_t i = 0; i < n_sync; i++) {
         rec *r = sync_tab[i];
         uint32_t thr = r->thr;
@@ -434,8 +436,8 @@ static void load(const char *path)
         }
         for (int j = 0; j < no; j++) {
             size_t o = objs[j];
-            if (last[o] >= 0 && last_thr[o] != thr && (int64_t)last[o] > r->dep)
-                r->dep = last[o];
+            if (last[o] >= 0 && last_thr[o] != thr && last[o] > r->dep)
+                r->dep = (int32_t)last[o];
             last[o] = (int64_t)i;
             last_thr[o] = thr;
         }
@@ -513,6 +515,7 @@ static int mode_profile;         /* sample the context's size at gets and sets *
 typedef struct entered {
     uint32_t c;
     int by_run;
+    uint64_t gen_below; /* profile: the cache generation this level covers */
 } entered;
 
 typedef struct rthread {
@@ -528,11 +531,46 @@ typedef struct rthread {
     uint64_t *len_hist;     /* profile: mean size per tenth of the stream */
     uint64_t *len_cnt;
     uint64_t depth_sum, depth_n, depth_max; /* copy-chain depth at gets */
-    uint32_t *chain;        /* profile: copy depth of each context (shared) */
+    /* profile: a model of the library's per-thread cache (64 slots,
+     * generations, exit restoring the level below) and of shared maps */
+    uint64_t gen, gen_seq;
+    uint32_t slot_var[64];
+    uint64_t slot_gen[64];
+    uint64_t gets, misses, sets, first_writes;
     pthread_t th;
 } rthread;
 
 static uint32_t *chain_depth; /* profile: [ctx id] copies since a new/base */
+static uint8_t *ctx_shared;   /* profile: [ctx id] map shared since its last write */
+
+static uint32_t cur_ctx(const rthread *rt)
+{
+    return rt->depth ? rt->stack[rt->depth - 1].c : rt->base;
+}
+
+static void prof_get(rthread *rt, uint32_t v)
+{
+    unsigned k = v & 63;
+    rt->gets++;
+    if (rt->slot_var[k] != v || rt->slot_gen[k] != rt->gen) {
+        rt->misses++;
+        rt->slot_var[k] = v;
+        rt->slot_gen[k] = rt->gen;
+    }
+}
+
+static void prof_set(rthread *rt, uint32_t v)
+{
+    unsigned k = v & 63;
+    rt->sets++;
+    rt->slot_var[k] = v;
+    rt->slot_gen[k] = rt->gen;
+    uint32_t c = cur_ctx(rt);
+    if (c && ctx_shared && ctx_shared[c]) {
+        rt->first_writes++;
+        ctx_shared[c] = 0;
+    }
+}
 
 static uint64_t now_ns(void)
 {
@@ -592,6 +630,8 @@ static int push_entered(rthread *rt, uint32_t c, int by_run)
     }
     rt->stack[rt->depth].c = c;
     rt->stack[rt->depth].by_run = by_run;
+    rt->stack[rt->depth].gen_below = rt->gen;
+    rt->gen = ++rt->gen_seq;
     rt->depth++;
     atomic_store(&ctxs[c].entered, 1);
     return 0;
@@ -600,6 +640,7 @@ static int push_entered(rthread *rt, uint32_t c, int by_run)
 static void pop_entered(rthread *rt)
 {
     uint32_t c = rt->stack[--rt->depth].c;
+    rt->gen = rt->stack[rt->depth].gen_below;
     atomic_store(&ctxs[c].entered, 0);
     if (!atomic_load(&ctxs[c].owned) && !ctxs[c].is_base)
         atomic_store(&ctxs[c].alive, 0); /* freed by the library */
@@ -699,8 +740,10 @@ static int exec(rthread *rt, int in_run)
         case OP_GET:
             if (mode_null)
                 break;
-            if (mode_profile)
+            if (mode_profile) {
                 profile_sample(rt);
+                prof_get(rt, r->a);
+            }
             if (r->flags & TF_GET_OR)
                 out = cv_var_get_or(vars[r->a], NULL);
             else
@@ -709,8 +752,10 @@ static int exec(rthread *rt, int in_run)
         case OP_SET: {
             if (mode_null)
                 break;
-            if (mode_profile)
+            if (mode_profile) {
                 profile_sample(rt);
+                prof_set(rt, r->a);
+            }
             void *val = r->b ? val_base + r->b : NULL;
             if (r->flags & TF_TOKEN) {
                 cv_token *t;
@@ -731,6 +776,8 @@ static int exec(rthread *rt, int in_run)
         case OP_RESET:
             if (mode_null)
                 break;
+            if (mode_profile)
+                prof_set(rt, r->a);
             if (!atomic_load(&toks[r->b].alive))
                 return fail(rt, "reset with token %u, which is not alive", r->b);
             rc = cv_var_reset(vars[r->a], toks[r->b].p);
@@ -772,8 +819,15 @@ static int exec(rthread *rt, int in_run)
             atomic_store(&ctxs[id].owned, r->op != OP_CTX_BASE);
             atomic_store(&ctxs[id].entered, r->op == OP_CTX_BASE);
             atomic_store(&ctxs[id].alive, 1);
-            if (r->op == OP_CTX_BASE)
+            if (r->op == OP_CTX_BASE) {
                 rt->base = id;
+                rt->gen = ++rt->gen_seq;
+            }
+            if (ctx_shared) {
+                ctx_shared[id] = r->op == OP_COPY;
+                if (r->op == OP_COPY)
+                    ctx_shared[r->a] = 1;
+            }
             if (chain_depth)
                 chain_depth[id] = r->op == OP_COPY ? chain_depth[r->a] + 1 : 0;
             break;
@@ -867,6 +921,7 @@ static int exec(rthread *rt, int in_run)
             while (rt->depth > 0)
                 pop_entered(rt);
             drop_base(rt);
+            rt->gen = ++rt->gen_seq;
             cv_thread_cleanup();
             break;
         case OP_CTX_GET:
@@ -979,6 +1034,7 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
     }
     if (mode_profile) {
         uint64_t sl = 0, nl = 0, ml = 0, ds = 0, dn = 0, dm = 0;
+        uint64_t pg = 0, pm = 0, ps = 0, pf = 0;
         uint64_t hist[11] = {0}, cnt[11] = {0};
         for (uint32_t t = 0; t < n_streams; t++) {
             sl += rts[t].sum_len;
@@ -987,6 +1043,10 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
             ds += rts[t].depth_sum;
             dn += rts[t].depth_n;
             dm = rts[t].depth_max > dm ? rts[t].depth_max : dm;
+            pg += rts[t].gets;
+            pm += rts[t].misses;
+            ps += rts[t].sets;
+            pf += rts[t].first_writes;
             for (int k = 0; k < 11; k++) {
                 hist[k] += rts[t].len_hist[k];
                 cnt[k] += rts[t].len_cnt[k];
@@ -995,8 +1055,10 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
             free(rts[t].len_cnt);
         }
         printf(",\"profile\":{\"mean_n\":%.3f,\"max_n\":%" PRIu64 ",\"mean_copy_depth\":%.3f,"
-               "\"max_copy_depth\":%" PRIu64 ",\"n_over_time\":[",
-               nl ? (double)sl / (double)nl : 0.0, ml, dn ? (double)ds / (double)dn : 0.0, dm);
+               "\"max_copy_depth\":%" PRIu64 ",\"gets\":%" PRIu64 ",\"get_misses\":%" PRIu64
+               ",\"writes\":%" PRIu64 ",\"first_writes\":%" PRIu64 ",\"n_over_time\":[",
+               nl ? (double)sl / (double)nl : 0.0, ml, dn ? (double)ds / (double)dn : 0.0, dm,
+               pg, pm, ps, pf);
         int first = 1;
         for (int k = 0; k < 10; k++) {
             printf("%s%.2f", first ? "" : ",", cnt[k] ? (double)hist[k] / (double)cnt[k] : 0.0);
@@ -1141,12 +1203,15 @@ int main(int argc, char **argv)
     }
     /* profile pass: sizes over time, copy depth (not timed) */
     chain_depth = calloc(n_ctxs + 1, sizeof *chain_depth);
+    ctx_shared = calloc(n_ctxs + 1, 1);
     mode_profile = 1;
     int bad;
     replay_once(use[0], &bad);
     mode_profile = 0;
     free(chain_depth);
     chain_depth = NULL;
+    free(ctx_shared);
+    ctx_shared = NULL;
     if (bad)
         return 3;
     /* baseline: the walk alone */
