@@ -105,5 +105,6 @@ include tests/tests.mk
 -include tests/prop/prop.mk
 -include tests/stress/stress.mk
 -include tests/coverage.mk
+-include tests/trace/trace.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk

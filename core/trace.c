@@ -182,6 +182,9 @@ typedef struct tbuf {
 } tbuf;
 
 static _Thread_local tbuf *tb;
+/* This thread's id + 1 once it has one: a buffer made again after the exit
+ * destructor freed the first (another destructor recording later) keeps it. */
+static _Thread_local uint32_t my_tid1;
 
 /* Switches tracing off for good (lock held). */
 static void trace_fail(const char *why)
@@ -267,16 +270,16 @@ static void trace_atexit(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* Thread exit: flush; stay for one more destructor round, so that the
- * library's own exit destructor (cv_thread_cleanup) is recorded whichever
- * of the two runs first. */
+/* Thread exit: flush; stay for the next destructor rounds (glibc runs up
+ * to 4), so that the library's own exit destructor (cv_thread_cleanup,
+ * which may run in several rounds) is recorded whichever runs first. */
 static void tb_destroy(void *arg)
 {
     tbuf *b = arg;
     pthread_mutex_lock(&lock);
     flush_locked(b);
     pthread_mutex_unlock(&lock);
-    if (b->rounds++ < 1 && pthread_setspecific(tb_key, b) == 0)
+    if (b->rounds++ < 3 && pthread_setspecific(tb_key, b) == 0)
         return;
     if (tb == b)
         tb = NULL;
@@ -360,11 +363,14 @@ static tbuf *my_buf(void)
         free(b);
         return NULL;
     }
-    b->tid = n_threads++;
+    int known = my_tid1 != 0;
+    b->tid = known ? my_tid1 - 1 : n_threads++;
+    my_tid1 = b->tid + 1;
     uint64_t s = ++seq;
     pthread_mutex_unlock(&lock);
     tb = b;
-    emit(b, CV_TOP_THREAD, 0, b->tid, 0, 0, s);
+    if (!known)
+        emit(b, CV_TOP_THREAD, 0, b->tid, 0, 0, s);
     return b;
 }
 
