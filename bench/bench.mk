@@ -26,7 +26,7 @@ INSTR_BIN  := $(BENCH_DIR)/instr
 MEM_BIN    := $(BENCH_DIR)/memory
 FLOOR_BIN  := $(BENCH_DIR)/floor
 REPLAY_BIN := $(BENCH_DIR)/replay
-WORKLOADS  := server nesting wide
+WORKLOADS  := server nesting wide pool scopes
 WL_BINS    := $(addprefix $(BENCH_DIR)/wl_,$(WORKLOADS))
 SCHED_SRC  := tests/support/sched.c
 
