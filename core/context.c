@@ -596,21 +596,35 @@ static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
  * it, 2.06 without). The parentheses keep ctxvar.h's macros from
  * expanding in the definitions.
  */
+/* The gets while tracing (core/trace.h): the same answers, recorded. */
+static CV_TRACE_COLD int traced_get(const cv_var *v, void **out)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 0);
+    return get_answer(v, val, out);
+}
+
+static CV_TRACE_COLD void *traced_get_or(const cv_var *v, void *dflt)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 1);
+    return val != ABSENT ? val : dflt;
+}
+
 int cv__var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
-    void *val = lookup(v);
-    CV_TRACE_GET(v, val != ABSENT, 0);
-    return get_answer(v, val, out);
+    CV_TRACE_GET_MISS(v, out);
+    return get_answer(v, lookup(v), out);
 }
 
 void *cv__var_get_or_miss(const cv_var *v, void *dflt)
 {
     if (CV_UNLIKELY(v == NULL))
         return dflt;
+    CV_TRACE_GET_OR_MISS(v, dflt);
     void *val = lookup(v);
-    CV_TRACE_GET(v, val != ABSENT, 1);
     return val != ABSENT ? val : dflt;
 }
 

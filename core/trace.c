@@ -29,6 +29,7 @@
 #include "trace.h"
 
 _Atomic int cv__trace_mode = CV_TRACE_UNDECIDED;
+uint64_t cv__trace_genbits = CV__GEN_TRACED;
 
 #define TRACE_MAGIC "CVTRACE1"
 #define TRACE_VERSION 1u
@@ -316,6 +317,11 @@ static void trace_init(void)
             }
         }
     }
+    /* A plain global: written once here, before the mode is published;
+     * a thread that reads it stale marks an entry, which costs that get a
+     * call and nothing else. */
+    if (mode == CV_TRACE_OFF)
+        cv__trace_genbits = 0;
     atomic_store_explicit(&cv__trace_mode, mode, memory_order_relaxed);
 }
 

@@ -33,6 +33,19 @@ CV_HIDDEN extern _Atomic int cv__trace_mode;
  * generation counter never reaches it; bit 63 is CV__GEN_ABSENT. */
 #define CV__GEN_TRACED ((uint64_t)1 << 62)
 
+/* What cache_fill ORs into an entry's generation: CV__GEN_TRACED while
+ * recording or undecided, 0 once off -- an OR, not a branch, on the miss
+ * and set paths. An entry filled in the undecided moment before the first
+ * hook ran stays marked until its var is set again or the context changes
+ * (its get takes the call meanwhile, with the same answer). */
+CV_HIDDEN extern uint64_t cv__trace_genbits;
+
+#if defined(__GNUC__)
+#define CV_TRACE_COLD __attribute__((noinline, cold))
+#else
+#define CV_TRACE_COLD
+#endif
+
 #define CV__TRACE_MAYBE()                                                 \
     CV_UNLIKELY(atomic_load_explicit(&cv__trace_mode, memory_order_relaxed) \
                 != CV_TRACE_OFF)
@@ -84,11 +97,19 @@ CV_HIDDEN void cv__trace_ctx_free(const cv_context *c);
 
 /* ---- the hooks: one line each where they are used ---- */
 
-/* cache_fill: the entry e was just written while tracing. */
-#define CV_TRACE_MARK_ENTRY(e)                                            \
+/* cache_fill: the entry e was just written. */
+#define CV_TRACE_MARK_ENTRY(e) ((e)->gen |= cv__trace_genbits)
+/* The first line of the two get-miss functions: while tracing, the get is
+ * answered by traced_get (context.c), which records it. */
+#define CV_TRACE_GET_MISS(v, out)                                         \
     do {                                                                  \
-        if (CV__TRACE_MAYBE() && cv__trace_active())                      \
-            (e)->gen |= CV__GEN_TRACED;                                   \
+        if (CV__TRACE_MAYBE())                                            \
+            return traced_get((v), (out));                                \
+    } while (0)
+#define CV_TRACE_GET_OR_MISS(v, dflt)                                     \
+    do {                                                                  \
+        if (CV__TRACE_MAYBE())                                            \
+            return traced_get_or((v), (dflt));                            \
     } while (0)
 #define CV_TRACE_GET(v, found, get_or)                                    \
     do {                                                                  \
