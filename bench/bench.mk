@@ -84,3 +84,14 @@ bench-instr: deps-report $(LIB_A) $(INSTR_BIN)
 # recorded program replayed on every backend).
 advise: $(if $(TRACE),$(REPLAY_BIN))
 	@$(BENCH_PY) bench/advise $(if $(REPORT),--report $(REPORT)) $(if $(TRACE),--trace $(TRACE) --replay $(REPLAY_BIN)) $(PROFILE)
+
+# ---------------------------------------------------------------------------
+# make validate: the advisor checked against real programs (bench/validate.py):
+# per workload the recording overhead, the replayed ranking and the model's
+# prediction, and the programs themselves under each backend. Writes
+# results/<cpu-tag>/validation.json, which the report's "Which backend for
+# which program" section reads (regenerate with report.py generate).
+# ---------------------------------------------------------------------------
+.PHONY: validate
+validate: $(WL_BINS) $(REPLAY_BIN) $(INSTR_BIN)
+	@$(BENCH_PY) bench/validate.py --build $(BENCH_DIR) --results results $(if $(RUNS),--runs $(RUNS))
