@@ -224,6 +224,30 @@ static void load(const char *path)
             if (end - off < REC_BYTES)
                 die(2, "truncated record at offset %zu", off);
             rec r = {0};
+            if (buf[off] & 0x80u) { /* short: a get, 4 bytes */
+                if (s == NULL)
+                    die(2, "short record in the end block at offset %zu", off);
+                if (end - off < 4)
+                    die(2, "truncated record at offset %zu", off);
+                r.op = buf[off] & 0x7fu;
+                r.flags = buf[off + 1];
+                uint16_t id;
+                memcpy(&id, buf + off + 2, 2);
+                r.a = id;
+                r.dep = r.sidx = -1;
+                if (r.op != OP_GET)
+                    die(2, "short record of %s at offset %zu (only gets are short)",
+                        r.op < OP_COUNT ? op_name[r.op] : "an unknown operation", off);
+                if (r.flags & ~3u)
+                    die(2, "bad flags 0x%x on get at offset %zu", r.flags, off);
+                if (s->n == 0)
+                    die(2, "thread %u does not start with a thread record (offset %zu)", tid,
+                        off);
+                push(s, &r);
+                off += 4;
+                count++;
+                continue;
+            }
             r.op = buf[off];
             r.flags = buf[off + 1];
             r.a = get32(buf + off + 4);

@@ -73,6 +73,8 @@ enum cv_trace_op {
     CV_TOP_FOREACH = 18,   /* a = context */
     CV_TOP__COUNT
 };
+/* In the op byte: a short record (4 bytes: op, flags, u16 var; gets only). */
+#define CV_TOP_SHORT 0x80u
 
 /* Flags of a record. */
 #define CV_TF_FOUND 1u      /* GET/CTX_GET: the var had a value */
@@ -86,6 +88,7 @@ CV_HIDDEN int cv__trace_active(void);      /* decides if undecided; 1: on */
 CV_HIDDEN void cv__trace_var(int op, const cv_var *v, unsigned flags,
                              const void *value);
 CV_HIDDEN void cv__trace_var_free(const cv_var *v);
+CV_HIDDEN void cv__trace_get(const cv_var *v, unsigned flags);
 CV_HIDDEN void cv__trace_set(const cv_var *v, const void *value,
                              const cv_token *tok);
 CV_HIDDEN void cv__trace_token(int op, const cv_var *v, const cv_token *t,
@@ -114,9 +117,8 @@ CV_HIDDEN void cv__trace_ctx_free(const cv_context *c);
 #define CV_TRACE_GET(v, found, get_or)                                    \
     do {                                                                  \
         if (CV__TRACE_MAYBE())                                            \
-            cv__trace_var(CV_TOP_GET, (v),                                \
-                          ((found) ? CV_TF_FOUND : 0u) |                  \
-                              ((get_or) ? CV_TF_GET_OR : 0u), NULL);      \
+            cv__trace_get((v), ((found) ? CV_TF_FOUND : 0u) |             \
+                                   ((get_or) ? CV_TF_GET_OR : 0u));       \
     } while (0)
 #define CV_TRACE_VAR_NEW(v)                                               \
     do {                                                                  \

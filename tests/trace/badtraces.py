@@ -37,6 +37,9 @@ def first_record(data, op):
         p, end = off + 16, off + 16 + nbytes
         while p < end:
             o, flags = data[p], data[p + 1]
+            if o & 0x80:  # a short get
+                p += 4
+                continue
             if o == op:
                 return p
             seq = not (o in (2, 3, 4) or (o == 5 and not flags & 1))
