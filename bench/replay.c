@@ -561,11 +561,13 @@ typedef struct rthread {
     uint32_t slot_var[64];
     uint64_t slot_gen[64];
     uint64_t gets, misses, sets, first_writes;
+    uint64_t hist_sum, hist_max;
     pthread_t th;
 } rthread;
 
 static uint32_t *chain_depth; /* profile: [ctx id] copies since a new/base */
 static uint8_t *ctx_shared;   /* profile: [ctx id] map shared since its last write */
+static uint32_t *hist_depth;  /* profile: [ctx id] copy+write levels in its history */
 
 static uint32_t cur_ctx(const rthread *rt)
 {
@@ -593,6 +595,7 @@ static void prof_set(rthread *rt, uint32_t v)
     if (c && ctx_shared && ctx_shared[c]) {
         rt->first_writes++;
         ctx_shared[c] = 0;
+        hist_depth[c]++; /* a level: shared, then written */
     }
 }
 
@@ -737,6 +740,10 @@ static void profile_sample(rthread *rt)
     rt->len_cnt[tenth]++;
     uint32_t c = rt->depth ? rt->stack[rt->depth - 1].c : rt->base;
     uint32_t d = c && chain_depth ? chain_depth[c] : 0;
+    uint32_t h = c && hist_depth ? hist_depth[c] : 0;
+    rt->hist_sum += h;
+    if (h > rt->hist_max)
+        rt->hist_max = h;
     rt->depth_sum += d;
     rt->depth_n++;
     if (d > rt->depth_max)
@@ -847,6 +854,8 @@ static int exec(rthread *rt, int in_run)
                 rt->base = id;
                 rt->gen = ++rt->gen_seq;
             }
+            if (hist_depth)
+                hist_depth[id] = r->op == OP_COPY ? hist_depth[r->a] : 0;
             if (ctx_shared) {
                 ctx_shared[id] = r->op == OP_COPY;
                 if (r->op == OP_COPY)
@@ -1058,7 +1067,7 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
     }
     if (mode_profile) {
         uint64_t sl = 0, nl = 0, ml = 0, ds = 0, dn = 0, dm = 0;
-        uint64_t pg = 0, pm = 0, ps = 0, pf = 0;
+        uint64_t pg = 0, pm = 0, ps = 0, pf = 0, hs = 0, hm = 0;
         uint64_t hist[11] = {0}, cnt[11] = {0};
         for (uint32_t t = 0; t < n_streams; t++) {
             sl += rts[t].sum_len;
@@ -1071,6 +1080,8 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
             pm += rts[t].misses;
             ps += rts[t].sets;
             pf += rts[t].first_writes;
+            hs += rts[t].hist_sum;
+            hm = rts[t].hist_max > hm ? rts[t].hist_max : hm;
             for (int k = 0; k < 11; k++) {
                 hist[k] += rts[t].len_hist[k];
                 cnt[k] += rts[t].len_cnt[k];
@@ -1080,9 +1091,10 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
         }
         printf(",\"profile\":{\"mean_n\":%.3f,\"max_n\":%" PRIu64 ",\"mean_copy_depth\":%.3f,"
                "\"max_copy_depth\":%" PRIu64 ",\"gets\":%" PRIu64 ",\"get_misses\":%" PRIu64
-               ",\"writes\":%" PRIu64 ",\"first_writes\":%" PRIu64 ",\"n_over_time\":[",
+               ",\"writes\":%" PRIu64 ",\"first_writes\":%" PRIu64
+               ",\"mean_history_depth\":%.3f,\"max_history_depth\":%" PRIu64 ",\"n_over_time\":[",
                nl ? (double)sl / (double)nl : 0.0, ml, dn ? (double)ds / (double)dn : 0.0, dm,
-               pg, pm, ps, pf);
+               pg, pm, ps, pf, dn ? (double)hs / (double)dn : 0.0, hm);
         int first = 1;
         for (int k = 0; k < 10; k++) {
             printf("%s%.2f", first ? "" : ",", cnt[k] ? (double)hist[k] / (double)cnt[k] : 0.0);
@@ -1152,14 +1164,15 @@ static void usage(void)
             "  baseline (the replayer walking the records alone).\n"
             "  --check   validate and summarise only\n"
             "  --digest  one replay on the first backend; prints a digest of the pairs\n"
-            "            of every foreach the program did\n");
+            "            of every foreach the program did\n"
+            "  --profile the summary and the profile pass only (no timing)\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     const char *want = NULL;
-    int repeat = 5, check = 0;
+    int repeat = 5, check = 0, profile_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backends") == 0 && i + 1 < argc)
             want = argv[++i];
@@ -1175,6 +1188,8 @@ int main(int argc, char **argv)
             check = 1;
         else if (strcmp(argv[i], "--digest") == 0)
             mode_digest = 1;
+        else if (strcmp(argv[i], "--profile") == 0)
+            profile_only = 1;
         else if (argv[i][0] == '-')
             usage();
         else if (trace_path == NULL)
@@ -1228,6 +1243,7 @@ int main(int argc, char **argv)
     /* profile pass: sizes over time, copy depth (not timed) */
     chain_depth = calloc(n_ctxs + 1, sizeof *chain_depth);
     ctx_shared = calloc(n_ctxs + 1, 1);
+    hist_depth = calloc(n_ctxs + 1, sizeof *hist_depth);
     mode_profile = 1;
     int bad;
     replay_once(use[0], &bad);
@@ -1236,8 +1252,14 @@ int main(int argc, char **argv)
     chain_depth = NULL;
     free(ctx_shared);
     ctx_shared = NULL;
+    free(hist_depth);
+    hist_depth = NULL;
     if (bad)
         return 3;
+    if (profile_only) {
+        printf("}\n");
+        return 0;
+    }
     /* baseline: the walk alone */
     mode_null = 1;
     uint64_t base[9];
