@@ -542,46 +542,164 @@ def instr_table(instr):
 # ---------------------------------------------------------------------------
 # Charts
 # ---------------------------------------------------------------------------
-def chart(path_base, title, xlabel, ylabel, series, logy=True):
-    """series: [(name, [(x, y), ...])]. Writes path_base.svg and .png."""
+# Line styles by series name: every backend its own colour, dash and
+# point, so that a line lying on another (hamt under adaptive) still shows.
+STYLE = {
+    "dictcopy": "lc rgb '#1f77b4' dt 1 pt 5 ps 0.9",
+    "chainmap": "lc rgb '#d62728' dt 1 pt 7 ps 0.9",
+    "hamt": "lc rgb '#2ca02c' dt 2 pt 9 ps 1.2",
+    "adaptive": "lc rgb '#9467bd' dt 4 pt 4 ps 1.3",
+    ANCHOR: "lc rgb 'black' dt 3 pt 6 ps 0.9",
+}
+EXTRA_STYLES = ["lc rgb '#ff7f0e' dt 5 pt 11 ps 1.1", "lc rgb '#8c564b' dt 6 pt 13 ps 1.1",
+                "lc rgb '#17becf' dt 7 pt 3 ps 1.1"]
+
+
+def tick_label(v):
+    """One format for every tick: 1, 16, 1k, 64k, 1M; 0.5, 2.5 below 10."""
+    for div, suf in ((1 << 20, "M"), (1 << 10, "k")):
+        if v >= div and v % div == 0:
+            return "%d%s" % (v // div, suf)
+    for div, suf in ((1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return ("%.3g" % (v / div)) + suf
+    return "%g" % v
+
+
+def log_ticks(lo, hi, base=10):
+    """Decade ticks covering [lo, hi] (for the y axis of a log chart)."""
+    if lo <= 0 or hi <= 0:
+        return []
+    a, b = math.floor(math.log(lo, base) + 1e-9), math.ceil(math.log(hi, base) - 1e-9)
+    return [base ** k for k in range(a, b + 1)]
+
+
+def chart(path_base, title, xlabel, ylabel, series, logy=True, err=None, xticks=None,
+          hline=None):
+    """series: [(name, [(x, y), ...])]. Writes path_base.svg and .png.
+    err: {name: {x: (lo, hi)}} draws error bars; xticks: the x values to
+    label (default: every measured x when few, else every other power of 2);
+    hline: a horizontal reference line (1.0 on ratio charts)."""
     if not shutil.which("gnuplot") or not any(pts for _, pts in series):
         return False
     dat = path_base + ".dat"
     xs = sorted({x for _, pts in series for x, _ in pts})
+    ys = [y for _, pts in series for _, y in pts if y and y > 0]
+    if err:
+        ys += [v for e in err.values() for lo_hi in e.values() for v in lo_hi if v > 0]
     with open(dat, "w") as f:
-        f.write("N " + " ".join('"%s"' % n for n, _ in series) + "\n")
+        f.write("N " + " ".join('"%s" lo hi' % n for n, _ in series) + "\n")
         for x in xs:
             row = [str(x)]
-            for _, pts in series:
+            for name, pts in series:
                 d = dict(pts)
-                row.append(repr(d[x]) if x in d and d[x] > 0 else "NaN")
+                if x in d and d[x] > 0:
+                    lo, hi = (err or {}).get(name, {}).get(x, (d[x], d[x]))
+                    row += [repr(d[x]), repr(lo), repr(hi)]
+                else:
+                    row += ["NaN", "NaN", "NaN"]
             f.write(" ".join(row) + "\n")
-    plot = ", ".join(
-        "'%s' using 1:%d with linespoints lw 2 pt %d%s title columnheader(%d)" % (
-            dat, i + 2, 5 + i, " dt 2 lc rgb 'black'" if name == ANCHOR else "", i + 2)
-        for i, (name, _) in enumerate(series))
+    if xticks is None:
+        xticks = xs if len(xs) <= 9 else [x for x in xs if x > 0 and
+                                           abs(math.log2(x) - round(math.log2(x))) < 1e-9 and
+                                           round(math.log2(x)) % 2 == 0] or xs
+    xt = ", ".join('"%s" %s' % (tick_label(x), repr(x)) for x in xticks)
+    yt = ""
+    if logy and ys:
+        yt = "set ytics (%s)" % ", ".join('"%s" %s' % (tick_label(v) if v >= 1 else "%g" % v, repr(v))
+                                          for v in log_ticks(min(ys), max(ys)))
+    plots = []
+    extra = iter(EXTRA_STYLES)
+    for i, (name, _) in enumerate(series):
+        st = STYLE.get(name) or next(extra, "dt 1 pt %d" % (5 + i))
+        col = 2 + 3 * i
+        if err and name in err:
+            plots.append("'%s' using 1:%d:%d:%d with yerrorlines lw 2 %s title '%s'" % (
+                dat, col, col + 1, col + 2, st, name))
+        else:
+            plots.append("'%s' using 1:%d with linespoints lw 2 %s title '%s'" % (dat, col, st, name))
+    if hline is not None:
+        plots.append("%s with lines lw 1 lc rgb '#888888' dt 3 notitle" % repr(hline))
+    plot = ", ".join(plots)
     script = """
 set title "%s" noenhanced
 set xlabel "%s" noenhanced
 set ylabel "%s" noenhanced
 set logscale x 2
+set xtics (%s)
+%s
 %s
 set grid
-set key left top
+set key left top noenhanced
+set rmargin 5
+set offsets graph 0.02, graph 0.04, 0, 0
 set datafile missing "NaN"
+set bars small
 set terminal svg size 800,480 dynamic font "sans,11"
 set output "%s.svg"
 plot %s
 set terminal pngcairo size 800,480 font "sans,10"
 set output "%s.png"
 plot %s
-""" % (title, xlabel, ylabel, "set logscale y" if logy else "", path_base, plot, path_base, plot)
+""" % (title, xlabel, ylabel, xt, "set logscale y" if logy else "", yt, path_base, plot,
+       path_base, plot)
     r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
     os.remove(dat)
     if r.returncode != 0:
         print("gnuplot: " + r.stderr[-500:], file=sys.stderr)
         return False
     return True
+
+
+def anchor_drift(bench, op, arg):
+    """How far the CPython runs of one op and N (one after each backend's
+    run, so four per report) spread: max/min. The same code measured four
+    times on this machine, so the run-to-run drift at that point."""
+    vs = [v for (o, b, a), v in bench.pair.items() if o == op and a == arg and v]
+    return max(vs) / min(vs) if len(vs) >= 2 else 1.0
+
+
+def drift_err(bench, op, who):
+    """Error bars: each point times / divided by the square root of its
+    op and N's drift (a band as wide as the CPython runs spread)."""
+    out = {}
+    for b in who:
+        e = {}
+        for x, y in bench.series(op, b):
+            f = math.sqrt(anchor_drift(bench, op, x))
+            e[x] = (y / f, y * f)
+        out[b] = e
+    return out
+
+
+def real_crossovers(bench, op, who):
+    """Crossovers that are not noise: the order of the two lines must hold,
+    by more than 10% and more than the drift at that N, at the two measured
+    points on each side of the crossing (one where the range ends)."""
+    out = []
+    for i, a in enumerate(who):
+        for b in who[i + 1:]:
+            pa, pb = dict(bench.series(op, a)), dict(bench.series(op, b))
+            xs = sorted(x for x in set(pa) & set(pb) if pa[x] > 0 and pb[x] > 0)
+            d = [math.log(pa[x] / pb[x]) for x in xs]
+            ok = [abs(d[k]) > max(math.log(1.1), math.log(anchor_drift(bench, op, xs[k])))
+                  for k in range(len(xs))]
+            for k in range(len(xs) - 1):
+                if d[k] * d[k + 1] >= 0:
+                    continue
+                before = [j for j in (k - 1, k) if j >= 0]
+                after = [j for j in (k + 1, k + 2) if j < len(xs)]
+                if not all(ok[j] and d[j] * d[k] > 0 for j in before):
+                    continue
+                if not all(ok[j] and d[j] * d[k + 1] > 0 for j in after):
+                    continue
+                x0, x1 = xs[k], xs[k + 1]
+                f = d[k] / (d[k] - d[k + 1])
+                xc = math.exp(math.log(max(x0, 1)) + f * (math.log(max(x1, 1)) - math.log(max(x0, 1))))
+                faster_after = b if d[k + 1] > 0 else a
+                slower_after = a if d[k + 1] > 0 else b
+                out.append((x0, x1, xc, faster_after, slower_after))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -743,7 +861,7 @@ the gets alone).
             continue
         xname = "D (copy+set levels)" if op == "get_depth" else "N (vars in the context)"
         ok = chart(os.path.join(chartdir, op), "%s (%s)" % (title, unit), xname, unit,
-                   [(b, bench.series(op, b)) for b in who])
+                   [(b, bench.series(op, b)) for b in who], err=drift_err(bench, op, who))
         w("### %s: %s\n" % (op, title))
         if ok:
             w("![%s](charts/%s.svg)\n" % (op, op))
@@ -753,7 +871,7 @@ the gets alone).
             rows.append([fn_n(a)] + [fnum(bench.ns.get((op, b, a))) for b in who] +
                         [fx(bench.ratio(op, b, a)) for b in bench.backends])
         w(md_table(head, rows))
-        cs = crossovers(bench, op, who)
+        cs = real_crossovers(bench, op, who)
         if cs:
             w("\nCrossovers: " + "; ".join(
                 "**%s** overtakes %s at N ≈ %s (between %s and %s)" % (
@@ -763,10 +881,12 @@ the gets alone).
     w("## Crossovers\n")
     rows = []
     for op, _, _ in OPS + [("get_depth", "", "")]:
-        for x0, x1, xc, f, s in crossovers(bench, op, who):
+        for x0, x1, xc, f, s in real_crossovers(bench, op, who):
             rows.append([op, f, s, fn_n(int(round(xc))), "%s – %s" % (fn_n(x0), fn_n(x1))])
-    w("Where one line crosses another, each side differing by more than 10% at the "
-      "neighbouring measured points (closer calls are noise on this machine).\n")
+    w("Where one line crosses another and stays crossed: the order must hold, by more than "
+      "10% and by more than the drift of the CPython runs at that N (the error bars of the "
+      "charts), at the two measured points on each side of the crossing. A line that zig-zags "
+      "through another within the noise is not a crossover (bench/report.py real_crossovers).\n")
     w(md_table(["op", "faster beyond", "slower beyond", "N ≈ (log-log interpolation)", "between"],
                rows) if rows else "No backend overtakes another within the measured range.")
     w("")
