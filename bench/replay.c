@@ -221,8 +221,6 @@ static void load(const char *path)
         size_t end = off + nbytes;
         uint32_t count = 0;
         while (off < end) {
-            if (end - off < REC_BYTES)
-                die(2, "truncated record at offset %zu", off);
             rec r = {0};
             if (buf[off] & 0x80u) { /* short: a get, 4 bytes */
                 if (s == NULL)
@@ -248,6 +246,8 @@ static void load(const char *path)
                 count++;
                 continue;
             }
+            if (end - off < REC_BYTES)
+                die(2, "truncated record at offset %zu", off);
             r.op = buf[off];
             r.flags = buf[off + 1];
             r.a = get32(buf + off + 4);
