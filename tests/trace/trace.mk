@@ -26,7 +26,7 @@ $(TRACE_RT): tests/trace/roundtrip.c core/ctxvar.h $(LIB_A)
 
 test-run: trace-test
 
-trace-test: $(TRACE_RT) $(BUILD)/bench/replay $(BUILD)/bench/instr
+trace-test: $(TRACE_RT) $(BUILD)/bench/replay $(BUILD)/bench/instr $(BUILD)/bench/wl_server
 	@echo "== trace: record, replay, bad traces, advise"
 	@rm -rf $(TRACE_DIR)/out && mkdir -p $(TRACE_DIR)/out
 	@./$(TRACE_RT) > $(TRACE_DIR)/out/plain.txt
@@ -49,6 +49,10 @@ trace-test: $(TRACE_RT) $(BUILD)/bench/replay $(BUILD)/bench/instr
 	   assert s["threads"]==4 and s["complete"], s; \
 	   assert all(o.get(k,0)>0 for k in ("get","set","reset","token_release","copy","enter","exit","run","run_end","ctx_release","cleanup","ctx_get","foreach","var_new")), o; \
 	   print("  summary: %d threads, %d records, every kind of operation" % (s["threads"], s["records"]))'
+	@CTXVAR_TRACE=$(TRACE_DIR)/out/server.trace ./$(BUILD)/bench/wl_server 3000 > $(TRACE_DIR)/out/server.txt
+	@./$(BENCH_DIR)/replay --check $(TRACE_DIR)/out/server.trace > /dev/null || \
+	  { echo "trace: a workload's trace (many blocks) does not validate"; exit 1; }
+	@echo "  server workload trace: $$(wc -c < $(TRACE_DIR)/out/server.trace) bytes in many blocks, valid"
 	@$(BENCH_PY) tests/trace/badtraces.py $(TRACE_DIR)/out/rt.trace ./$(BENCH_DIR)/replay $(TRACE_DIR)/out/bad
 	@CTXVAR_TRACE=/nonexistent-dir/x.trace ./$(TRACE_RT) > $(TRACE_DIR)/out/off.txt 2> $(TRACE_DIR)/out/off.err
 	@cmp -s $(TRACE_DIR)/out/plain.txt $(TRACE_DIR)/out/off.txt && grep -q "tracing is off" $(TRACE_DIR)/out/off.err || \
