@@ -197,15 +197,32 @@ typedef struct tbuf {
     unsigned char buf[TBUF_BYTES];
 } tbuf;
 
-static _Thread_local tbuf *tb;
+#if defined(__GNUC__)
+#define TRACE_TLS __attribute__((tls_model("initial-exec")))
+#else
+#define TRACE_TLS
+#endif
+static _Thread_local tbuf *tb TRACE_TLS;
 
+/* Slots of the per-thread caches: a var by its own hash (computed at its
+ * creation, well mixed), a value by a xor-shift-multiply of its address
+ * (a multiply alone sent vars 144 bytes apart to one slot). */
 static inline unsigned vcache_index(uintptr_t p)
 {
-    return (unsigned)(((uint64_t)p * UINT64_C(0x9E3779B97F4A7C15)) >> 56) & (VCACHE - 1);
+    uint64_t x = (uint64_t)p;
+    x ^= x >> 29;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 32;
+    return (unsigned)x & (VCACHE - 1);
+}
+
+static inline unsigned var_slot(const cv_var *v)
+{
+    return cv__var_hash(v) & (VCACHE - 1);
 }
 /* This thread's id + 1 once it has one: a buffer made again after the exit
  * destructor freed the first (another destructor recording later) keeps it. */
-static _Thread_local uint32_t my_tid1;
+static _Thread_local uint32_t my_tid1 TRACE_TLS;
 
 /* Switches tracing off for good (lock held). */
 static void trace_fail(const char *why)
@@ -457,7 +474,7 @@ static uint32_t value_id(tbuf *b, const void *value)
 static uint32_t var_id(tbuf *b, const cv_var *v, int creating)
 {
     uintptr_t p = (uintptr_t)v;
-    unsigned i = vcache_index(p);
+    unsigned i = var_slot(v);
     uint64_t ep = atomic_load_explicit(&var_epoch, memory_order_acquire);
     if (!creating && b->vars[i].p == p && b->vars[i].epoch == ep)
         return b->vars[i].id;
@@ -504,7 +521,7 @@ void cv__trace_get(const cv_var *v, unsigned flags)
                   atomic_load_explicit(&cv__trace_mode, memory_order_relaxed) ==
                       CV_TRACE_RECORDING)) {
         uintptr_t p = (uintptr_t)v;
-        unsigned i = vcache_index(p);
+        unsigned i = var_slot(v);
         if (CV_LIKELY(b->vars[i].p == p &&
                       b->vars[i].epoch ==
                           atomic_load_explicit(&var_epoch, memory_order_relaxed) &&
