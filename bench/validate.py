@@ -21,6 +21,7 @@ program" section is generated from it. Standard library only.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,12 +73,49 @@ def load_avg():
         return []
 
 
+def callgrind_ir(cmd, env, tmp):
+    """Instructions (callgrind Ir) of one run: repeatable on a loaded machine."""
+    out = os.path.join(tmp, "cg.out")
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+                       env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("validate: callgrind %s failed: %s" % (" ".join(cmd), r.stderr[-500:]))
+    total = None
+    for line in open(out):
+        if line.startswith("totals:") or line.startswith("summary:"):
+            total = int(line.split()[1])
+    os.remove(out)
+    return total
+
+
+def ir_overhead(a, tracedir, only):
+    """Adds overhead_ir (untraced and traced instructions) to each workload
+    of an existing validation.json."""
+    path = os.path.join(a.results, report.cpu_tag(), "validation.json")
+    val = report.load_json(path)
+    if not val:
+        sys.exit("validate: no %s to add instruction counts to" % path)
+    for name, args, _ in VALIDATE:
+        if (only and name not in only) or name not in val["workloads"]:
+            continue
+        binary = os.path.join(a.build, "wl_" + name)
+        trace = os.path.join(tracedir, name + ".ir.trace")
+        plain = callgrind_ir([binary] + args, report.clean_env(), tracedir)
+        traced = callgrind_ir([binary] + args, report.clean_env(CTXVAR_TRACE=trace), tracedir)
+        os.remove(trace)
+        val["workloads"][name]["overhead_ir"] = {"plain": plain, "traced": traced}
+        print("validate: %s: %.2fx instructions traced" % (name, traced / plain), flush=True)
+    report.dump_json(path, val)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build/bench")
     ap.add_argument("--results", default="results")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--only", help="comma-separated workloads")
+    ap.add_argument("--ir-only", action="store_true",
+                    help="only add callgrind instruction counts (untraced, traced) to validation.json")
     a = ap.parse_args()
     tag = report.cpu_tag()
     outdir = os.path.join(a.results, tag)
@@ -85,6 +123,9 @@ def main():
     tracedir = os.path.join(a.build, "validate")
     os.makedirs(tracedir, exist_ok=True)
     _, backends = report.backends_of(a.build)
+    if a.ir_only:
+        ir_overhead(a, tracedir, a.only.split(",") if a.only else None)
+        return
     out = {"machine": report.machine_info(), "runs": a.runs, "load_before": load_avg(),
            "workloads": {}}
     only = a.only.split(",") if a.only else None
@@ -149,6 +190,8 @@ def main():
         out["workloads"] = old["workloads"]
     report.dump_json(path, out)
     print("validate: wrote %s" % path)
+    if shutil.which("valgrind"):
+        ir_overhead(a, tracedir, only)
 
 
 if __name__ == "__main__":
