@@ -20,11 +20,14 @@
  * read), and any failure -- a write, an allocation -- switches tracing off
  * with one message on stderr.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../maps/map.h"
 #include "trace.h"
@@ -176,7 +179,7 @@ static void lock_give(void)
 }
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tb_key;
-static FILE *out;                    /* NULL once closed or failed */
+static int out = -1;                 /* the trace's descriptor; -1 once closed or failed */
 static idtab t_vars, t_ctxs, t_toks, t_vals;
 static uint64_t seq;                 /* under lock */
 static uint32_t n_threads;           /* under lock */
@@ -228,9 +231,9 @@ static _Thread_local uint32_t my_tid1 TRACE_TLS;
 static void trace_fail(const char *why)
 {
     atomic_store_explicit(&cv__trace_mode, CV_TRACE_OFF, memory_order_relaxed);
-    if (out != NULL) {
-        fclose(out);
-        out = NULL;
+    if (out >= 0) {
+        close(out);
+        out = -1;
     }
     if (!warned) {
         warned = 1;
@@ -240,19 +243,36 @@ static void trace_fail(const char *why)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 
+/* write(2) until done: no stdio buffer, so that a forked child has nothing
+ * of ours to flush twice. */
+static int write_all(const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(out, c, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /* Writes tb's records as one block (lock held). */
 static void flush_locked(tbuf *b)
 {
     if (b->used == 0)
         return;
-    if (out != NULL) {
+    if (out >= 0) {
         unsigned char h[16];
         put32(h, BLOCK_MAGIC);
         put32(h + 4, b->tid);
         put32(h + 8, b->used);
         put32(h + 12, b->nrec);
-        if (fwrite(h, 1, sizeof h, out) != sizeof h ||
-            fwrite(b->buf, 1, b->used, out) != b->used)
+        if (write_all(h, sizeof h) < 0 || write_all(b->buf, b->used) < 0)
             trace_fail("cannot write the trace");
     }
     b->used = 0;
@@ -261,7 +281,7 @@ static void flush_locked(tbuf *b)
 
 static void write_end_locked(void)
 {
-    if (out == NULL)
+    if (out < 0)
         return;
     unsigned char h[16], r[REC_BYTES + SEQ_BYTES];
     put32(h, BLOCK_MAGIC);
@@ -275,8 +295,7 @@ static void write_end_locked(void)
     put32(r + 12, t_toks.next ? t_toks.next - 1 : 0);
     uint64_t tail = ((uint64_t)n_threads << 32) | (t_vals.next ? t_vals.next - 1 : 0);
     memcpy(r + 16, &tail, 8);
-    if (fwrite(h, 1, sizeof h, out) != sizeof h || fwrite(r, 1, sizeof r, out) != sizeof r ||
-        fflush(out) != 0) {
+    if (write_all(h, sizeof h) < 0 || write_all(r, sizeof r) < 0) {
         trace_fail("cannot write the trace");
         return;
     }
@@ -284,8 +303,12 @@ static void write_end_locked(void)
 
 /* At exit: the calling thread's records, the trailer, close. Threads still
  * running lose what they have not flushed (docs/TRACE.md). */
+static pid_t owner; /* the process that opened the trace */
+
 static void trace_atexit(void)
 {
+    if (getpid() != owner)
+        return; /* a forked child calling exit: the trace is its parent's */
     lock_take();
     if (tb != NULL) {
         flush_locked(tb);
@@ -293,12 +316,12 @@ static void trace_atexit(void)
         tb = NULL;
     }
     write_end_locked();
-    if (out != NULL) {
-        if (fclose(out) != 0 && !warned) {
+    if (out >= 0) {
+        if (close(out) != 0 && !warned) {
             warned = 1;
             fprintf(stderr, "ctxvar: CTXVAR_TRACE: cannot close the trace\n");
         }
-        out = NULL;
+        out = -1;
     }
     atomic_store_explicit(&cv__trace_mode, CV_TRACE_OFF, memory_order_relaxed);
     tab_free(&t_vars);
@@ -324,15 +347,70 @@ static void tb_destroy(void *arg)
     free(b);
 }
 
+/* A forked child records nothing: the trace and its buffers are the
+ * parent's (its descriptor is closed here; the parent's lock stays). */
+static void trace_child(void)
+{
+    atomic_store_explicit(&cv__trace_mode, CV_TRACE_OFF, memory_order_relaxed);
+    cv__trace_genbits = 0;
+    if (out >= 0)
+        close(out);
+    out = -1;
+    atomic_flag_clear(&lock);
+}
+
+/* The path with %p replaced by the process id (%% is a %), so that a
+ * program whose children inherit CTXVAR_TRACE can trace each of them. */
+static int expand_path(const char *in, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = in; *p; p++) {
+        char num[24];
+        const char *add = num;
+        if (p[0] == '%' && p[1] == 'p') {
+            snprintf(num, sizeof num, "%ld", (long)getpid());
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            num[0] = '%', num[1] = '\0';
+            p++;
+        } else {
+            num[0] = *p, num[1] = '\0';
+        }
+        size_t k = strlen(add);
+        if (n + k + 1 > cap)
+            return -1;
+        memcpy(buf + n, add, k);
+        n += k;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
 static void trace_init(void)
 {
-    const char *path = getenv("CTXVAR_TRACE");
+    const char *env = getenv("CTXVAR_TRACE");
+    char path[4096];
     int mode = CV_TRACE_OFF;
-    if (path != NULL && path[0] != '\0') {
-        if (pthread_key_create(&tb_key, tb_destroy) != 0) {
+    if (env != NULL && env[0] != '\0') {
+        struct flock lk;
+        memset(&lk, 0, sizeof lk);
+        lk.l_type = F_WRLCK;
+        lk.l_whence = SEEK_SET;
+        if (expand_path(env, path, sizeof path) < 0) {
+            fprintf(stderr, "ctxvar: CTXVAR_TRACE: path too long; tracing is off\n");
+        } else if (pthread_key_create(&tb_key, tb_destroy) != 0) {
             fprintf(stderr, "ctxvar: CTXVAR_TRACE: no thread key; tracing is off\n");
-        } else if ((out = fopen(path, "wb")) == NULL) {
-            fprintf(stderr, "ctxvar: CTXVAR_TRACE: cannot open %s; tracing is off\n", path);
+        } else if ((out = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+            fprintf(stderr, "ctxvar: CTXVAR_TRACE: cannot open %s (%s); tracing is off\n", path,
+                    strerror(errno));
+        } else if (fcntl(out, F_SETLK, &lk) < 0) {
+            /* another process (a child that inherited the variable, say)
+             * is writing this file: leave it alone */
+            fprintf(stderr, "ctxvar: CTXVAR_TRACE: %s is being written by another process; "
+                            "tracing is off in this one (put %%p in the path for a trace per "
+                            "process)\n", path);
+            close(out);
+            out = -1;
         } else {
             unsigned char h[TRACE_HEADER_BYTES];
             memset(h, 0, sizeof h);
@@ -345,10 +423,12 @@ static void trace_init(void)
             const cv_backend *b = cv_backend_default();
             const char *name = b ? cv_backend_name(b) : "?";
             strncpy((char *)h + 24, name, 31);
-            if (fwrite(h, 1, sizeof h, out) != sizeof h || atexit(trace_atexit) != 0) {
+            owner = getpid();
+            if (ftruncate(out, 0) != 0 || write_all(h, sizeof h) < 0 ||
+                atexit(trace_atexit) != 0 || pthread_atfork(NULL, NULL, trace_child) != 0) {
                 fprintf(stderr, "ctxvar: CTXVAR_TRACE: cannot write %s; tracing is off\n", path);
-                fclose(out);
-                out = NULL;
+                close(out);
+                out = -1;
             } else {
                 mode = CV_TRACE_RECORDING;
             }

@@ -53,6 +53,13 @@ trace-test: $(TRACE_RT) $(BUILD)/bench/replay $(BUILD)/bench/instr $(BUILD)/benc
 	@./$(BENCH_DIR)/replay --check $(TRACE_DIR)/out/server.trace > /dev/null || \
 	  { echo "trace: a workload's trace (many blocks) does not validate"; exit 1; }
 	@echo "  server workload trace: $$(wc -c < $(TRACE_DIR)/out/server.trace) bytes in many blocks, valid"
+	@rm -f $(TRACE_DIR)/out/two.trace $(TRACE_DIR)/out/pid.*.trace
+	@CTXVAR_TRACE=$(TRACE_DIR)/out/two.trace sh -c './$(TRACE_RT) > /dev/null & ./$(TRACE_RT) > /dev/null; wait' 2> $(TRACE_DIR)/out/two.err
+	@./$(BENCH_DIR)/replay --check $(TRACE_DIR)/out/two.trace > /dev/null || \
+	  { echo "trace: two processes on one CTXVAR_TRACE path corrupted it"; cat $(TRACE_DIR)/out/two.err; exit 1; }
+	@CTXVAR_TRACE='$(TRACE_DIR)/out/pid.%p.trace' ./$(TRACE_RT) > /dev/null
+	@ls $(TRACE_DIR)/out/pid.*.trace > /dev/null 2>&1 || { echo "trace: %p in CTXVAR_TRACE was not expanded"; exit 1; }
+	@echo "  two processes on one path: the trace stays valid; %p gives one trace per process"
 	@$(BENCH_PY) tests/trace/badtraces.py $(TRACE_DIR)/out/rt.trace ./$(BENCH_DIR)/replay $(TRACE_DIR)/out/bad
 	@CTXVAR_TRACE=/nonexistent-dir/x.trace ./$(TRACE_RT) > $(TRACE_DIR)/out/off.txt 2> $(TRACE_DIR)/out/off.err
 	@cmp -s $(TRACE_DIR)/out/plain.txt $(TRACE_DIR)/out/off.txt && grep -q "tracing is off" $(TRACE_DIR)/out/off.err || \
