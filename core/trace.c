@@ -33,7 +33,7 @@
 #include "trace.h"
 
 _Atomic int cv__trace_mode = CV_TRACE_UNDECIDED;
-uint64_t cv__trace_genbits = CV__GEN_TRACED;
+_Atomic uint64_t cv__trace_genbits = CV__GEN_TRACED;
 
 #define TRACE_MAGIC "CVTRACE1"
 #define TRACE_VERSION 1u
@@ -352,7 +352,7 @@ static void tb_destroy(void *arg)
 static void trace_child(void)
 {
     atomic_store_explicit(&cv__trace_mode, CV_TRACE_OFF, memory_order_relaxed);
-    cv__trace_genbits = 0;
+    atomic_store_explicit(&cv__trace_genbits, 0, memory_order_relaxed);
     if (out >= 0)
         close(out);
     out = -1;
@@ -434,11 +434,10 @@ static void trace_init(void)
             }
         }
     }
-    /* A plain global: written once here, before the mode is published;
-     * a thread that reads it stale marks an entry, which costs that get a
-     * call and nothing else. */
+    /* Relaxed: a thread that reads it stale marks an entry, which costs
+     * that get a call and nothing else. */
     if (mode == CV_TRACE_OFF)
-        cv__trace_genbits = 0;
+        atomic_store_explicit(&cv__trace_genbits, 0, memory_order_relaxed);
     atomic_store_explicit(&cv__trace_mode, mode, memory_order_relaxed);
 }
 

@@ -38,7 +38,7 @@ CV_HIDDEN extern _Atomic int cv__trace_mode;
  * and set paths. An entry filled in the undecided moment before the first
  * hook ran stays marked until its var is set again or the context changes
  * (its get takes the call meanwhile, with the same answer). */
-CV_HIDDEN extern uint64_t cv__trace_genbits;
+CV_HIDDEN extern _Atomic uint64_t cv__trace_genbits;
 
 #if defined(__GNUC__)
 #define CV_TRACE_COLD __attribute__((noinline, cold))
@@ -101,7 +101,8 @@ CV_HIDDEN void cv__trace_ctx_free(const cv_context *c);
 /* ---- the hooks: one line each where they are used ---- */
 
 /* cache_fill: the entry e was just written. */
-#define CV_TRACE_MARK_ENTRY(e) ((e)->gen |= cv__trace_genbits)
+#define CV_TRACE_MARK_ENTRY(e)                                            \
+    ((e)->gen |= atomic_load_explicit(&cv__trace_genbits, memory_order_relaxed))
 /* The first line of the two get-miss functions: while tracing, the get is
  * answered by traced_get (context.c), which records it. */
 #define CV_TRACE_GET_MISS(v, out)                                         \
