@@ -561,13 +561,15 @@ typedef struct rthread {
     uint32_t slot_var[64];
     uint64_t slot_gen[64];
     uint64_t gets, misses, sets, first_writes;
-    uint64_t hist_sum, hist_max;
+    uint64_t hist_sum, hist_max, hist_parent_sum, parent_first_writes;
     pthread_t th;
 } rthread;
 
 static uint32_t *chain_depth; /* profile: [ctx id] copies since a new/base */
 static uint8_t *ctx_shared;   /* profile: [ctx id] map shared since its last write */
 static uint32_t *hist_depth;  /* profile: [ctx id] copy+write levels in its history */
+static uint32_t *hist_parent; /* profile: [ctx id] of them, written on the side that
+                               * was copied (a snapshot kept, the context goes on) */
 
 static uint32_t cur_ctx(const rthread *rt)
 {
@@ -594,6 +596,10 @@ static void prof_set(rthread *rt, uint32_t v)
     uint32_t c = cur_ctx(rt);
     if (c && ctx_shared && ctx_shared[c]) {
         rt->first_writes++;
+        if (ctx_shared[c] == 2) { /* the source of a copy writes again */
+            rt->parent_first_writes++;
+            hist_parent[c]++;
+        }
         ctx_shared[c] = 0;
         hist_depth[c]++; /* a level: shared, then written */
     }
@@ -742,6 +748,7 @@ static void profile_sample(rthread *rt)
     uint32_t d = c && chain_depth ? chain_depth[c] : 0;
     uint32_t h = c && hist_depth ? hist_depth[c] : 0;
     rt->hist_sum += h;
+    rt->hist_parent_sum += c && hist_parent ? hist_parent[c] : 0;
     if (h > rt->hist_max)
         rt->hist_max = h;
     rt->depth_sum += d;
@@ -854,12 +861,14 @@ static int exec(rthread *rt, int in_run)
                 rt->base = id;
                 rt->gen = ++rt->gen_seq;
             }
-            if (hist_depth)
+            if (hist_depth) {
                 hist_depth[id] = r->op == OP_COPY ? hist_depth[r->a] : 0;
+                hist_parent[id] = r->op == OP_COPY ? hist_parent[r->a] : 0;
+            }
             if (ctx_shared) {
-                ctx_shared[id] = r->op == OP_COPY;
+                ctx_shared[id] = r->op == OP_COPY; /* 1: the copy's side */
                 if (r->op == OP_COPY)
-                    ctx_shared[r->a] = 1;
+                    ctx_shared[r->a] = 2;          /* 2: the source's side */
             }
             if (chain_depth)
                 chain_depth[id] = r->op == OP_COPY ? chain_depth[r->a] + 1 : 0;
@@ -1067,7 +1076,7 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
     }
     if (mode_profile) {
         uint64_t sl = 0, nl = 0, ml = 0, ds = 0, dn = 0, dm = 0;
-        uint64_t pg = 0, pm = 0, ps = 0, pf = 0, hs = 0, hm = 0;
+        uint64_t pg = 0, pm = 0, ps = 0, pf = 0, hs = 0, hm = 0, hp = 0, pp = 0;
         uint64_t hist[11] = {0}, cnt[11] = {0};
         for (uint32_t t = 0; t < n_streams; t++) {
             sl += rts[t].sum_len;
@@ -1081,6 +1090,8 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
             ps += rts[t].sets;
             pf += rts[t].first_writes;
             hs += rts[t].hist_sum;
+            hp += rts[t].hist_parent_sum;
+            pp += rts[t].parent_first_writes;
             hm = rts[t].hist_max > hm ? rts[t].hist_max : hm;
             for (int k = 0; k < 11; k++) {
                 hist[k] += rts[t].len_hist[k];
@@ -1092,9 +1103,12 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
         printf(",\"profile\":{\"mean_n\":%.3f,\"max_n\":%" PRIu64 ",\"mean_copy_depth\":%.3f,"
                "\"max_copy_depth\":%" PRIu64 ",\"gets\":%" PRIu64 ",\"get_misses\":%" PRIu64
                ",\"writes\":%" PRIu64 ",\"first_writes\":%" PRIu64
-               ",\"mean_history_depth\":%.3f,\"max_history_depth\":%" PRIu64 ",\"n_over_time\":[",
+               ",\"mean_history_depth\":%.3f,\"max_history_depth\":%" PRIu64
+               ",\"parent_first_writes\":%" PRIu64 ",\"mean_parent_history\":%.3f"
+               ",\"n_over_time\":[",
                nl ? (double)sl / (double)nl : 0.0, ml, dn ? (double)ds / (double)dn : 0.0, dm,
-               pg, pm, ps, pf, dn ? (double)hs / (double)dn : 0.0, hm);
+               pg, pm, ps, pf, dn ? (double)hs / (double)dn : 0.0, hm, pp,
+               dn ? (double)hp / (double)dn : 0.0);
         int first = 1;
         for (int k = 0; k < 10; k++) {
             printf("%s%.2f", first ? "" : ",", cnt[k] ? (double)hist[k] / (double)cnt[k] : 0.0);
@@ -1244,6 +1258,7 @@ int main(int argc, char **argv)
     chain_depth = calloc(n_ctxs + 1, sizeof *chain_depth);
     ctx_shared = calloc(n_ctxs + 1, 1);
     hist_depth = calloc(n_ctxs + 1, sizeof *hist_depth);
+    hist_parent = calloc(n_ctxs + 1, sizeof *hist_parent);
     mode_profile = 1;
     int bad;
     replay_once(use[0], &bad);
@@ -1254,6 +1269,8 @@ int main(int argc, char **argv)
     ctx_shared = NULL;
     free(hist_depth);
     hist_depth = NULL;
+    free(hist_parent);
+    hist_parent = NULL;
     if (bad)
         return 3;
     if (profile_only) {

@@ -39,12 +39,14 @@ OPS = [
     ("run_empty", "run an empty function", "ns per run"),
     ("foreach", "foreach", "ns per pair visited"),
     ("mix", "PEP 550 mix (10 gets, copy, enter, set, exit)", "ns per mix"),
+    ("snap_set", "snapshot kept (ring of 64), then a set on the side that stays", "ns per snapshot"),
+    ("snap_get", "get, first after a switch, in a history of 64 kept snapshots", "ns per get"),
 ]
 OP_TITLE = {o: t for o, t, _ in OPS}
 OP_UNIT = {o: u for o, _, u in OPS}
 OP_TITLE["get_depth"] = "get after D nested copy+set (N = 64)"
 OP_UNIT["get_depth"] = "ns per get"
-SWITCH_OPS = ("get_switch", "get_depth")
+SWITCH_OPS = ("get_switch", "get_depth", "snap_get")
 ANCHOR = "cpython"
 
 QUICK = dict(
