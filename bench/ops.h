@@ -35,8 +35,16 @@
  *                snapshots (releasing the oldest), then set one var
  *                in the current context, which they share: the write
  *                after a snapshot on the side that stays (N <= 16384)  1 snapshot
+ *   snap_burst   snap_set with 64 sets after each snapshot instead of
+ *                one, on vars spread over N: with snap_set, it splits
+ *                a snapshot's cost into a fixed part and a per-write
+ *                part (N <= 16384)                                 1 snapshot
  *   snap_get     get_switch on two contexts whose histories are 64
  *                kept snapshots with 8 sets between each (N <= 4096) 2k gets
+ *   snap_write   the same, k sets instead of k gets, each on the next
+ *                of the N vars in a scattered order: writes spread over
+ *                a context whose snapshots are kept (a ChainMap's top
+ *                layer grows and is compacted under them)             2k sets
  *
  * get_switch exists because CPython caches the last value per var: its hot
  * get never reaches the HAMT. Entering another context bumps CPython's
@@ -72,7 +80,9 @@
     X(foreach)           \
     X(mix)               \
     X(snap_set)          \
-    X(snap_get)
+    X(snap_burst)        \
+    X(snap_get)          \
+    X(snap_write)
 
 /* Gets per side of a switch, and vars read by one mix. */
 #define BENCH_SWITCH_K 8
@@ -177,9 +187,9 @@ typedef struct bench_world {
  * dict-copy makes O(N) each). */
 static inline int bench_op_fits(const char *op, size_t n)
 {
-    if (strcmp(op, "snap_set") == 0)
+    if (strcmp(op, "snap_set") == 0 || strcmp(op, "snap_burst") == 0)
         return n <= BENCH_SNAP_SET_MAX_N;
-    if (strcmp(op, "snap_get") == 0)
+    if (strcmp(op, "snap_get") == 0 || strcmp(op, "snap_write") == 0)
         return n <= BENCH_SNAP_GET_MAX_N;
     return 1;
 }
@@ -302,7 +312,7 @@ static inline void bench_world_free(bench_world *w)
 static inline size_t bench_op_units(const char *op, size_t n, size_t nsw)
 {
     if (strcmp(op, "get_switch") == 0 || strcmp(op, "get_depth") == 0 ||
-        strcmp(op, "snap_get") == 0)
+        strcmp(op, "snap_get") == 0 || strcmp(op, "snap_write") == 0)
         return 2 * nsw;
     if (strcmp(op, "foreach") == 0)
         return n > 0 ? n : 1;
@@ -458,6 +468,20 @@ static inline void cvop_snap_set(bench_world *w)
                         bench_val(w, (unsigned)(w->snap_i / w->nsw)), NULL));
 }
 
+#define BENCH_SNAP_BURST 64
+
+static inline void cvop_snap_burst(bench_world *w)
+{
+    cv_context **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    cv_context_release(*slot);
+    BENCH_OK(cv_copy_context(slot));
+    for (size_t k = 0; k < BENCH_SNAP_BURST; k++) {
+        size_t i = w->snap_i * BENCH_SNAP_BURST + k;
+        BENCH_OK(cv_var_set(w->vars[(i * 7919) % w->n], bench_val(w, (unsigned)(i / w->n + 1)),
+                            NULL));
+    }
+}
+
 static inline void cvop_snap_get(bench_world *w)
 {
     if (w->hist[0] == NULL)
@@ -468,6 +492,22 @@ static inline void cvop_snap_get(bench_world *w)
     BENCH_OK(cv_context_enter(w->hist[1]));
     cvop_gets(w);
     BENCH_OK(cv_context_exit(w->hist[1]));
+}
+
+static inline void cvop_snap_write(bench_world *w)
+{
+    if (w->hist[0] == NULL)
+        bench_die("snap_write beyond BENCH_SNAP_GET_MAX_N", CV_EINVAL);
+    for (int h = 0; h < 2; h++) {
+        BENCH_OK(cv_context_enter(w->hist[h]));
+        for (size_t k = 0; k < w->nsw; k++) {
+            size_t i = w->snap_i++;
+            /* var i*7919 mod N, its value flipping each time round */
+            BENCH_OK(cv_var_set(w->vars[(i * 7919) % w->n],
+                                bench_val(w, (unsigned)(i / w->n + 1)), NULL));
+        }
+        BENCH_OK(cv_context_exit(w->hist[h]));
+    }
 }
 
 #endif /* CV_BENCH_OPS_H */

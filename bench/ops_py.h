@@ -331,6 +331,18 @@ static inline void pyop_snap_set(py_world *w)
     py_set_quiet(w->vars[w->sw[w->snap_i % w->nsw]], w->vals[(w->snap_i / w->nsw) & 1]);
 }
 
+static inline void pyop_snap_burst(py_world *w)
+{
+    PyObject **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    Py_XDECREF(*slot);
+    if ((*slot = PyContext_CopyCurrent()) == NULL)
+        py_die("PyContext_CopyCurrent");
+    for (size_t k = 0; k < BENCH_SNAP_BURST; k++) {
+        size_t i = w->snap_i * BENCH_SNAP_BURST + k;
+        py_set_quiet(w->vars[(i * 7919) % w->n], w->vals[(i / w->n + 1) & 1]);
+    }
+}
+
 static inline void pyop_snap_get(py_world *w)
 {
     if (w->hist[0] == NULL)
@@ -343,6 +355,20 @@ static inline void pyop_snap_get(py_world *w)
     for (size_t k = 0; k < w->nsw; k++)
         pyop_get1(w->vars[w->sw[k]]);
     PY_OK(PyContext_Exit(w->hist[1]));
+}
+
+static inline void pyop_snap_write(py_world *w)
+{
+    if (w->hist[0] == NULL)
+        py_die("snap_write beyond BENCH_SNAP_GET_MAX_N");
+    for (int h = 0; h < 2; h++) {
+        PY_OK(PyContext_Enter(w->hist[h]));
+        for (size_t k = 0; k < w->nsw; k++) {
+            size_t i = w->snap_i++;
+            py_set_quiet(w->vars[(i * 7919) % w->n], w->vals[(i / w->n + 1) & 1]);
+        }
+        PY_OK(PyContext_Exit(w->hist[h]));
+    }
 }
 
 #endif /* CV_BENCH_OPS_PY_H */

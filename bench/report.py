@@ -40,13 +40,15 @@ OPS = [
     ("foreach", "foreach", "ns per pair visited"),
     ("mix", "PEP 550 mix (10 gets, copy, enter, set, exit)", "ns per mix"),
     ("snap_set", "snapshot kept (ring of 64), then a set on the side that stays", "ns per snapshot"),
+    ("snap_burst", "snapshot kept (ring of 64), then 64 sets spread over N", "ns per snapshot"),
     ("snap_get", "get, first after a switch, in a history of 64 kept snapshots", "ns per get"),
+    ("snap_write", "set in a context whose history is 64 kept snapshots", "ns per set"),
 ]
 OP_TITLE = {o: t for o, t, _ in OPS}
 OP_UNIT = {o: u for o, _, u in OPS}
 OP_TITLE["get_depth"] = "get after D nested copy+set (N = 64)"
 OP_UNIT["get_depth"] = "ns per get"
-SWITCH_OPS = ("get_switch", "get_depth", "snap_get")
+SWITCH_OPS = ("get_switch", "get_depth", "snap_get", "snap_write")
 ANCHOR = "cpython"
 
 QUICK = dict(
