@@ -561,7 +561,7 @@ typedef struct rthread {
     uint32_t slot_var[64];
     uint64_t slot_gen[64];
     uint64_t gets, misses, sets, first_writes;
-    uint64_t hist_sum, hist_max, hist_parent_sum, parent_first_writes;
+    uint64_t hist_sum, hist_max, hist_parent_sum, parent_first_writes, snap_writes;
     pthread_t th;
 } rthread;
 
@@ -570,6 +570,8 @@ static uint8_t *ctx_shared;   /* profile: [ctx id] map shared since its last wri
 static uint32_t *hist_depth;  /* profile: [ctx id] copy+write levels in its history */
 static uint32_t *hist_parent; /* profile: [ctx id] of them, written on the side that
                                * was copied (a snapshot kept, the context goes on) */
+static uint32_t *own_snaps;   /* profile: [ctx id] such levels of its own (not
+                               * inherited by its copies) */
 
 static uint32_t cur_ctx(const rthread *rt)
 {
@@ -591,6 +593,11 @@ static void prof_set(rthread *rt, uint32_t v)
 {
     unsigned k = v & 63;
     rt->sets++;
+    {
+        uint32_t cc = cur_ctx(rt);
+        if (cc && own_snaps && own_snaps[cc])
+            rt->snap_writes++; /* a write in a context that keeps being snapshotted */
+    }
     rt->slot_var[k] = v;
     rt->slot_gen[k] = rt->gen;
     uint32_t c = cur_ctx(rt);
@@ -599,6 +606,7 @@ static void prof_set(rthread *rt, uint32_t v)
         if (ctx_shared[c] == 2) { /* the source of a copy writes again */
             rt->parent_first_writes++;
             hist_parent[c]++;
+            own_snaps[c]++;
         }
         ctx_shared[c] = 0;
         hist_depth[c]++; /* a level: shared, then written */
@@ -864,6 +872,7 @@ static int exec(rthread *rt, int in_run)
             if (hist_depth) {
                 hist_depth[id] = r->op == OP_COPY ? hist_depth[r->a] : 0;
                 hist_parent[id] = r->op == OP_COPY ? hist_parent[r->a] : 0;
+                own_snaps[id] = 0;
             }
             if (ctx_shared) {
                 ctx_shared[id] = r->op == OP_COPY; /* 1: the copy's side */
@@ -1076,7 +1085,7 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
     }
     if (mode_profile) {
         uint64_t sl = 0, nl = 0, ml = 0, ds = 0, dn = 0, dm = 0;
-        uint64_t pg = 0, pm = 0, ps = 0, pf = 0, hs = 0, hm = 0, hp = 0, pp = 0;
+        uint64_t pg = 0, pm = 0, ps = 0, pf = 0, hs = 0, hm = 0, hp = 0, pp = 0, sw = 0;
         uint64_t hist[11] = {0}, cnt[11] = {0};
         for (uint32_t t = 0; t < n_streams; t++) {
             sl += rts[t].sum_len;
@@ -1092,6 +1101,7 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
             hs += rts[t].hist_sum;
             hp += rts[t].hist_parent_sum;
             pp += rts[t].parent_first_writes;
+            sw += rts[t].snap_writes;
             hm = rts[t].hist_max > hm ? rts[t].hist_max : hm;
             for (int k = 0; k < 11; k++) {
                 hist[k] += rts[t].len_hist[k];
@@ -1105,10 +1115,10 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
                ",\"writes\":%" PRIu64 ",\"first_writes\":%" PRIu64
                ",\"mean_history_depth\":%.3f,\"max_history_depth\":%" PRIu64
                ",\"parent_first_writes\":%" PRIu64 ",\"mean_parent_history\":%.3f"
-               ",\"n_over_time\":[",
+               ",\"snapshotted_writes\":%" PRIu64 ",\"n_over_time\":[",
                nl ? (double)sl / (double)nl : 0.0, ml, dn ? (double)ds / (double)dn : 0.0, dm,
                pg, pm, ps, pf, dn ? (double)hs / (double)dn : 0.0, hm, pp,
-               dn ? (double)hp / (double)dn : 0.0);
+               dn ? (double)hp / (double)dn : 0.0, sw);
         int first = 1;
         for (int k = 0; k < 10; k++) {
             printf("%s%.2f", first ? "" : ",", cnt[k] ? (double)hist[k] / (double)cnt[k] : 0.0);
@@ -1259,6 +1269,7 @@ int main(int argc, char **argv)
     ctx_shared = calloc(n_ctxs + 1, 1);
     hist_depth = calloc(n_ctxs + 1, sizeof *hist_depth);
     hist_parent = calloc(n_ctxs + 1, sizeof *hist_parent);
+    own_snaps = calloc(n_ctxs + 1, sizeof *own_snaps);
     mode_profile = 1;
     int bad;
     replay_once(use[0], &bad);
@@ -1271,6 +1282,8 @@ int main(int argc, char **argv)
     hist_depth = NULL;
     free(hist_parent);
     hist_parent = NULL;
+    free(own_snaps);
+    own_snaps = NULL;
     if (bad)
         return 3;
     if (profile_only) {
