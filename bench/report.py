@@ -743,7 +743,7 @@ def decision_chart(bench, adv, path, marks):
         for j, c in enumerate(cs):
             for i, n in enumerate(ns):
                 prof = {"vars": n, "gets_per_set": 10.0, "copies_per_set": c, "depth": 1.0,
-                        "enters_per_set": c, "hit_rate": 0.5}
+                        "enters_per_set": c, "hit_rate": 0.5, "snapshot_share": 0.0}
                 pr = sorted((adv.price(bench, b, prof)["total"], k) for k, b in enumerate(bes)
                             if adv.price(bench, b, prof))
                 k = pr[0][1] if pr[1][0] > pr[0][0] * 1.10 else len(bes)
@@ -908,19 +908,36 @@ What the comparison showed, and what was corrected (bench/advise, model version 
   `enters_per_set × enter_exit(N)` (default: one enter per copy).
 - **Every get was priced as uncached.** The thread cache answers repeated
   gets between switches; version 2 takes `hit_rate` (from a trace: the
-  replayer models the cache, e.g. the pool workload's gets are 83% hits)
+  replayer models the thread cache; the pool workload's gets are 83% hits)
   and prices hits at `get_hot`.
-- **Depth was the copy chain.** A context that is itself never a copy but
-  whose snapshots are kept (scopes) grows a history of copy+write levels;
-  version 2 takes the history depth the replayer measures.
-- **Left wrong:** the model prices a set, reset and get on chainmap as on a
-  one-layer map. Where many snapshots of a large context stay alive
-  (scopes: 64 snapshots of 2,000 vars), chainmap's layers make each of those
-  several times dearer, and the micro-benchmarks have no op that measures
-  it: the model still ranks chainmap first there, the replay and the real
-  runs last. It also under-prices every backend in absolute terms (the
-  micro-benchmarks run hot in the caches; a program's operations do not):
-  use it to plan, and a trace to decide.
+- **Depth was the copy chain.** Version 2 takes the history depth the
+  replayer measures (copy+write levels, also those a context gains when
+  snapshots of it are kept and it goes on being written).
+- **Kept snapshots were not priced at all, and they decide two workloads.**
+  A context that is copied and then written on *its own* side while the
+  copies live (scopes keeps 64 snapshots; pool's main thread copies its
+  context for every job and resets it) costs what no micro-benchmark
+  measured: a dict-copy clones it once per snapshot, a HAMT copies a path
+  per write, a ChainMap's layers pile up under the snapshots and are
+  compacted (callgrind on scopes: `layer_push` → `chain_compact`, ~77,000
+  instructions per snapshot of a 2,000-var context, and gets probing up to
+  8 layers). Four micro-benchmarks were added (bench/ops.h): `snap_set`
+  (a snapshot kept in a ring of 64, then one write), `snap_burst` (the same
+  with 64 writes spread over N), `snap_get` and `snap_write` (gets and sets
+  in a context whose history is 64 kept snapshots). From `snap_set` and
+  `snap_burst` the model splits a snapshot's cost into a fixed part (the
+  clone) and a per-write part (path copies, compaction), and prices the
+  writes the replayer counts as made while the context's own snapshots
+  live; gets in such histories cost `snap_get`. With them the model ranks
+  chainmap last on scopes, as the replays and the real runs do.
+  (`snapshot_share=` gives a profile the same term.)
+- **Left wrong:** the pool workload hands every context to another thread;
+  the micro-benchmarks run on one thread and never see reference counts and
+  layers bouncing between two cores, so the model still under-prices
+  chainmap there. And it under-prices every backend in absolute terms (the
+  micro-benchmarks run hot in the caches; a program's operations do not),
+  which the per-workload error above measures: use it to plan, and a trace
+  to decide.
 """)
     # ---- recording overhead
     w("### What recording costs\n")
