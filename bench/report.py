@@ -887,7 +887,10 @@ def decision_section(w, bench, outdir, chartdir):
                      _fms(mean_abs(e1)), _fms(mean_abs(e2)), _fms(mean_abs(er)),
                      _fms((real[rank_real[-1]]["median_s"] - real[best]["median_s"]) * 1e3)])
     for name, e in W.items():
-        w("- **%s** `%s`: %s" % (name, " ".join(e["args"]), e["what"]))
+        ld = e.get("load")
+        w("- **%s** `%s`: %s%s" % (name, " ".join(e["args"]), e["what"],
+                                   " (load average %s → %s, 1-minute)" % (ld[0][0], ld[1][0])
+                                   if ld and ld[0] and ld[1] else ""))
     w("")
     w(md_table(["workload", "backend", "model v1", "model v2", "replay", "net", "real",
                 "rank replay / real"], rows))

@@ -135,6 +135,7 @@ def main():
         binary = os.path.join(a.build, "wl_" + name)
         trace = os.path.join(tracedir, name + ".trace")
         print("validate: %s %s" % (name, " ".join(args)), flush=True)
+        load0 = load_avg()
         # 1. recording overhead (default backend), interleaved
         plain, traced, sums = [], [], set()
         for _ in range(a.runs):
@@ -165,6 +166,7 @@ def main():
             sys.exit("validate: %s: backends disagree: %s" % (name, sums))
         out["workloads"][name] = {
             "args": args, "what": what, "trace_bytes": size,
+            "load": [load0, load_avg()], "date": report.machine_info()["date"],
             "overhead": {"plain_s": plain, "traced_s": traced,
                          "plain_median_s": median(plain), "traced_median_s": median(traced)},
             "summary": adv["summary"], "profile": adv["profile"], "baseline_ns": adv["baseline_ns"],
