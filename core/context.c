@@ -162,15 +162,15 @@ static inline void set_current(cv_context *c)
 /* Makes v's entry say val (a value or ABSENT) in the current context. */
 static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
 {
+    uint64_t gen = cv__tc.gen | CV_TRACE_GEN_BITS(); /* core/trace.h */
     e->var = v;
     if (val == ABSENT) {
         e->val = NULL;
-        e->gen = cv__tc.gen | CV__GEN_ABSENT;
+        e->gen = gen | CV__GEN_ABSENT;
     } else {
         e->val = val;
-        e->gen = cv__tc.gen;
+        e->gen = gen;
     }
-    CV_TRACE_MARK_ENTRY(e);
 }
 
 /* A set or reset in the current context: the var's entry stays exact. */

@@ -100,9 +100,9 @@ CV_HIDDEN void cv__trace_ctx_free(const cv_context *c);
 
 /* ---- the hooks: one line each where they are used ---- */
 
-/* cache_fill: the entry e was just written. */
-#define CV_TRACE_MARK_ENTRY(e)                                            \
-    ((e)->gen |= atomic_load_explicit(&cv__trace_genbits, memory_order_relaxed))
+/* cache_fill: the bits every entry it writes carries (0 once off). */
+#define CV_TRACE_GEN_BITS()                                               \
+    atomic_load_explicit(&cv__trace_genbits, memory_order_relaxed)
 /* The first line of the two get-miss functions: while tracing, the get is
  * answered by traced_get (context.c), which records it. */
 #define CV_TRACE_GET_MISS(v, out)                                         \
