@@ -151,7 +151,7 @@
  *   is in, so they assert the thresholds without timing.
  *   CV_ADAPTIVE_MAX may be set at build time to measure other K.
  *
- * A CHANGE TO HAMT.C THAT WOULD PAY (not made: hamt.c is not ours)
+ * A CHANGE TO HAMT.C THAT WOULD PAY (not made yet: it belongs in maps/hamt.c, not here)
  *   A bulk constructor, cv__hamt_from_pairs(pairs, n), that plans the
  *   final trie and allocates each node once would make promotion one or
  *   two allocations instead of K + 1 reallocations of a growing root, and
@@ -186,7 +186,11 @@ _Static_assert(CV_ADAPTIVE_MAX >= 2 && CV_ADAPTIVE_MAX <= 1024,
  * both kinds of block start with a 4-byte atomic: bit 0 is always free. */
 #define LARGE_TAG ((uintptr_t)1)
 
+/* The large form is the hamt backend's own map, reached through its table. */
+extern const struct cv_backend cv__backend_hamt;
+extern const struct cv_backend cv__backend_adaptive;
 #define HAMT (&cv__backend_hamt)
+#define SELF (&cv__backend_adaptive)
 
 typedef struct apair {
     cv_var *key;                 /* never NULL in the first s_count pairs */
@@ -259,7 +263,7 @@ static void small_release(small *s)
     if (!cv__refs_drop(&s->s_refs, 1))
         return;
     for (uint32_t i = 0; i < s->s_count; i++)
-        cv__entry_release(s->s_pairs[i].key, s->s_pairs[i].val);
+        cv__slot_drop(s->s_pairs[i].key, s->s_pairs[i].val);
     cv__free(s);
 }
 
@@ -275,7 +279,7 @@ static small *small_clone(const small *s, uint32_t cap, uint32_t skip)
         if (i == skip)
             continue;
         c->s_pairs[n] = s->s_pairs[i];
-        cv__entry_retain(c->s_pairs[n].key, c->s_pairs[n].val);
+        cv__slot_take(c->s_pairs[n].key, c->s_pairs[n].val);
         n++;
     }
     c->s_count = (uint16_t)n;
@@ -364,11 +368,12 @@ static int promote(cv_map **m, small *s, cv_var *key, void *val)
     if (r == 0)
         r = HAMT->set(&h, key, val);
     if (r != 0) {
-        HAMT->release(h);
+        cv__map_drop_later(HAMT, h);
         return r;
     }
     *m = large_wrap(h);
-    small_release(s); /* the caller's reference; frees s if it was alone */
+    /* the caller's reference; frees s if it was alone */
+    cv__map_drop_later(SELF, (cv_map *)s);
     return 0;
 }
 
@@ -382,7 +387,7 @@ static int demote_cb(cv_var *k, void *v, void *arg)
     demote_fill *f = arg;
     if (k != f->skip) {
         f->to->s_pairs[f->to->s_count++] = (apair){.key = k, .val = v};
-        cv__entry_retain(k, v);
+        cv__slot_take(k, v);
     }
     return 0;
 }
@@ -396,11 +401,11 @@ static int demote(cv_map **m, cv_map *h, const cv_var *key)
 {
     small *s = small_new(K);
     if (s == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     demote_fill f = {.to = s, .skip = key};
     HAMT->foreach(h, demote_cb, &f);
     *m = (cv_map *)s;
-    HAMT->release(h);
+    cv__map_drop_later(HAMT, h);
     return 1;
 }
 
@@ -425,8 +430,8 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
     if (s == NULL) {
         s = small_new(cap_for(1));
         if (s == NULL)
-            return CV_ENOMEM;
-        cv__entry_retain(key, val);
+            return CV_MAP_ENOMEM;
+        cv__slot_take(key, val);
         s->s_pairs[0] = (apair){.key = key, .val = val};
         s->s_count = 1;
         *m = (cv_map *)s;
@@ -442,17 +447,18 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
         uint32_t n = s->s_count + (p == NULL);
         small *c = small_clone(s, cap_for(n), s->s_count);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (p != NULL)
             p = &c->s_pairs[p - s->s_pairs];
-        small_release(s); /* the caller's reference to the shared one */
+        /* the caller's reference to the shared one */
+        cv__map_drop_later(SELF, (cv_map *)s);
         s = c;
         *m = (cv_map *)s;
     } else if (p == NULL && s->s_count == s->s_cap) {
         /* Grow: the pairs change block, not owner (no retains). */
         small *g = small_new(cap_for(s->s_count + 1u));
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         memcpy(g->s_pairs, s->s_pairs, s->s_count * sizeof(apair));
         g->s_count = s->s_count;
         cv__free(s);
@@ -461,13 +467,13 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
     }
 
     if (p == NULL) {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         s->s_pairs[s->s_count++] = (apair){.key = key, .val = val};
     } else {
         void *old = p->val;
-        cv__value_retain(key, val);
+        cv__slot_take_value(key, val);
         p->val = val;
-        cv__value_release(key, old); /* last: the map is whole again */
+        cv__slot_drop_value(key, old); /* last: the map is whole again */
     }
     return 0;
 }
@@ -501,22 +507,23 @@ static int ad_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL. The pair goes with the caller's
          * reference: freed here if unshared, kept by the others if not. */
         *m = NULL;
-        small_release(s);
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     if (!unshared(s)) {
         uint32_t i = (uint32_t)(p - s->s_pairs);
         small *c = small_clone(s, cap_for(s->s_count - 1u), i);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         *m = (cv_map *)c;
-        small_release(s); /* the removed pair stays with the others */
+        /* the removed pair stays with the others */
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     /* In place: the last pair fills the hole (order is unspecified). */
     apair gone = *p;
     *p = s->s_pairs[--s->s_count];
-    cv__entry_release(gone.key, gone.val);
+    cv__slot_drop(gone.key, gone.val);
     return 1;
 }
 
@@ -552,7 +559,7 @@ static const char *ad_check(const cv_map *m)
         const cv_var *k = s->s_pairs[i].key;
         if (k == NULL)
             return "adaptive: NULL key among the pairs in use";
-        if (atomic_load(&k->v_refs) < 1)
+        if (cv__key_refs(k) < 1)
             return "adaptive: key with reference count below 1";
         for (uint32_t j = 0; j < i; j++)
             if (s->s_pairs[j].key == k)

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "adaptive.h"
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 
 #include "testutil.h"
 

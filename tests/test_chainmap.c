@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "chainmap.h"
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 
 #include "testutil.h"
 
