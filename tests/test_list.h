@@ -64,6 +64,19 @@
     X(s15_context_entered_once)          \
     X(s16_reset_misuse)                  \
 
+/* tests/test_hooks.c: hooks that call back into ctxvar (R14a, R14b) */
+#define CV_HOOK_TESTS(X)                     \
+    X(r14a_reset_to_missing_whose_hook_sets_the_var) \
+    X(r14a_reset_restoring_then_token_release) \
+    X(r14a_plain_set_whose_replaced_value_sets_the_var) \
+    X(r14a_hook_from_token_release)          \
+    X(r14a_hook_from_context_release)        \
+    X(r14a_hook_from_var_release)            \
+    X(r14a_hook_from_thread_cleanup)         \
+    X(r14a_hook_from_thread_exit)            \
+    X(r14a_writes_releasing_many_writing_values) \
+    X(r14b_count_never_passes_zero_while_held) \
+
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
     X(map_random_ops_match_model)            \
@@ -148,7 +161,8 @@
     X(adaptive_oom_every_allocating_path)    \
 
 #define CV_CONFORMANCE_TESTS(X) \
-    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)
+    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
+    CV_OOM_TESTS(X)
 #define CV_UNIT_TESTS(X) \
     CV_API_TESTS(X) CV_THREAD_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
