@@ -62,8 +62,18 @@ uint32_t fz_u32(fz_reader *r)
 /* ------------------------------------------------------------------------
  * Values and hooks
  * ------------------------------------------------------------------------ */
+/* A pool value models an object with a real reference count (R14b): the
+ * library's holds (hook retains minus releases) plus the caller's own
+ * reference, which the interpreter holds only while it passes the value
+ * into a call (fz_hold .. fz_unhold), as `v.set(obj)` does with a
+ * temporary. When both are gone the object is dead: a retain or release
+ * of it after that means its count passed through zero while something
+ * still held it. Passing a dead value again makes a new object (a new
+ * allocation at the same address). */
 static struct {
     long refs;                 /* hook retains minus releases */
+    int user;                  /* the caller holds it (during a call) */
+    int dead;                  /* the count reached zero */
     char pad[8];
 } pool[FZ_NVAL];
 static long null_refs;         /* the hooks also see the NULL value */
@@ -83,6 +93,25 @@ static void hook_write_fire(const fz_writer *w);
 void *fz_value(int i)
 {
     return i <= 0 ? NULL : (void *)&pool[i];
+}
+
+/* The caller's reference to value i, for the length of one call. */
+void *fz_hold(int i)
+{
+    if (i > 0) {
+        pool[i].user = 1;
+        pool[i].dead = 0;
+    }
+    return fz_value(i);
+}
+
+void fz_unhold(int i)
+{
+    if (i > 0) {
+        pool[i].user = 0;
+        if (pool[i].refs == 0)
+            pool[i].dead = 1;
+    }
 }
 
 int fz_value_index(const void *p)
@@ -113,16 +142,29 @@ static long *refs_of(void *value, void *ud)
     return i == 0 ? &null_refs : &pool[i].refs;
 }
 
-void fz_hook_retain(void *value, void *ud) { ++*refs_of(value, ud); }
+void fz_hook_retain(void *value, void *ud)
+{
+    long *r = refs_of(value, ud);
+    int i = fz_value_index(value);
+    if (i > 0 && pool[i].dead)
+        fz_die("value %d retained after its count reached zero (R14b: a "
+               "holder must retain before any holder releases)", i);
+    ++*r;
+}
 
 void fz_hook_release(void *value, void *ud)
 {
     long *r = refs_of(value, ud);
+    int i = fz_value_index(value);
+    if (i > 0 && pool[i].dead)
+        fz_die("value %d released after its count reached zero (R14b)", i);
     if (--*r < 0)
-        fz_die("value %d released more often than retained (R14)",
-               fz_value_index(value));
+        fz_die("value %d released more often than retained (R14)", i);
+    if (*r > 0 || i <= 0 || pool[i].user)
+        return;
+    pool[i].dead = 1;
     const fz_writer *w = writer_of(ud);
-    if (*r == 0 && w != NULL)
+    if (w != NULL)
         hook_write_fire(w);
 }
 
@@ -313,8 +355,11 @@ static int walk_cb(cv_var *v, void *value, void *arg)
     w->got[w->n].val = value_index(w->in, value);
     w->n++;
     if (w->n == 1 && w->set_var >= 0)
+    {
         w->set_err = cv_var_set(w->in->var[w->set_var],
-                                fz_value(w->set_val), NULL);
+                                fz_hold(w->set_val), NULL);
+        fz_unhold(w->set_val);
+    }
     if (w->stop_after > 0 && w->n >= w->stop_after)
         return STOP_RET;
     return 0;
@@ -468,7 +513,8 @@ static void hook_write_fire(const fz_writer *w)
     if (v == NULL)
         return;
     in->in_hook = 1;
-    int r = cv_var_set(v, fz_value(w->val), NULL);
+    int r = cv_var_set(v, fz_hold(w->val), NULL);
+    fz_unhold(w->val);
     in->in_hook = 0;
     in->hw[in->nhw].slot = w->target;
     in->hw[in->nhw].val = w->val;
@@ -541,7 +587,7 @@ static void cmd_var_new_as(interp *in, int writer)
     int r;
     if (f & 2 || f & 4) {
         cv_var_opts o = {.name = name, .has_default = f & 1,
-                         .dflt = fz_value(d)};
+                         .dflt = fz_hold(d)};
         if (f & 2) {
             o.retain = fz_hook_retain;
             o.release = fz_hook_release;
@@ -553,10 +599,11 @@ static void cmd_var_new_as(interp *in, int writer)
         }
         r = cv_var_new_ex(&o, &v);
     } else if (f & 1) {
-        r = cv_var_new_default(name, fz_value(d), &v);
+        r = cv_var_new_default(name, fz_hold(d), &v);
     } else {
         r = cv_var_new(name, &v);
     }
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);
@@ -579,7 +626,8 @@ static void cmd_set(interp *in, int with_token)
     if (rr == FZ_SKIP)
         return;
     cv_token *tok = NULL;
-    int r = cv_var_set(in->var[s], fz_value(d), t >= 0 ? &tok : NULL);
+    int r = cv_var_set(in->var[s], fz_hold(d), t >= 0 ? &tok : NULL);
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);
@@ -596,7 +644,8 @@ static void cmd_set_via_token(interp *in)
     int rr = in->ref->set_via_token(in->rs, t, d);
     if (rr == FZ_SKIP)
         return;
-    int r = cv_var_set(cv_token_var(in->tok[t]), fz_value(d), NULL);
+    int r = cv_var_set(cv_token_var(in->tok[t]), fz_hold(d), NULL);
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);

@@ -96,6 +96,10 @@ uint32_t fz_u32(fz_reader *r);
  * ------------------------------------------------------------------------ */
 void *fz_value(int i);
 int fz_value_index(const void *p);   /* -1 if not a pool value */
+/* The caller's own reference to value i while it passes it into one call
+ * (R14b: a value dies when the library's holds and this are all gone). */
+void *fz_hold(int i);
+void fz_unhold(int i);
 void fz_hook_retain(void *value, void *ud);
 void fz_hook_release(void *value, void *ud);
 long fz_hook_balance(void);          /* retains minus releases, all values */

@@ -68,8 +68,15 @@ inline void install_counting_allocator()
  * Counted values (global, reset per case, so a failing case that leaves
  * objects behind never makes a hook write into freed memory).
  * ------------------------------------------------------------------------ */
+/* A value is an object with a real reference count (R14b): the library's
+ * holds plus the caller's own reference, held only while the harness
+ * passes the value into a call (hold .. unhold). At zero it is dead: the
+ * library must never retain or release it again (a new pass makes a new
+ * object at the same address). */
 struct PVal {
     long refs = 0;
+    bool user = false;
+    bool dead = false;
 };
 inline PVal g_vals[NVAL];
 inline long g_retains = 0, g_releases = 0;
@@ -77,6 +84,20 @@ inline std::string g_hook_error;
 inline char g_hook_ud; /* the ud every hooked var is made with */
 
 inline void *val_ptr(int id) { return id == NULLV ? nullptr : &g_vals[id]; }
+inline void *hold(int id)
+{
+    if (id != NULLV)
+        g_vals[id].user = true, g_vals[id].dead = false;
+    return val_ptr(id);
+}
+inline void unhold(int id)
+{
+    if (id != NULLV) {
+        g_vals[id].user = false;
+        if (g_vals[id].refs == 0)
+            g_vals[id].dead = true;
+    }
+}
 inline int val_id(const void *p)
 {
     if (p == nullptr)
@@ -113,7 +134,9 @@ inline bool sink_consistent()
 inline void sink_write()
 {
     g_sink_on = false; /* no nesting: a write made here triggers no write */
-    if (cv_var_set(g_sink, val_ptr(1), nullptr) != 0)
+    int r = cv_var_set(g_sink, hold(1), nullptr);
+    unhold(1);
+    if (r != 0)
         g_hook_error = "a hook's write failed";
     else if (!sink_consistent())
         g_hook_error = "after a hook's write the get disagrees with the "
@@ -140,6 +163,8 @@ extern "C" inline void hook_retain(void *v, void *ud)
     int id = val_id(v);
     if (id < 0)
         g_hook_error = "retain hook got a pointer never set";
+    else if (g_vals[id].dead)
+        g_hook_error = "value retained after its count reached zero (R14b)";
     else
         g_vals[id].refs++;
 }
@@ -153,16 +178,21 @@ extern "C" inline void hook_release(void *v, void *ud)
     int id = val_id(v);
     if (id < 0)
         g_hook_error = "release hook got a pointer never set";
+    else if (g_vals[id].dead)
+        g_hook_error = "value released after its count reached zero (R14b)";
     else if (--g_vals[id].refs < 0)
         g_hook_error = "value released more often than retained";
-    else if (id == 0 && g_vals[0].refs == 0 && g_sink_on)
-        sink_write();
+    else if (g_vals[id].refs == 0 && !g_vals[id].user) {
+        g_vals[id].dead = true;
+        if (id == 0 && g_sink_on)
+            sink_write();
+    }
 }
 
 inline void reset_values()
 {
     for (auto &v : g_vals)
-        v.refs = 0;
+        v = PVal();
     g_retains = g_releases = 0;
     g_hook_error.clear();
 }
@@ -338,13 +368,15 @@ struct NewVar : Cmd {
             cv_var_opts o = {};
             o.name = nm;
             o.has_default = has_dflt;
-            o.dflt = has_dflt ? val_ptr(dflt) : nullptr;
+            o.dflt = has_dflt ? hold(dflt) : nullptr;
             if (hooks) {
                 o.retain = hook_retain;
                 o.release = hook_release;
                 o.ud = &g_hook_ud;
             }
             r = cv_var_new_ex(&o, &v);
+            if (has_dflt)
+                unhold(dflt);
         }
         if (null_name) {
             RC_ASSERT(r == CV_EINVAL);
@@ -396,7 +428,8 @@ struct Set : Cmd {
         cv_var *vp = via_tok >= 0 ? cv_token_var(sut.toks[via_tok]) : sut.vars[v];
         RC_ASSERT(truth(vp == sut.vars[v])); /* R7 */
         cv_token *t = nullptr;
-        int r = cv_var_set(vp, val_ptr(val), tok ? &t : nullptr);
+        int r = cv_var_set(vp, hold(val), tok ? &t : nullptr);
+        unhold(val);
         if (r == 0 && tok) {
             sut.toks.push_back(t);
             sut.tok_held.push_back(true);
@@ -918,7 +951,10 @@ struct SinkSet : Cmd {
     explicit SinkSet(bool z) : zero(z) {}
     void run(const Model &, Sut &) const override
     {
-        RC_ASSERT(cv_var_set(g_sink, zero ? val_ptr(0) : nullptr, nullptr) == 0);
+        int r = cv_var_set(g_sink, zero ? hold(0) : nullptr, nullptr);
+        if (zero)
+            unhold(0);
+        RC_ASSERT(r == 0);
         RC_ASSERT(sink_consistent());
         check_hooks();
     }
