@@ -766,9 +766,10 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
         write_end();
-        block_unalloc(t, n_free);
+        void *old = t->t_old;
+        block_unalloc(t, n_free); /* first: the hook may make a token */
         if (has_old)
-            cv__value_release(v, t->t_old);
+            cv__value_release(v, old);
         unmake_base(made);
         return r;
     }
