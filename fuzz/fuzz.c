@@ -480,6 +480,7 @@ static void drop_var(interp *in, int s)
     in->var[s] = NULL; /* first: a hook must not write a released var */
     cv_var_release(v);
     in->ref->var_release(in->rs, s);
+    hook_writes_apply(in); /* now: the command may go on to other calls */
 }
 
 static void drop_tok(interp *in, int t)
@@ -490,6 +491,7 @@ static void drop_tok(interp *in, int t)
     in->tok[t] = NULL;
     cv_token_release(k);
     in->ref->tok_release(in->rs, t);
+    hook_writes_apply(in); /* now: the command may go on to other calls */
 }
 
 static void drop_ctx(interp *in, int c)
@@ -500,6 +502,7 @@ static void drop_ctx(interp *in, int c)
     in->ctx[c] = NULL;
     cv_context_release(x);
     in->ref->ctx_release(in->rs, c);
+    hook_writes_apply(in); /* now: the command may go on to other calls */
 }
 
 /* Called by the value hook of a W var when a value dies. */
