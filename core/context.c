@@ -443,7 +443,33 @@ cv_context *cv_context_current(void)
 }
 
 /* Pops the top of this thread's stack (ts.depth > 0). */
-static void stack_pop(void)
+/* Drops `amount` from c; if that was its last hold, links c onto *dead
+ * (through c_link, free once c is off the stack) instead of freeing it:
+ * a call that exits several contexts (run's unwind, cleanup) frees them
+ * with contexts_free once the stack is whole, so that their values' hooks
+ * see the state the call leaves (R14a), at any depth, allocating nothing. */
+static void ctx_drop_later(cv_context *c, size_t amount, cv_context **dead)
+{
+    if (!cv__refs_drop(&c->c_state, amount))
+        return;
+    c->c_link = (uintptr_t)*dead;
+    *dead = c;
+}
+
+static void contexts_free(cv_context *dead)
+{
+    while (dead != NULL) {
+        cv_context *next = (cv_context *)dead->c_link;
+        const cv_backend *ops = dead->c_ops;
+        cv_map *map = dead->c_map;
+        block_free(dead);
+        ops->release(map); /* hooks may run: dead is freed, next is not */
+        dead = next;
+    }
+}
+
+/* Pops the top of this thread's stack (ts.depth > 0). */
+static void stack_pop(cv_context **dead)
 {
     cv_context *c = ts.current;
     ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
@@ -453,21 +479,23 @@ static void stack_pop(void)
         cv__tc.gen = ts.below_gen[d];
     else
         cv__tc.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
-    ctx_drop(c, CTX_ENTERED);
+    ctx_drop_later(c, CTX_ENTERED, dead);
 }
 
 void cv_thread_cleanup(void)
 {
     /* Contexts the user left entered are exited, top first. */
+    cv_context *dead = NULL;
     ts.cleanups++;
     while (ts.depth > 0)
-        stack_pop();
+        stack_pop(&dead);
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
         set_current(NULL);
-        ctx_drop(b, CTX_ENTERED | CTX_REF);
+        ctx_drop_later(b, CTX_ENTERED | CTX_REF, &dead);
     }
+    contexts_free(dead);
     blocks_drain();
 }
 
@@ -505,7 +533,10 @@ int cv_context_exit(cv_context *c)
      * it would leave run nothing to restore (CPython refuses it too). */
     if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
-    stack_pop();
+    cv_context *dead = NULL;
+    stack_pop(&dead);
+    if (CV_UNLIKELY(dead != NULL))
+        contexts_free(dead);
     return 0;
 }
 
@@ -524,8 +555,10 @@ __attribute__((noinline))
 static void run_unwind(size_t level, unsigned cleanups)
 {
     size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
+    cv_context *dead = NULL;
     while (ts.depth > keep)
-        stack_pop();
+        stack_pop(&dead);
+    contexts_free(dead); /* the whole unwind first (R14a) */
 }
 
 int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
