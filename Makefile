@@ -110,7 +110,7 @@ define apt_ensure
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
-	    { echo "deps: apt-get install$$missing failed"; exit 1; }; \
+	    { echo "deps: could not install$$missing from Debian: run 'make deps' as root"; exit 1; }; \
 	fi
 endef
 
@@ -121,6 +121,25 @@ deps-report:
 deps-extra:
 	$(call apt_ensure,$(DEPS_EXTRA))
 deps: deps-test deps-report deps-extra
+
+# Each target that runs a tool installs its package first (as root, or
+# with sudo), or fails naming `make deps`: a missing tool is never a
+# silent success.
+.PHONY: deps-extra deps-valgrind deps-clang deps-lcov deps-afl deps-packaging
+deps-valgrind:
+	$(call apt_ensure,valgrind)
+deps-clang:
+	$(call apt_ensure,clang libclang-rt-14-dev llvm)
+deps-lcov:
+	$(call apt_ensure,lcov)
+deps-afl:
+	$(call apt_ensure,afl++ clang)
+deps-packaging:
+	$(call apt_ensure,pkg-config cmake meson ninja-build binutils)
+valgrind: deps-valgrind
+clang-check tsan asan-stress fuzz fuzz-build fuzz-short fuzz-canary: deps-clang
+coverage coverage-build: deps-lcov
+fuzz-afl: deps-afl
 
 # ---------------------------------------------------------------------------
 # The two commands. Each runs in two phases: install what is missing, then a
@@ -181,6 +200,10 @@ check: test
 # The test, fuzz and bench fragments: each area owns its own .mk.
 # ---------------------------------------------------------------------------
 include tests/tests.mk
+include tests/abi/abi.mk
+include tests/consumers/consumers.mk
+include tests/docs/docs.mk
+include examples/examples.mk
 -include tests/prop/prop.mk
 -include tests/stress/stress.mk
 -include tests/coverage.mk
