@@ -197,6 +197,38 @@ clean:
 check: test
 
 # ---------------------------------------------------------------------------
+# make help: every target on one screen.
+# ---------------------------------------------------------------------------
+define HELP_TEXT
+ctxvar $(VERSION) -- make targets (variables: PREFIX LIBDIR INCLUDEDIR DESTDIR CC BUILD)
+  all (default)     build/libctxvar.a, libctxvar.so.$(VERSION) (+ .so.$(ABI), .so links)
+  test, check       the whole suite; installs its Debian packages first
+  report            benchmarks against CPython -> results/   (FULL=1: the long sweep)
+  install           headers, libraries, ctxvar.pc, CMake package under DESTDIR/PREFIX
+  uninstall         removes what install wrote (same variables)
+  clean             build outputs only (build/, build-*/); results/ stays
+  deps              every Debian package any target needs (as root)
+ parts of make test:
+  unit canary valgrind clang-check    the cmocka suite, plain / canary / memcheck / clang
+  prop prop-canary prop-cpython       RapidCheck property tests
+  stress tsan asan-stress             threads under sanitizers
+  fuzz-replay fuzz-short fuzz-canary  the fuzz corpora and short runs
+  abi                 dlopen, ctypes, plugin, symbols, layout, C++, diagnostics, instr
+  consumers           pkg-config, CMake find_package/add_subdirectory, Meson, uninstall
+  docs-check          LICENSE, SPDX lines, API.md, README, paths, CHANGELOG
+  examples            examples/*.c built, run, output compared
+  bench-smoke         every benchmark once, tiny N
+ others:
+  fuzz fuzz-afl fuzz-build  fuzzing (FUZZ_SECONDS=600), AFL++ builds
+  coverage                  lcov line + branch coverage -> results/coverage/
+  bench-instr tls-roads     callgrind instruction counts
+  advise PROFILE="..."      which backend for your workload
+endef
+export HELP_TEXT
+help:
+	@echo "$$HELP_TEXT"
+
+# ---------------------------------------------------------------------------
 # The test, fuzz and bench fragments: each area owns its own .mk.
 # ---------------------------------------------------------------------------
 include tests/tests.mk
