@@ -8,6 +8,7 @@
 #   make abi-dlopen   a C host dlopens build/libctxvar.so, runs S1 and S3
 #   make abi-ctypes   the system python3 loads it with ctypes
 #   make abi-plugin   a dlopened plugin and its host share one context
+#   make abi-pyext    python3 imports an extension module using the inline get
 #   make abi-cxx      ctxvar.h under g++/clang++ -Wall -Wextra -Werror -pedantic
 #   make abi-diag     a refused CTXVAR_BACKEND, error names, versions
 #   make abi-instr    the inline get's cost in an executable (callgrind)
@@ -22,11 +23,11 @@ ABI_CXX_STD := c++11 c++17 c++20
 ABI_GET_HOT_MAX := 30
 ABI_EXE_ROAD_MAX := 28
 
-.PHONY: abi abi-symbols abi-layout abi-dlopen abi-ctypes abi-plugin abi-cxx abi-diag \
+.PHONY: abi abi-symbols abi-layout abi-dlopen abi-ctypes abi-plugin abi-pyext abi-cxx abi-diag \
         abi-instr tls-roads
 
 test-run: abi
-abi: abi-symbols abi-layout abi-dlopen abi-ctypes abi-plugin abi-cxx abi-diag abi-instr
+abi: abi-symbols abi-layout abi-dlopen abi-ctypes abi-plugin abi-pyext abi-cxx abi-diag abi-instr
 
 abi-symbols: $(LIB_SO)
 	@echo "== abi: exported symbols, version node, SONAME"
@@ -64,6 +65,21 @@ abi-plugin: $(ABI_DIR)/plugin.so $(ABI_DIR)/plugin_host
 	@readelf -d $(ABI_DIR)/plugin.so | grep -q STATIC_TLS && \
 	  { echo "abi-plugin: the plugin needs static TLS"; exit 1; } || true
 	./$(ABI_DIR)/plugin_host ./$(ABI_DIR)/plugin.so
+
+# A Python extension module (the system python3's headers and suffix):
+# python dlopens it, and libctxvar.so with it, long after startup.
+ABI_PY       := /usr/bin/python3
+ABI_PYEXT    := $(ABI_DIR)/ctxvar_pyext$(shell $(ABI_PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))" 2>/dev/null)
+ABI_PYINC    := $(shell $(ABI_PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
+
+$(ABI_PYEXT): tests/abi/pyext.c core/ctxvar.h $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -Icore -I$(ABI_PYINC) -o $@ $< \
+	  -L$(BUILD) -lctxvar $(ABI_RPATH)
+
+abi-pyext: $(ABI_PYEXT)
+	@echo "== abi: python3 imports an extension module that uses the inline get"
+	env -u LD_PRELOAD -u GLIBC_TUNABLES $(ABI_PY) tests/abi/pyext_test.py $(ABI_DIR)
 
 abi-cxx: $(LIB_A) deps-clang
 	@echo "== abi: ctxvar.h from C++ (-Wall -Wextra -Werror -pedantic)"
