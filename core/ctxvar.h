@@ -44,8 +44,8 @@ extern "C" {
  * the SONAME, the symbol version node, the .pc and the CMake package from
  * the same file. CTXVAR_VERSION compares: major * 10000 + minor * 100 +
  * patch. cv_version() and cv_version_string() give the library's own,
- * which can differ from the header's when a program runs against another
- * build: CTXVAR_VERSION / cv_version() / 100 is the ABI's major.minor.
+ * which can be a later patch release than the header a program was built
+ * with (a different minor version does not load: docs/design/abi.md).
  */
 #define CTXVAR_VERSION_MAJOR 0
 #define CTXVAR_VERSION_MINOR 2
