@@ -111,7 +111,7 @@ abi-diag: $(ABI_DIR)/diag
 
 # The inline get in an executable: bench/instr's get_hot (static archive)
 # and the executable road of tls-roads (shared library).
-abi-instr: $(INSTR_BIN) $(LIB_SO) deps-valgrind
+abi-instr: $(BUILD)/bench/instr $(LIB_SO) deps-valgrind
 	@echo "== abi: the inline get in an executable keeps its cost (callgrind)"
 	@rm -rf $(ABI_DIR)/instr && mkdir -p $(ABI_DIR)/instr
 	@cd $(ABI_DIR)/instr && valgrind --tool=callgrind --collect-atstart=no \
