@@ -137,6 +137,8 @@ deps-afl:
 deps-packaging:
 	$(call apt_ensure,pkg-config cmake meson ninja-build binutils)
 valgrind: deps-valgrind
+unit canary prop prop-canary prop-cpython stress fuzz-replay bench-smoke abi examples \
+  docs-check: deps-test
 clang-check tsan asan-stress fuzz fuzz-build fuzz-short fuzz-canary: deps-clang
 coverage coverage-build: deps-lcov
 fuzz-afl: deps-afl
