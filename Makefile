@@ -243,3 +243,11 @@ include examples/examples.mk
 -include tests/coverage.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk
+
+# What the test binaries link (cmocka, RapidCheck, Google Benchmark,
+# Python, valgrind's headers) is installed before they are built, also when
+# one is asked for alone (order-only: installing never forces a rebuild).
+# Flags read from python3.11-config when make starts need a second make
+# after a first install: `make test` does that itself.
+$(BUILD)/tests/unit build-prop/prop build-prop/prop_cpython $(BUILD)/bench/bench \
+  $(BUILD)/bench/instr $(BUILD)/bench/memory: | deps-test
