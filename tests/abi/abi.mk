@@ -41,9 +41,10 @@ $(ABI_DIR)/dlopen_host: tests/abi/dlopen_host.c core/ctxvar.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -o $@ $< -ldl
 
-abi-dlopen: $(ABI_DIR)/dlopen_host $(LIB_SO)
+abi-dlopen: $(ABI_DIR)/dlopen_host $(LIB_SO) deps-valgrind
 	@echo "== abi: dlopen(libctxvar.so) into a process not linked to it (S1, S3)"
 	./$(ABI_DIR)/dlopen_host ./$(LIB_SO)
+	@$(VALGRIND) ./$(ABI_DIR)/dlopen_host ./$(LIB_SO) > /dev/null && echo "dlopen host: valgrind clean"
 
 abi-ctypes: $(LIB_SO)
 	@echo "== abi: python3 ctypes loads libctxvar.so"
@@ -60,11 +61,12 @@ $(ABI_DIR)/plugin_host: tests/abi/plugin_host.c core/ctxvar.h $(LIB_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -o $@ $< -L$(BUILD) -lctxvar -ldl -lpthread $(ABI_RPATH)
 
-abi-plugin: $(ABI_DIR)/plugin.so $(ABI_DIR)/plugin_host
+abi-plugin: $(ABI_DIR)/plugin.so $(ABI_DIR)/plugin_host deps-valgrind
 	@echo "== abi: a dlopened plugin using the inline get shares the host's context"
 	@readelf -d $(ABI_DIR)/plugin.so | grep -q STATIC_TLS && \
 	  { echo "abi-plugin: the plugin needs static TLS"; exit 1; } || true
 	./$(ABI_DIR)/plugin_host ./$(ABI_DIR)/plugin.so
+	@$(VALGRIND) ./$(ABI_DIR)/plugin_host ./$(ABI_DIR)/plugin.so > /dev/null && echo "plugin host: valgrind clean"
 
 # A Python extension module (the system python3's headers and suffix):
 # python dlopens it, and libctxvar.so with it, long after startup.
