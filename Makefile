@@ -217,7 +217,7 @@ ctxvar $(VERSION) -- make targets (variables: PREFIX LIBDIR INCLUDEDIR DESTDIR C
   fuzz-replay fuzz-short fuzz-canary  the fuzz corpora and short runs
   abi                 dlopen, ctypes, plugin, symbols, layout, C++, diagnostics, instr
   consumers           pkg-config, CMake find_package/add_subdirectory, Meson, uninstall
-  docs-check          LICENSE, SPDX lines, API.md, README, paths, CHANGELOG
+  docs-check docs-spdx  LICENSE, API.md, README, paths, CHANGELOG; SPDX lines (last)
   examples            examples/*.c built, run, output compared
   bench-smoke         every benchmark once, tiny N
  others:
@@ -251,3 +251,7 @@ include examples/examples.mk
 # after a first install: `make test` does that itself.
 $(BUILD)/tests/unit build-prop/prop build-prop/prop_cpython $(BUILD)/bench/bench \
   $(BUILD)/bench/instr $(BUILD)/bench/memory: | deps-test
+
+# Last step of make test: every tracked source file has its SPDX line
+# (tests/docs/docs.mk; tools/spdx.sh adds them), after every other step.
+test-run: docs-spdx

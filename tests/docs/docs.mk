@@ -2,7 +2,8 @@
 # (included by the top-level Makefile; `make docs-check` is part of
 # `make test`):
 #   license    LICENSE is the MIT license of the ctxvar authors
-#   spdx       every tracked source and build file has its SPDX line
+#   spdx       every tracked source and build file has its SPDX line (run
+#              last by make test, see the Makefile)
 #              (tools/spdx.sh adds the missing ones)
 #   api-doc    docs/API.md documents exactly ctxvar.h's public names
 #   readme     the README's code blocks are examples/ files, verbatim; it
@@ -13,7 +14,8 @@
 .PHONY: docs-check docs-license docs-spdx docs-api docs-readme docs-paths docs-changelog
 
 test-run: docs-check
-docs-check: docs-license docs-api docs-readme docs-paths docs-changelog docs-spdx
+docs-check: docs-license docs-api docs-readme docs-paths docs-changelog
+# (make test runs docs-spdx last of all: see the end of the Makefile)
 
 docs-license:
 	@echo "== docs: LICENSE"
