@@ -19,8 +19,7 @@
  * a per-thread ring of GEN_RING slots indexed by depth; a level deeper than
  * that gets a fresh generation at exit instead (its cache refills). So a
  * context is four words, 32 bytes, and a snapshot that differs by one set
- * is that plus one layer (PERFORMANCE.md sets it at 0.1x of CPython's 790
- * bytes for chainmap).
+ * is that plus what the map retains for the set.
  *
  * Entering is exclusive across threads, and an entered context stays alive
  * whatever the user released (R16). Both live in one atomic word, c_state:
@@ -30,9 +29,9 @@
  * exit is one fetch-and-subtract of 1, and whoever brings the word to 0
  * (exit or the last release) frees the context. Two atomic operations per
  * enter/exit pair, not three, and no window in which the flag and the
- * count disagree. Those two locked instructions (about 11 ns on the project
- * machine) are the floor of enter + exit while contexts may move between
- * threads; CPython's pair is plain stores under its GIL (4.4 ns).
+ * count disagree. Those two locked instructions are the floor of enter +
+ * exit while contexts may move between threads (figures, against CPython's
+ * plain stores under its GIL: docs/design/context.md).
  *
  * A context is written only by the thread that has it entered. The map
  * behind it is a persistent value (maps/map.h): copying a context shares

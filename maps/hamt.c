@@ -21,15 +21,15 @@
  *                        is reallocated (one node, at most 33 slots)
  *   set/del, shared      O(d) nodes copied, 16 + 16 slots bytes each;
  *                        every copied slot is one atomic increment (a var
- *                        or a child), and those dominate: ~110 ns at
- *                        n = 16, ~370 ns at n = 1000 (a root array node
- *                        alone is 32 increments)
+ *                        or a child), and those dominate (a root array
+ *                        node alone is 32 increments)
  *   share (copy)         O(1): an atomic increment on the root
  *   len                  O(1): every node counts the pairs below it
  *   memory               16-byte header + 16 bytes a slot (bitmap), 272
  *                        bytes (array node), one block per node
  * Against dictcopy: find walks d nodes instead of probing one table, and
  * the first write after a copy is O(d) instead of O(n).
+ * Figures: docs/design/hamt.md.
  *
  * WORKED EXAMPLE (hashes in base 32, least significant fragment first)
  *   a = {x (h=..3.1), y (h=..7.1), z (h=..2)}
@@ -68,16 +68,9 @@
  *   were iterators one level short of this bound).
  *   The empty map is NULL; the map handed out is the root node itself.
  *
- *   Array threshold, measured (one-set snapshot bytes; find and path-copy
- *   ns, 2-vCPU Xeon VM, gcc -O2; thresholds 8, 12, 16, 20, 24, 31):
- *   8-16 find within noise of each other (5-6 ns at n = 16, 9-10 ns at
- *   n = 1000, 53-59 ns at n = 10^5); 20 and above are slower (at 24: 19 ns
- *   find and 580 ns path copy at n = 1000 against 9 and 380; at 31: 25 and
- *   850) because a wide bitmap node costs a popcount plus 16 bytes a slot
- *   to copy. Below 16, small maps pay: at 8 a 16-key map's root is already
- *   an array node and its one-set snapshot is 310 bytes against 252. At 16
- *   a full bitmap node and an array node cost the same to copy (16 + 16 *
- *   16 = 272 bytes), the break-even point, so CPython's 16 stays.
+ *   The array threshold is CPython's 16: at 16 a full bitmap node and an
+ *   array node cost the same to copy (16 + 16 * 16 = 272 bytes); the
+ *   thresholds measured around it: docs/design/hamt.md.
  *   One threshold both ways (no hysteresis) keeps the shape canonical; the
  *   price is a conversion (up to 17 blocks) each time a level oscillates
  *   across 16, which a context of vars does not do.
