@@ -9,131 +9,26 @@
 #include <string.h>
 
 #include "chainmap.h"
-#include "map.h"
-
-#include "testutil.h"
+#include "mapmodel.h"
 
 #define B (&cv__backend_chainmap)
 #define D CV_CHAINMAP_MAX_DEPTH
 
-/* ------------------------------------------------------------------------
- * Keys, values, and a model of one map
- * ------------------------------------------------------------------------ */
-
 #define NK 12 /* keys in play: few, so writes collide and shadow */
 
-typedef struct model {
-    int has[NK];
-    void *val[NK];
-} model;
-
-typedef struct world {
-    cv_var *keys[NK];
-    tu_val vals[64];
-} world;
+typedef mm_world world;
+typedef mm_model model;
+#define set_ok mm_set
+#define del_ok mm_del
+#define expect_model mm_expect
+#define world_free mm_world_free
+#define rnd tu_rnd
 
 /* Hooked keys (R14 balance is checked after each test); with `collide`
  * the first half share hash 0, so tiny tables fill and probe runs wrap. */
 static void world_init(world *w, int collide)
 {
-    memset(w, 0, sizeof *w);
-    for (int i = 0; i < NK; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "k%d", i);
-        cv_var_opts o = {
-            .name = name,
-            .retain = tu_hook_retain,
-            .release = tu_hook_release,
-        };
-        uint32_t h = (collide && i < NK / 2) ? 0u : (uint32_t)i * 2654435761u;
-        ASSERT_OK(cv__var_new_hashed(&o, h, &w->keys[i]));
-    }
-    for (int i = 0; i < 64; i++)
-        w->vals[i].tag = i;
-}
-
-static void world_free(world *w)
-{
-    for (int i = 0; i < NK; i++)
-        cv_var_release(w->keys[i]);
-}
-
-static int key_index(const world *w, const cv_var *k)
-{
-    for (int i = 0; i < NK; i++)
-        if (w->keys[i] == k)
-            return i;
-    return -1;
-}
-
-typedef struct walk {
-    const world *w;
-    int seen[NK];
-    void *val[NK];
-    int stop_after; /* 0: never stop */
-    int calls;
-} walk;
-
-static int walk_cb(cv_var *k, void *v, void *arg)
-{
-    walk *wk = arg;
-    int i = key_index(wk->w, k);
-    assert_true(i >= 0);
-    wk->seen[i]++;
-    wk->val[i] = v;
-    wk->calls++;
-    return wk->stop_after && wk->calls == wk->stop_after ? 77 : 0;
-}
-
-/* m maps exactly what md says: find, len, foreach (each pair once), check. */
-static void expect_model(const world *w, const cv_map *m, const model *md)
-{
-    const char *err = B->check(m);
-    if (err != NULL)
-        fail_msg("check: %s", err);
-    size_t n = 0;
-    walk wk = {.w = w};
-    assert_int_equal(B->foreach(m, walk_cb, &wk), 0);
-    for (int i = 0; i < NK; i++) {
-        void *v = NULL;
-        int r = B->find(m, w->keys[i], &v);
-        if (r != md->has[i])
-            fail_msg("key %d: find %d, model %d", i, r, md->has[i]);
-        assert_int_equal(wk.seen[i], md->has[i]);
-        if (md->has[i]) {
-            assert_ptr_equal(v, md->val[i]);
-            assert_ptr_equal(wk.val[i], md->val[i]);
-            n++;
-        }
-    }
-    assert_int_equal(B->len(m), n);
-}
-
-static void model_of(const world *w, const cv_map *m, model *md)
-{
-    memset(md, 0, sizeof *md);
-    for (int i = 0; i < NK; i++)
-        md->has[i] = B->find(m, w->keys[i], &md->val[i]);
-}
-
-static void set_ok(const world *w, cv_map **m, model *md, int k, void *v)
-{
-    ASSERT_OK(B->set(m, w->keys[k], v));
-    md->has[k] = 1;
-    md->val[k] = v;
-}
-
-static void del_ok(const world *w, cv_map **m, model *md, int k)
-{
-    ASSERT_ERR(B->del(m, w->keys[k]), md->has[k]);
-    md->has[k] = 0;
-    md->val[k] = NULL;
-}
-
-static uint32_t rnd(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
+    mm_world_init(w, B, NK, collide ? mm_hash_half : mm_hash_spread);
 }
 
 /* ------------------------------------------------------------------------
@@ -181,57 +76,27 @@ TEST(chainmap_isolation_both_ways_at_every_depth)
 }
 
 /* Many maps, random share/set/del/release, each checked against its own
- * model after every step: every map is a snapshot of its own history. */
+ * model after every step: every map is a snapshot of its own history, and
+ * no chain ever passes the depth bound (which the long runs reach). */
+static void depth_ok(const cv_map *m, void *arg)
+{
+    unsigned *max_depth = arg;
+    unsigned d = cv__chainmap_depth(m);
+    assert_true(d <= D);
+    if (d > *max_depth)
+        *max_depth = d;
+}
+
 static void random_against_model(int collide, uint32_t seed)
 {
     world w;
     world_init(&w, collide);
-    enum { NM = 8 };
-    cv_map *m[NM] = {0};
-    model md[NM];
-    memset(md, 0, sizeof md);
-    int live[NM] = {1, 0, 0, 0, 0, 0, 0, 0};
     unsigned max_depth = 0;
-    long steps = tu_scale(20000, 1500);
-    for (long t = 0; t < steps; t++) {
-        int i = (int)(rnd(&seed) % NM);
-        if (!live[i])
-            continue;
-        uint32_t op = rnd(&seed) % 10;
-        int k = (int)(rnd(&seed) % NK);
-        if (op < 5) {
-            set_ok(&w, &m[i], &md[i], k, &w.vals[rnd(&seed) % 64]);
-        } else if (op < 7) {
-            del_ok(&w, &m[i], &md[i], k);
-        } else if (op < 9) {
-            int j = (int)(rnd(&seed) % NM);
-            if (j == i)
-                continue;
-            if (live[j])
-                B->release(m[j]);
-            ASSERT_OK(B->share(m[i], &m[j]));
-            md[j] = md[i];
-            live[j] = 1;
-        } else if (i != 0) {
-            B->release(m[i]);
-            m[i] = NULL;
-            live[i] = 0;
-        }
-        for (int j = 0; j < NM; j++) {
-            if (!live[j])
-                continue;
-            expect_model(&w, m[j], &md[j]);
-            unsigned d = cv__chainmap_depth(m[j]);
-            assert_true(d <= D);
-            if (d > max_depth)
-                max_depth = d;
-        }
-    }
+    mm_random r = {.nheld = 8, .steps = tu_scale(20000, 1500), .seed = seed,
+                   .all_every = 1, .after = depth_ok, .arg = &max_depth};
+    mm_random_run(&w, &r);
     if (!tu_quick())
         assert_int_equal(max_depth, D); /* reached, never passed */
-    for (int j = 0; j < NM; j++)
-        if (live[j])
-            B->release(m[j]);
     world_free(&w);
 }
 
@@ -281,9 +146,9 @@ TEST(chainmap_tombstones_hide_lower_layers)
     expect_model(&w, a, &ma);
 
     /* foreach stops at the first non-zero return and returns it */
-    walk wk = {.w = &w, .stop_after = 1};
-    assert_int_equal(B->foreach(b, walk_cb, &wk), 77);
-    assert_int_equal(wk.calls, 1);
+    int calls;
+    assert_int_equal(mm_walk(&w, b, 1, &calls), 77);
+    assert_int_equal(calls, 1);
 
     /* deleting every visible key gives the empty map, NULL, though the
      * layers below still hold pairs for a */
@@ -938,16 +803,9 @@ TEST(chainmap_merge_keeping_nothing_is_the_base)
  * OOM on every allocating path
  * ------------------------------------------------------------------------ */
 
-/* One scenario: build() makes the maps, op() makes the one call under
- * test on held[0]. */
-typedef struct oom_case {
-    const char *name;
-    void (*build)(const world *w, cv_map **held, model *md);
-    int (*op)(const world *w, cv_map **m, model *md); /* applies to model */
-    int want;                                         /* op's success */
-} oom_case;
-
-/* held[0] is the map under test; held[1..3] are other holders. */
+/* held[0] is the map under test; held[1..3] are other holders. The cases
+ * of every backend are in test_maps.c (map_oom_every_write); these are the
+ * paths of layers: growth over a parent, pushes and flattens. */
 enum { NHELD = 4 };
 
 static void build_empty(const world *w, cv_map **held, model *md)
@@ -1000,50 +858,29 @@ static void build_deep(const world *w, cv_map **held, model *md)
 
 static int op_set_new(const world *w, cv_map **m, model *md)
 {
-    int r = B->set(m, w->keys[7], (void *)&w->vals[7]);
-    if (r == 0) {
-        md->has[7] = 1;
-        md->val[7] = (void *)&w->vals[7];
-    }
-    return r;
+    return mm_try_set(w, m, md, 7, (void *)&w->vals[7]);
 }
 
 static int op_set_existing(const world *w, cv_map **m, model *md)
 {
-    int r = B->set(m, w->keys[0], (void *)&w->vals[33]);
-    if (r == 0)
-        md->val[0] = (void *)&w->vals[33];
-    return r;
+    return mm_try_set(w, m, md, 0, (void *)&w->vals[33]);
 }
 
 static int op_del_lower(const world *w, cv_map **m, model *md)
 {
-    int r = B->del(m, w->keys[0]);
-    if (r == 1) {
-        md->has[0] = 0;
-        md->val[0] = NULL;
-    }
-    return r;
+    return mm_try_del(w, m, md, 0);
 }
 
-static const oom_case oom_cases[] = {
-    {.name = "first layer", .build = build_empty, .op = op_set_new, .want = 0},
-    {.name = "growth of a one-slot top", .build = build_one,
-     .op = op_set_new, .want = 0},
-    {.name = "growth of a top over a parent", .build = build_small_top,
-     .op = op_set_new, .want = 0},
-    {.name = "tombstone grows the top", .build = build_small_top,
-     .op = op_del_lower, .want = 1},
-    {.name = "push a layer (set)", .build = build_shared,
-     .op = op_set_existing, .want = 0},
-    {.name = "push a layer (tombstone)", .build = build_shared,
-     .op = op_del_lower, .want = 1},
-    {.name = "flatten (set new)", .build = build_deep, .op = op_set_new,
-     .want = 0},
-    {.name = "flatten (set existing)", .build = build_deep,
-     .op = op_set_existing, .want = 0},
-    {.name = "flatten (tombstone)", .build = build_deep, .op = op_del_lower,
-     .want = 1},
+static const mm_oom_case oom_cases[] = {
+    {"first layer", build_empty, op_set_new, 0, NULL},
+    {"growth of a one-slot top", build_one, op_set_new, 0, NULL},
+    {"growth of a top over a parent", build_small_top, op_set_new, 0, NULL},
+    {"tombstone grows the top", build_small_top, op_del_lower, 1, NULL},
+    {"push a layer (set)", build_shared, op_set_existing, 0, NULL},
+    {"push a layer (tombstone)", build_shared, op_del_lower, 1, NULL},
+    {"flatten (set new)", build_deep, op_set_new, 0, NULL},
+    {"flatten (set existing)", build_deep, op_set_existing, 0, NULL},
+    {"flatten (tombstone)", build_deep, op_del_lower, 1, NULL},
 };
 
 TEST(chainmap_oom_every_allocating_path)
@@ -1051,46 +888,8 @@ TEST(chainmap_oom_every_allocating_path)
     (void)state;
     world w;
     world_init(&w, 0);
-    for (size_t c = 0; c < sizeof oom_cases / sizeof oom_cases[0]; c++) {
-        const oom_case *oc = &oom_cases[c];
-        for (int forever = 0; forever <= 1; forever++) {
-            int failures_seen = 0;
-            for (long k = 1;; k++) {
-                cv_map *held[NHELD] = {0};
-                model md = {0}, others[NHELD];
-                oc->build(&w, held, &md);
-                for (int i = 1; i < NHELD; i++)
-                    model_of(&w, held[i], &others[i]);
-                cv_map *before = held[0];
-                long live = tu_alloc_live();
-                long hooks = tu_hook_balance();
-                tu_alloc_fail_at(k, forever);
-                int r = oc->op(&w, &held[0], &md);
-                tu_alloc_fail_at(0, 0);
-                if (r == CV_ENOMEM) {
-                    failures_seen++;
-                    /* unchanged: same pointer, contents, blocks, retains */
-                    assert_ptr_equal(held[0], before);
-                    assert_int_equal(tu_alloc_live(), live);
-                    assert_int_equal(tu_hook_balance(), hooks);
-                } else {
-                    if (r != oc->want)
-                        fail_msg("%s: got %d", oc->name, r);
-                }
-                expect_model(&w, held[0], &md);
-                for (int i = 1; i < NHELD; i++)
-                    expect_model(&w, held[i], &others[i]);
-                for (int i = 0; i < NHELD; i++)
-                    B->release(held[i]);
-                if (r != CV_ENOMEM)
-                    break;
-                assert_true(k < 100);
-            }
-            /* every case here allocates: the loop saw it fail first */
-            if (failures_seen == 0)
-                fail_msg("%s: no allocation failed", oc->name);
-        }
-    }
+    mm_oom_run(&w, oom_cases, sizeof oom_cases / sizeof oom_cases[0], NHELD,
+               1);
     world_free(&w);
 }
 

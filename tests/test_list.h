@@ -67,6 +67,7 @@
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
     X(map_random_ops_match_model)            \
+    X(map_oom_every_write)                   \
     X(map_empty_is_null)                     \
     X(map_set_same_value_allocates_nothing)  \
     X(map_unshared_overwrite_in_place)       \
