@@ -270,18 +270,6 @@ TEST(adaptive_writes_without_allocation)
     expect_model(&w, s, &ms);
     B->release(s);
 
-    /* a delete that empties a shared one-pair map needs no copy */
-    cv_map *e = NULL, *e2;
-    model me = {0};
-    set_ok(&w, &e, &me, 4, &w.vals[4]);
-    ASSERT_OK(B->share(e, &e2));
-    model me2 = me;
-    tu_alloc_fail_at(1, 1);
-    del_ok(&w, &e2, &me2, 4);
-    tu_alloc_fail_at(0, 0);
-    assert_null(e2);
-    expect_model(&w, e, &me);
-    B->release(e);
     B->release(m);
     world_free(&w);
 }
@@ -295,23 +283,15 @@ TEST(adaptive_writes_without_allocation)
  * paths of the two forms and the changes between them. */
 enum { NHELD = 3 };
 
-static void build_empty(const world *w, cv_map **held, model *md)
-{
-    (void)w;
-    (void)held;
-    (void)md;
-}
-
 /* Two pairs in a block with room for two: the next new key grows it. */
 static void build_full_block(const world *w, cv_map **held, model *md)
 {
     mm_fill(w, &held[0], md, 2);
 }
 
-static void build_small_shared(const world *w, cv_map **held, model *md)
+static void build_small(const world *w, cv_map **held, model *md)
 {
     mm_fill(w, &held[0], md, 3);
-    ASSERT_OK(B->share(held[0], &held[1]));
 }
 
 static void build_k(const world *w, cv_map **held, model *md)
@@ -320,22 +300,10 @@ static void build_k(const world *w, cv_map **held, model *md)
     assert_true(cv__adaptive_is_small(held[0]));
 }
 
-static void build_k_shared(const world *w, cv_map **held, model *md)
-{
-    build_k(w, held, md);
-    ASSERT_OK(B->share(held[0], &held[1]));
-}
-
 static void build_large(const world *w, cv_map **held, model *md)
 {
     mm_fill(w, &held[0], md, KK + 3);
     assert_false(cv__adaptive_is_small(held[0]));
-}
-
-static void build_large_shared(const world *w, cv_map **held, model *md)
-{
-    build_large(w, held, md);
-    ASSERT_OK(B->share(held[0], &held[1]));
 }
 
 /* Large with K / 2 + 1 pairs: the next delete of a present key demotes. */
@@ -345,12 +313,6 @@ static void build_edge(const world *w, cv_map **held, model *md)
     for (int k = KK; mm_len(w, md) > KK / 2 + 1; k--)
         del_ok(w, &held[0], md, k);
     assert_false(cv__adaptive_is_small(held[0]));
-}
-
-static void build_edge_shared(const world *w, cv_map **held, model *md)
-{
-    build_edge(w, held, md);
-    ASSERT_OK(B->share(held[0], &held[1]));
 }
 
 /* keys[NK - 1] is never among the built pairs */
@@ -380,28 +342,25 @@ static const char *is_large(const cv_map *m)
 }
 
 static const mm_oom_case oom_cases[] = {
-    {"first pair", build_empty, op_set_new, 0, is_small},
-    {"small growth", build_full_block, op_set_new, 0, is_small},
-    {"small copy (set new)", build_small_shared, op_set_new, 0, is_small},
-    {"small copy (set existing)", build_small_shared, op_set_existing, 0,
+    {"first pair", mm_build_empty, 0, op_set_new, 0, is_small},
+    {"small growth", build_full_block, 0, op_set_new, 0, is_small},
+    {"small copy (set new)", build_small, 1, op_set_new, 0, is_small},
+    {"small copy (set existing)", build_small, 1, op_set_existing, 0,
      is_small},
-    {"small copy (del)", build_small_shared, op_del, 1, is_small},
-    {"promotion", build_k, op_set_new, 0, is_large},
-    {"promotion of a shared map", build_k_shared, op_set_new, 0, is_large},
-    {"large set new", build_large, op_set_new, 0, is_large},
-    {"large set, shared", build_large_shared, op_set_existing, 0, is_large},
-    {"large del", build_large, op_del, 1, is_large},
-    {"large del, shared", build_large_shared, op_del, 1, is_large},
-    {"demotion", build_edge, op_del, 1, is_small},
-    {"demotion of a shared map", build_edge_shared, op_del, 1, is_small},
+    {"small copy (del)", build_small, 1, op_del, 1, is_small},
+    {"promotion", build_k, 0, op_set_new, 0, is_large},
+    {"promotion of a shared map", build_k, 1, op_set_new, 0, is_large},
+    {"large set new", build_large, 0, op_set_new, 0, is_large},
+    {"large set, shared", build_large, 1, op_set_existing, 0, is_large},
+    {"large del", build_large, 0, op_del, 1, is_large},
+    {"large del, shared", build_large, 1, op_del, 1, is_large},
+    {"demotion", build_edge, 0, op_del, 1, is_small},
+    {"demotion of a shared map", build_edge, 1, op_del, 1, is_small},
 };
 
 TEST(adaptive_oom_every_allocating_path)
 {
     (void)state;
-    world w;
-    world_init(&w, 0);
-    mm_oom_run(&w, oom_cases, sizeof oom_cases / sizeof oom_cases[0], NHELD,
-               1);
-    world_free(&w);
+    mm_oom_run(B, NK, mm_hash_spread, oom_cases,
+               sizeof oom_cases / sizeof oom_cases[0], NHELD, 1);
 }

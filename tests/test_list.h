@@ -69,8 +69,7 @@
     X(map_random_ops_match_model)            \
     X(map_oom_every_write)                   \
     X(map_empty_is_null)                     \
-    X(map_set_same_value_allocates_nothing)  \
-    X(map_unshared_overwrite_in_place)       \
+    X(map_writes_without_allocation)         \
     X(map_value_hooks_balance)               \
 
 /* ---- once ------------------------------------------------------------- */

@@ -244,6 +244,8 @@ static int oom_step(const mm_world *w, const mm_oom_case *oc, int nheld,
     cv_map *held[MM_MAXHELD] = {0};
     mm_model md = {0}, others[MM_MAXHELD];
     oc->build(w, held, &md);
+    if (oc->shared)
+        ASSERT_OK(w->b->share(held[0], &held[1]));
     for (int i = 1; i < nheld; i++)
         mm_model_of(w, held[i], &others[i]);
     cv_map *before = held[0];
@@ -281,14 +283,24 @@ static int oom_step(const mm_world *w, const mm_oom_case *oc, int nheld,
     return r;
 }
 
-void mm_oom_run(const mm_world *w, const mm_oom_case *cases, size_t n,
-                int nheld, int must_fail)
+void mm_build_empty(const mm_world *w, cv_map **held, mm_model *md)
 {
-    assert_true(nheld > 0 && nheld <= MM_MAXHELD);
+    (void)w;
+    (void)held;
+    (void)md;
+}
+
+long mm_oom_run(const cv_backend *b, int nk, uint32_t (*hash)(int, int),
+                const mm_oom_case *cases, size_t n, int nheld, int must_fail)
+{
+    assert_true(nheld > 1 && nheld <= MM_MAXHELD);
+    mm_world w;
+    mm_world_init(&w, b, nk, hash);
+    long before = tu_alloc_failures_total();
     for (size_t c = 0; c < n; c++) {
         for (int forever = 0; forever <= 1; forever++) {
             long k = 1;
-            while (oom_step(w, &cases[c], nheld, k, forever) == CV_ENOMEM) {
+            while (oom_step(&w, &cases[c], nheld, k, forever) == CV_ENOMEM) {
                 if (++k > 1000)
                     fail_msg("%s: still failing after 1000 allocations",
                              cases[c].name);
@@ -297,4 +309,6 @@ void mm_oom_run(const mm_world *w, const mm_oom_case *cases, size_t n,
                 fail_msg("%s: no allocation failed", cases[c].name);
         }
     }
+    mm_world_free(&w);
+    return tu_alloc_failures_total() - before;
 }

@@ -106,6 +106,7 @@ void mm_random_run(const mm_world *w, const mm_random *r);
 typedef struct mm_oom_case {
     const char *name;
     void (*build)(const mm_world *w, cv_map **held, mm_model *md);
+    int shared;                 /* 1: held[1] shares held[0] after build */
     int (*op)(const mm_world *w, cv_map **m, mm_model *md); /* model too */
     int want;                   /* op's result on success */
     /* after success, a backend's own check of the result (NULL: none);
@@ -113,9 +114,13 @@ typedef struct mm_oom_case {
     const char *(*after)(const cv_map *m);
 } mm_oom_case;
 
-/* Runs every case, both passes; a case that never met a failed allocation
- * fails the test when must_fail is set. */
-void mm_oom_run(const mm_world *w, const mm_oom_case *cases, size_t n,
-                int nheld, int must_fail);
+/* A build that makes nothing: the op starts from the empty map. */
+void mm_build_empty(const mm_world *w, cv_map **held, mm_model *md);
+
+/* Runs every case, both passes, in a world of nk keys made with `hash` on
+ * backend b; a case that never met a failed allocation fails the test
+ * when must_fail is set. Returns the allocations failed in all. */
+long mm_oom_run(const cv_backend *b, int nk, uint32_t (*hash)(int, int),
+                const mm_oom_case *cases, size_t n, int nheld, int must_fail);
 
 #endif
