@@ -87,3 +87,15 @@ const char *cv_err_name(int err)
         return "CV_UNKNOWN";
     }
 }
+
+#ifdef CV_DEBUG
+#include <stdio.h>
+
+/* CV_ASSERT's failure (maps/map.h): debug builds only. */
+void cv__assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "%s:%d: ctxvar invariant violated: %s\n", file, line,
+            expr);
+    abort();
+}
+#endif

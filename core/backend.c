@@ -1,7 +1,7 @@
 /*
  * backend.c -- the registry of map backends and the default choice (R15).
  *
- * The library's backends are the lines of CV_BACKEND_LIST in maps/map.h.
+ * The library's backends are the lines of CV_BACKEND_LIST in registry.h.
  * The default is, in order: the one set by cv_backend_set_default, else the
  * backend named by $CTXVAR_BACKEND, else CV_BACKEND_RECOMMENDED. An unknown
  * name in the environment is an error (cv_backend_default returns NULL and
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../maps/map.h"
 #include "internal.h"
+#include "registry.h"
 
 #define CV__BACKEND_PTR(name) &cv__backend_##name,
 static const cv_backend *const registry[] = {CV_BACKEND_LIST(CV__BACKEND_PTR)};

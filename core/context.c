@@ -40,7 +40,6 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "../maps/map.h"
 #include "internal.h"
 
 struct cv_context {
@@ -123,6 +122,21 @@ typedef struct free_block {
     struct free_block *next;
 } free_block;
 
+/* A drop held back until the write that made it is whole (maps/key.h). */
+typedef struct slot_drop {
+    cv_var *key;
+    void *val;
+    unsigned what;               /* DROP_VALUE | DROP_KEY */
+} slot_drop;
+
+typedef struct map_drop {
+    const cv_backend *ops;
+    cv_map *map;                 /* one reference, released by ops */
+} map_drop;
+
+#define DROP_VALUE 1u
+#define DROP_KEY 2u
+
 typedef struct tstate {
     cv_context *current;         /* top of the stack; NULL before first use */
     uint64_t gen_seq;            /* the last generation handed out */
@@ -133,6 +147,11 @@ typedef struct tstate {
     uint64_t below_gen[GEN_RING]; /* [d]: the generation covered by level d+1 */
     cv_context *base;            /* this thread's own context, or NULL */
     int registered;              /* the exit destructor is armed */
+    unsigned writing;            /* a map write is under way: drops wait */
+    unsigned n_slot_drops;       /* held back, <= CV_SLOT_DROPS_MAX */
+    unsigned n_map_drops;        /* held back, <= CV_MAP_DROPS_MAX */
+    slot_drop slot_drops[CV_SLOT_DROPS_MAX];
+    map_drop map_drops[CV_MAP_DROPS_MAX];
 } tstate;
 
 #if defined(__GNUC__)
@@ -141,6 +160,102 @@ static _Thread_local tstate ts __attribute__((tls_model("initial-exec")));
 #else
 static _Thread_local tstate ts;
 #endif
+
+/* ------------------------------------------------------------------------
+ * Hooks run on a whole state (R14a)
+ *
+ * A map write (set, del) can let go of the value it replaces, of a key's
+ * last reference, of a node or layer it no longer needs. Each of those can
+ * run a hook of the user's, and a hook may call back into the library:
+ * set the var whose value it releases, copy the context, run another. So
+ * nothing of the user's runs while the write is under way. The core marks
+ * the write (write_begin), the map hands what it lets go of to the drops
+ * below, which hold it in this thread; the core finishes its own state --
+ * the map stored in the context, the lookup cache noted, the token filled
+ * -- and write_end then runs what was held, last first. A hook that writes
+ * is a write of its own: it runs its own drops when it ends, and the loop
+ * here goes on with what is left. Vars without hooks run no user code on
+ * a drop, so theirs are made at once and cost nothing to hold.
+ * ------------------------------------------------------------------------ */
+
+static void drop_now(cv_var *k, void *val, unsigned what)
+{
+    if (what & DROP_VALUE)
+        cv__value_release(k, val);
+    if (what & DROP_KEY)
+        cv__var_decref(k); /* last: may free k */
+}
+
+static void slot_drop_push(cv_var *k, void *val, unsigned what)
+{
+    if (CV_LIKELY(ts.writing == 0 || k->v_release == NULL)) {
+        drop_now(k, val, what);
+        return;
+    }
+    CV_ASSERT(ts.n_slot_drops < CV_SLOT_DROPS_MAX);
+    if (CV_UNLIKELY(ts.n_slot_drops == CV_SLOT_DROPS_MAX)) {
+        drop_now(k, val, what); /* cannot happen: the maps stay below */
+        return;
+    }
+    ts.slot_drops[ts.n_slot_drops++] = (slot_drop){k, val, what};
+}
+
+void cv__slot_drop(cv_var *k, void *val)
+{
+    slot_drop_push(k, val, DROP_VALUE | DROP_KEY);
+}
+
+void cv__slot_drop_key(cv_var *k)
+{
+    slot_drop_push(k, NULL, DROP_KEY);
+}
+
+void cv__slot_drop_value(const cv_var *k, void *val)
+{
+    slot_drop_push((cv_var *)k, val, DROP_VALUE);
+}
+
+void cv__map_drop_later(const cv_backend *ops, cv_map *m)
+{
+    if (m == NULL)
+        return;
+    if (ts.writing == 0) {
+        ops->release(m);
+        return;
+    }
+    CV_ASSERT(ts.n_map_drops < CV_MAP_DROPS_MAX);
+    if (CV_UNLIKELY(ts.n_map_drops == CV_MAP_DROPS_MAX)) {
+        ops->release(m); /* cannot happen: the maps stay below */
+        return;
+    }
+    ts.map_drops[ts.n_map_drops++] = (map_drop){ops, m};
+}
+
+static void drops_run(void)
+{
+    while (ts.n_slot_drops + ts.n_map_drops > 0) {
+        if (ts.n_slot_drops > 0) {
+            slot_drop d = ts.slot_drops[--ts.n_slot_drops];
+            drop_now(d.key, d.val, d.what);
+        } else {
+            map_drop d = ts.map_drops[--ts.n_map_drops];
+            d.ops->release(d.map);
+        }
+    }
+}
+
+static inline void write_begin(void)
+{
+    ts.writing++;
+}
+
+/* After the caller's state is whole: runs what the write held back. */
+static inline void write_end(void)
+{
+    if (--ts.writing == 0 &&
+        CV_UNLIKELY(ts.n_slot_drops + ts.n_map_drops > 0))
+        drops_run();
+}
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
@@ -258,8 +373,11 @@ static void ctx_drop(cv_context *c, size_t amount)
 {
     if (!cv__refs_drop(&c->c_state, amount))
         return;
-    c->c_ops->release(c->c_map);
+    /* The context is gone before its values' hooks run (R14a). */
+    const cv_backend *ops = c->c_ops;
+    cv_map *map = c->c_map;
     block_free(c);
+    ops->release(map);
 }
 
 void cv_context_release(cv_context *c)
@@ -619,12 +737,15 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     if (CV_UNLIKELY(c == NULL))
         return r;
     if (tok == NULL) {
+        write_begin();
         r = c->c_ops->set(&c->c_map, v, value);
         if (CV_UNLIKELY(r < 0)) {
+            write_end();
             unmake_base(made);
             return r;
         }
         cache_note(v, value);
+        write_end();
         return 0;
     }
 
@@ -640,11 +761,13 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     /* The token must hold the old value before the map lets go of it. */
     if (has_old)
         cv__value_retain(v, t->t_old);
+    write_begin();
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
+        write_end();
+        block_unalloc(t, n_free);
         if (has_old)
             cv__value_release(v, t->t_old);
-        block_unalloc(t, n_free);
         unmake_base(made);
         return r;
     }
@@ -656,6 +779,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     t->t_has_old = has_old;
     t->t_used = 0;
     *tok = t;
+    write_end();
     return 0;
 }
 
@@ -670,12 +794,16 @@ int cv_var_reset(cv_var *v, cv_token *t)
     cv_context *c = ts.current;
     if (t->t_ctx != c)
         return CV_ETOKEN_CTX;
+    write_begin();
     int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
                          : c->c_ops->del(&c->c_map, v);
-    if (r < 0)
+    if (r < 0) {
+        write_end();
         return r;
+    }
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
+    write_end();
     return 0;
 }
 
@@ -707,10 +835,11 @@ void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
-    cv_var *v = t->t_var;
-    if (t->t_has_old)
-        cv__value_release(v, t->t_old);
-    cv_context_release(t->t_ctx);
-    cv__var_decref(v);
+    /* The token is gone before any hook runs (R14a). */
+    cv_token held = *t;
     block_free(t);
+    if (held.t_has_old)
+        cv__value_release(held.t_var, held.t_old);
+    cv_context_release(held.t_ctx);
+    cv__var_decref(held.t_var);
 }

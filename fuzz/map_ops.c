@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "internal.h"
 #include "map.h"
 
 #define NSNAP 6

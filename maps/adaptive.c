@@ -58,7 +58,8 @@
  *   (its sets retained values as they went, so the hooks see those retains
  *   undone: balanced, R14). Demotion allocates its array before it reads
  *   the HAMT and fails as a whole if it cannot (a HAMT of K / 2 pairs
- *   would break the invariant). Release hooks run once *m is whole.
+ *   would break the invariant). What a write lets go of goes to the core
+ *   (maps/key.h), whose hooks run once the write is whole (R14a).
  *
  * TEST HOOKS
  *   ad_check verifies the invariant (hamt's own check for the large form);
@@ -96,7 +97,11 @@ _Static_assert(CV_ADAPTIVE_MAX >= 2 && CV_ADAPTIVE_MAX <= 1024,
  * both kinds of block start with a 4-byte atomic: bit 0 is always free. */
 #define LARGE_TAG ((uintptr_t)1)
 
+/* The large form is the hamt backend's own map, reached through its table. */
+extern const struct cv_backend cv__backend_hamt;
+extern const struct cv_backend cv__backend_adaptive;
 #define HAMT (&cv__backend_hamt)
+#define SELF (&cv__backend_adaptive)
 
 typedef struct apair {
     cv_var *key;                 /* never NULL in the first s_count pairs */
@@ -169,7 +174,7 @@ static void small_release(small *s)
     if (!cv__refs_drop(&s->s_refs, 1))
         return;
     for (uint32_t i = 0; i < s->s_count; i++)
-        cv__entry_release(s->s_pairs[i].key, s->s_pairs[i].val);
+        cv__slot_drop(s->s_pairs[i].key, s->s_pairs[i].val);
     cv__free(s);
 }
 
@@ -185,7 +190,7 @@ static small *small_clone(const small *s, uint32_t cap, uint32_t skip)
         if (i == skip)
             continue;
         c->s_pairs[n] = s->s_pairs[i];
-        cv__entry_retain(c->s_pairs[n].key, c->s_pairs[n].val);
+        cv__slot_take(c->s_pairs[n].key, c->s_pairs[n].val);
         n++;
     }
     c->s_count = (uint16_t)n;
@@ -274,11 +279,12 @@ static int promote(cv_map **m, small *s, cv_var *key, void *val)
     if (r == 0)
         r = HAMT->set(&h, key, val);
     if (r != 0) {
-        HAMT->release(h);
+        cv__map_drop_later(HAMT, h);
         return r;
     }
     *m = large_wrap(h);
-    small_release(s); /* the caller's reference; frees s if it was alone */
+    /* the caller's reference; frees s if it was alone */
+    cv__map_drop_later(SELF, (cv_map *)s);
     return 0;
 }
 
@@ -292,7 +298,7 @@ static int demote_cb(cv_var *k, void *v, void *arg)
     demote_fill *f = arg;
     if (k != f->skip) {
         f->to->s_pairs[f->to->s_count++] = (apair){.key = k, .val = v};
-        cv__entry_retain(k, v);
+        cv__slot_take(k, v);
     }
     return 0;
 }
@@ -306,11 +312,11 @@ static int demote(cv_map **m, cv_map *h, const cv_var *key)
 {
     small *s = small_new(K);
     if (s == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     demote_fill f = {.to = s, .skip = key};
     HAMT->foreach(h, demote_cb, &f);
     *m = (cv_map *)s;
-    HAMT->release(h);
+    cv__map_drop_later(HAMT, h);
     return 1;
 }
 
@@ -335,8 +341,8 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
     if (s == NULL) {
         s = small_new(cap_for(1));
         if (s == NULL)
-            return CV_ENOMEM;
-        cv__entry_retain(key, val);
+            return CV_MAP_ENOMEM;
+        cv__slot_take(key, val);
         s->s_pairs[0] = (apair){.key = key, .val = val};
         s->s_count = 1;
         *m = (cv_map *)s;
@@ -352,17 +358,18 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
         uint32_t n = s->s_count + (p == NULL);
         small *c = small_clone(s, cap_for(n), s->s_count);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (p != NULL)
             p = &c->s_pairs[p - s->s_pairs];
-        small_release(s); /* the caller's reference to the shared one */
+        /* the caller's reference to the shared one */
+        cv__map_drop_later(SELF, (cv_map *)s);
         s = c;
         *m = (cv_map *)s;
     } else if (p == NULL && s->s_count == s->s_cap) {
         /* Grow: the pairs change block, not owner (no retains). */
         small *g = small_new(cap_for(s->s_count + 1u));
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         memcpy(g->s_pairs, s->s_pairs, s->s_count * sizeof(apair));
         g->s_count = s->s_count;
         cv__free(s);
@@ -371,13 +378,13 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
     }
 
     if (p == NULL) {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         s->s_pairs[s->s_count++] = (apair){.key = key, .val = val};
     } else {
         void *old = p->val;
-        cv__value_retain(key, val);
+        cv__slot_take_value(key, val);
         p->val = val;
-        cv__value_release(key, old); /* last: the map is whole again */
+        cv__slot_drop_value(key, old); /* last: the map is whole again */
     }
     return 0;
 }
@@ -411,22 +418,23 @@ static int ad_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL. The pair goes with the caller's
          * reference: freed here if unshared, kept by the others if not. */
         *m = NULL;
-        small_release(s);
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     if (!unshared(s)) {
         uint32_t i = (uint32_t)(p - s->s_pairs);
         small *c = small_clone(s, cap_for(s->s_count - 1u), i);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         *m = (cv_map *)c;
-        small_release(s); /* the removed pair stays with the others */
+        /* the removed pair stays with the others */
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     /* In place: the last pair fills the hole (order is unspecified). */
     apair gone = *p;
     *p = s->s_pairs[--s->s_count];
-    cv__entry_release(gone.key, gone.val);
+    cv__slot_drop(gone.key, gone.val);
     return 1;
 }
 
@@ -462,7 +470,7 @@ static const char *ad_check(const cv_map *m)
         const cv_var *k = s->s_pairs[i].key;
         if (k == NULL)
             return "adaptive: NULL key among the pairs in use";
-        if (atomic_load(&k->v_refs) < 1)
+        if (cv__key_refs(k) < 1)
             return "adaptive: key with reference count below 1";
         for (uint32_t j = 0; j < i; j++)
             if (s->s_pairs[j].key == k)

@@ -83,14 +83,15 @@
  *   empty map is NULL: a delete that leaves nothing visible stores NULL,
  *   and an unshared top left with no slots is popped. foreach reports a
  *   slot of layer L when its key has no slot above L (no visited set, so
- *   a walk cannot fail with CV_ENOMEM).
+ *   a walk cannot fail with CV_MAP_ENOMEM).
  *
  * FAILURE SEMANTICS
  *   Every allocation (a pushed layer, a grown table, a merged or flattened
- *   layer) happens before anything is touched; on CV_ENOMEM *m and the map
- *   are as they were. Shrinking, popping and absorbing are optimisations
+ *   layer) happens before anything is touched; on CV_MAP_ENOMEM *m and the
+ *   map are as they were. Shrinking, popping and absorbing are optimisations
  *   after the write: when their allocation fails they are skipped, never
- *   the call. Release hooks run once the structure is whole again.
+ *   the call. What a write lets go of (a slot, a dropped or parked layer)
+ *   goes to the core (maps/key.h), whose hooks run once the write is whole.
  *
  * TEST HOOKS
  *   chain_check verifies the invariant, capacities and loads, the probe
@@ -108,6 +109,9 @@
 
 #include "chainmap.h"
 #include "slots.h"
+
+extern const struct cv_backend cv__backend_chainmap;
+#define SELF (&cv__backend_chainmap)
 
 /* {key, val}; key NULL: empty, else one var reference; val a retained
  * value, or TOMB (no retain). */
@@ -202,7 +206,7 @@ static layer *layer_new(unsigned lg)
 static cslot *slot_lookup(const layer *l, const cv_var *key)
 {
     uint32_t mask = lmask(l);
-    uint32_t i = cv__var_hash(key) & mask;
+    uint32_t i = cv__key_hash(key) & mask;
     for (uint32_t n = 0; n <= mask; n++) {
         const cslot *s = &l->l_slots[i];
         if (s->key == key || s->key == NULL)
@@ -274,9 +278,9 @@ static void slot_remove(layer *l, cslot *s)
 static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
 {
     if (val == TOMB) {
-        cv__var_incref(key);
+        cv__slot_take_key(key);
     } else {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
     }
     s->key = key;
     s->val = val;
@@ -300,9 +304,9 @@ static void chain_release(cv_map *m)
             if (s->key == NULL)
                 continue;
             if (s->val == TOMB)
-                cv__var_decref(s->key);
+                cv__slot_drop_key(s->key);
             else
-                cv__entry_release(s->key, s->val);
+                cv__slot_drop(s->key, s->val);
         }
         cv__free(l);
         l = parent;
@@ -317,7 +321,7 @@ static int chain_share(cv_map *m, cv_map **out)
             MAX_REFS) {
         /* 2^31 holders of one layer: refused, never wrapped */
         atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_relaxed);
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     }
     *out = m;
     return 0;
@@ -332,7 +336,7 @@ static int chain_find(const cv_map *m, const cv_var *key, void **val)
     /* The hot path: one probe per layer; the first slot for key decides. */
     for (const layer *l = (const layer *)m; l != NULL; l = l->l_parent) {
         uint32_t mask = lmask(l);
-        uint32_t i = cv__var_hash(key) & mask;
+        uint32_t i = cv__key_hash(key) & mask;
         for (uint32_t n = 0; n <= mask; n++) {
             const cslot *s = &l->l_slots[i];
             if (s->key == key) {
@@ -489,7 +493,7 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
     }
     layer *n = layer_new(lg_for(keep));
     if (n == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     for (const layer *u = top; u != base; u = u->l_parent)
         for (uint32_t i = 0; i <= lmask(u); i++) {
             const cslot *s = &u->l_slots[i];
@@ -519,20 +523,20 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
     if (base == NULL) {
         n = chain_flatten(top, key, count);
         if (n == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (val != TOMB)
             slot_fill(n, slot_lookup(n, key), key, val);
         n->l_count = count;
     } else {
         if (chain_merge(top, base, key, val, &n) < 0)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (n != base) { /* a new layer (base itself is frozen) */
             n->l_count = count;
             n->l_writes = writes_after(top);
         }
     }
     *m = (cv_map *)n;
-    chain_release((cv_map *)top); /* last: may release shadowed values */
+    cv__map_drop_later(SELF, (cv_map *)top); /* may release shadowed values */
     return 0;
 }
 
@@ -547,7 +551,7 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
         return chain_compact(m, key, val, count);
     layer *n = layer_new(0);
     if (n == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     n->l_parent = top; /* steals the caller's reference */
     n->l_depth = (uint8_t)(top->l_depth + 1);
     n->l_writes = writes_after(top);
@@ -557,7 +561,7 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
     return 0;
 }
 
-/* Makes room for one more slot in the unshared top *m. 0 or CV_ENOMEM. */
+/* Makes room for one more slot in the unshared top *m. 0 or CV_MAP_ENOMEM. */
 static int make_room(cv_map **m)
 {
     layer *top = (layer *)*m;
@@ -565,7 +569,7 @@ static int make_room(cv_map **m)
         return 0;
     layer *g = layer_resize(top, top->l_lgcap + 1u);
     if (g == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     *m = (cv_map *)g;
     return 0;
 }
@@ -575,29 +579,22 @@ static int make_room(cv_map **m)
  * alone shadows
  * ------------------------------------------------------------------------ */
 
-/* Drops what a slot owned (a tombstone owns only its var reference). */
-static void slot_release(cslot *s)
-{
-    if (s->val == TOMB)
-        cv__var_decref(s->key);
-    else
-        cv__entry_release(s->key, s->val);
-}
-
 /* Merges the unshared top *m into its parent p, which has a count of one,
  * so that only this top reaches it: p is as private as the top. Each slot
  * of the top overwrites p's slot for its key; what that displaces (p's old
  * value, or the top's own tombstone when p has nothing to hide) is parked
- * in the top's emptied slot and released once *m is p, after the
- * structure is whole. 0, or CV_ENOMEM (p could not grow; nothing changed). */
-static int absorb_parent(cv_map **m)
+ * in the top's emptied slot. The top then leaves the chain as a layer of
+ * its own, linked onto *parked, which the caller releases after the write
+ * (cv__map_drop_later): releasing it drops exactly what is parked.
+ * 0, or CV_MAP_ENOMEM (p could not grow; nothing changed). */
+static int absorb_parent(cv_map **m, layer **parked)
 {
     layer *top = (layer *)*m;
     layer *p = top->l_parent;
     if (!fits(p->l_used + top->l_used, p->l_lgcap)) {
         layer *g = layer_resize(p, lg_for(p->l_used + top->l_used));
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         p = top->l_parent = g;
     }
     for (uint32_t i = 0; i <= lmask(top); i++) {
@@ -629,17 +626,16 @@ static int absorb_parent(cv_map **m)
             cv_var *k = t->key;
             slot_remove(p, t);
             s->val = old;
-            cv__var_decref(k);
+            cv__slot_drop_key(k);
         }
     }
     p->l_count = top->l_count;
     /* Over depth 0 nothing shadowed is left: the count starts again. */
     p->l_writes = p->l_depth == 0 ? 0 : top->l_writes;
     *m = (cv_map *)p; /* the top's reference to p moves to *m */
-    for (uint32_t i = 0; i <= lmask(top); i++)
-        if (top->l_slots[i].key != NULL)
-            slot_release(&top->l_slots[i]);
-    cv__free(top);
+    top->l_parent = *parked;
+    top->l_depth = 0;
+    *parked = top;
     return 0;
 }
 
@@ -650,12 +646,15 @@ static int absorb_parent(cv_map **m)
 static void absorb_private(cv_map **m)
 {
     layer *top = (layer *)*m;
+    layer *parked = NULL;
     while (top != NULL && top->l_parent != NULL && unshared(top) &&
            unshared(top->l_parent)) {
-        if (absorb_parent(m) < 0)
-            return;
+        if (absorb_parent(m, &parked) < 0)
+            break;
         top = (layer *)*m;
     }
+    if (parked != NULL)
+        cv__map_drop_later(SELF, (cv_map *)parked);
 }
 
 static int chain_set(cv_map **m, cv_var *key, void *val)
@@ -664,7 +663,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
     if (top == NULL) {
         layer *n = layer_new(0);
         if (n == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         slot_fill(n, &n->l_slots[0], key, val);
         n->l_count = 1;
         *m = (cv_map *)n;
@@ -685,11 +684,11 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
 
     if (s != NULL) { /* a pair or a tombstone of this layer: overwrite */
         void *old = s->val;
-        cv__value_retain(key, val);
+        cv__slot_take_value(key, val);
         s->val = val;
         top->l_count = count;
         if (old != TOMB)
-            cv__value_release(key, old); /* last: the layer is whole */
+            cv__slot_drop_value(key, old); /* last: the layer is whole */
     } else {
         int r = make_room(m);
         if (r < 0)
@@ -735,7 +734,7 @@ static int chain_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL, whatever the layers hold. The chain goes
          * with the caller's reference: freed if it was the last one. */
         *m = NULL;
-        chain_release((cv_map *)top);
+        cv__map_drop_later(SELF, (cv_map *)top);
         return 1;
     }
     uint32_t count = top->l_count - 1;
@@ -750,12 +749,12 @@ static int chain_del(cv_map **m, const cv_var *key)
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
             s->val = TOMB; /* the slot keeps its var reference */
             top->l_count = count;
-            cv__value_release(k, old);
+            cv__slot_drop_value(k, old);
         } else { /* nothing below to hide: drop the slot */
             slot_remove(top, s);
             top->l_count = count;
             after_remove(m);
-            cv__entry_release(k, old);
+            cv__slot_drop(k, old);
         }
     } else { /* visible below only: hide it with a tombstone here */
         int r = make_room(m);
@@ -805,10 +804,10 @@ static const char *layer_check(const layer *l)
             continue;
         used++;
         tombs += s->val == TOMB;
-        if (atomic_load(&s->key->v_refs) < 1)
+        if (cv__key_refs(s->key) < 1)
             return "chainmap: key with reference count below 1";
         /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__var_hash(s->key) & mask; j != i;
+        for (uint32_t j = cv__key_hash(s->key) & mask; j != i;
              j = (j + 1) & mask) {
             if (l->l_slots[j].key == NULL)
                 return "chainmap: key behind an empty slot (probe run broken)";

@@ -107,7 +107,7 @@
  * FAILURE SEMANTICS
  *   All allocations of a write happen in phase 2, before anything is
  *   modified or retained; if one fails, the blocks already obtained are
- *   freed raw (they hold nothing yet) and the call returns CV_ENOMEM with
+ *   freed raw (they hold nothing yet) and the call returns CV_MAP_ENOMEM with
  *   the map, *m and every refcount as they were. The build phase cannot
  *   fail. Value hooks that release (old values, removed pairs, nodes that
  *   die) run after *m points at a consistent map; retain hooks run while
@@ -134,6 +134,10 @@
 
 #include "map.h"
 
+/* A node is a map of its own: hamt_release takes any node. */
+extern const struct cv_backend cv__backend_hamt;
+#define SELF (&cv__backend_hamt)
+
 /* ------------------------------------------------------------------------
  * Layout
  * ------------------------------------------------------------------------ */
@@ -142,6 +146,8 @@
 #define HAMT_FANOUT 32u
 #define HAMT_COLLISION_LEVEL 7u /* 7 * 5 = 35 > 32: no bits are left */
 #define HAMT_MAX_DEPTH 8u       /* levels 0..7 */
+_Static_assert(HAMT_FANOUT + HAMT_MAX_DEPTH <= CV_MAP_DROPS_MAX,
+               "a delete hands over up to a fan-out of node references");
 
 /* A level with more fragments present than this is an array node. May be
  * set at build time to measure; it must stay above 4 (level 6 has 4
@@ -275,7 +281,7 @@ static void node_free(hnode *n)
         for (unsigned i = 0; i < c; i++) {
             hslot *s = &AS_B(n)->b_slots[i];
             if (s->key != NULL)
-                cv__entry_release(s->key, s->val);
+                cv__slot_drop(s->key, s->val);
             else
                 node_decref((hnode *)s->val);
         }
@@ -302,7 +308,7 @@ static void slots_retain(hslot *s, unsigned from, unsigned to)
 {
     for (unsigned i = from; i < to; i++) {
         if (s[i].key != NULL)
-            cv__entry_retain(s[i].key, s[i].val);
+            cv__slot_take(s[i].key, s[i].val);
         else
             node_incref((hnode *)s[i].val);
     }
@@ -322,7 +328,7 @@ static void children_incref(anode *a, unsigned skip)
 static int hamt_find(const cv_map *m, const cv_var *key, void **val)
 {
     const hnode *n = (const hnode *)m;
-    uint32_t h = cv__var_hash(key);
+    uint32_t h = cv__key_hash(key);
     for (unsigned level = 0; n != NULL; level++) {
         if (n->n_kind == NODE_BITMAP) {
             uint32_t bit = 1u << frag(h, level);
@@ -459,7 +465,7 @@ static void plan_free(hstep *path, unsigned depth, hnode **extra,
 static int plan_set(const hnode *root, const cv_var *key, void *val,
                     set_plan *p)
 {
-    uint32_t h = cv__var_hash(key);
+    uint32_t h = cv__key_hash(key);
     hnode *n = (hnode *)root;
     int owned = 1;
     p->depth = 0;
@@ -521,7 +527,7 @@ static int plan_set(const hnode *root, const cv_var *key, void *val,
     }
 }
 
-/* Phase 2 of a set: every block the build will fill. 0 or CV_ENOMEM (and
+/* Phase 2 of a set: every block the build will fill. 0 or CV_MAP_ENOMEM (and
  * then nothing is held). */
 static int alloc_set(set_plan *p, const cv_var *key)
 {
@@ -557,7 +563,7 @@ static int alloc_set(set_plan *p, const cv_var *key)
              * still agree, then a two-pair node (bitmap, or collision at
              * level 7). */
             const cv_var *other = AS_B(ln)->b_slots[lf->idx].key;
-            uint32_t h1 = cv__var_hash(key), h2 = cv__var_hash(other);
+            uint32_t h1 = cv__key_hash(key), h2 = cv__key_hash(other);
             unsigned level = leaf + 1;
             while (level < HAMT_COLLISION_LEVEL &&
                    frag(h1, level) == frag(h2, level)) {
@@ -604,13 +610,13 @@ static int alloc_set(set_plan *p, const cv_var *key)
 fail:
     /* The failing slot holds NULL; cv__free(NULL) is a no-op. */
     plan_free(p->path, p->depth, p->extra, p->nextra);
-    return CV_ENOMEM;
+    return CV_MAP_ENOMEM;
 }
 
 /* A one-pair bitmap node at `level` (the block comes from phase 2). */
 static hnode *fill_single(hnode *n, unsigned level, cv_var *k, void *v)
 {
-    n->n_bitmap = 1u << frag(cv__var_hash(k), level);
+    n->n_bitmap = 1u << frag(cv__key_hash(k), level);
     n->n_size = 1;
     AS_B(n)->b_slots[0].key = k;
     AS_B(n)->b_slots[0].val = v;
@@ -644,7 +650,7 @@ static void anode_copy(hnode *dst, const hnode *src, unsigned skip)
 static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
                              void **old_val, int *replaced_in_place)
 {
-    uint32_t h = cv__var_hash(key);
+    uint32_t h = cv__key_hash(key);
     unsigned leaf = p->depth - 1;
     hstep *lf = p->depth ? &p->path[leaf] : NULL;
     hnode *ln = lf ? lf->node : NULL;
@@ -653,19 +659,19 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
 
     switch (p->action) {
     case SET_NEW_ROOT:
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         return fill_single(p->extra[0], 0, key, val);
 
     case SET_REPLACE: {
         hslot *s = &AS_B(ln)->b_slots[lf->idx];
         if (own) {
-            cv__value_retain(key, val);
+            cv__slot_take_value(key, val);
             *old_val = s->val;
             *replaced_in_place = 1;
             s->val = val;
             return ln;
         }
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         bnode_copy(out, ln, lf->idx);
         AS_B(out)->b_slots[lf->idx].val = val;
         return out;
@@ -676,7 +682,7 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
         unsigned c = ln->n_count, i = lf->idx;
         hslot *d = AS_B(out)->b_slots;
         const hslot *s = AS_B(ln)->b_slots;
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         memcpy(d, s, i * sizeof(hslot));
         memcpy(d + i + 1, s + i, (c - i) * sizeof(hslot));
         d[i].key = key;
@@ -693,7 +699,7 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
     case SET_TO_ARRAY: {
         uint32_t bm = ln->n_bitmap;
         unsigned f = frag(h, leaf), e = 0, i = 0;
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         for (unsigned j = 0; j < HAMT_FANOUT; j++) {
             hnode *child;
             if (j == f) {
@@ -702,7 +708,7 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
                 hslot *s = &AS_B(ln)->b_slots[i++];
                 if (s->key != NULL) {
                     if (!own)
-                        cv__entry_retain(s->key, s->val);
+                        cv__slot_take(s->key, s->val);
                     child = fill_single(p->extra[e++], leaf + 1, s->key,
                                         s->val);
                 } else {
@@ -722,7 +728,7 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
 
     case SET_INSERT_ARRAY: {
         hnode *c = fill_single(p->extra[0], leaf + 1, key, val);
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         if (!own)
             anode_copy(out, ln, lf->idx);
         AS_A(out)->a_child[lf->idx] = c;
@@ -735,10 +741,10 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
         hslot *s = &AS_B(ln)->b_slots[lf->idx];
         cv_var *k2 = s->key;
         void *v2 = s->val;
-        uint32_t h2 = cv__var_hash(k2);
-        cv__entry_retain(key, val);
+        uint32_t h2 = cv__key_hash(k2);
+        cv__slot_take(key, val);
         if (!own)
-            cv__entry_retain(k2, v2); /* the old leaf keeps its own */
+            cv__slot_take(k2, v2); /* the old leaf keeps its own */
         /* The chain, from the top: extra[0 .. nextra-2] single-child. */
         unsigned level = leaf + 1;
         for (unsigned e = 0; e + 1 < p->nextra; e++, level++) {
@@ -770,7 +776,7 @@ static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
 
     case SET_INSERT_COLL: {
         unsigned c = ln->n_size;
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         memcpy(AS_B(out)->b_slots, AS_B(ln)->b_slots, c * sizeof(hslot));
         if (!own)
             slots_retain(AS_B(out)->b_slots, 0, c);
@@ -789,7 +795,7 @@ static int hamt_set(cv_map **m, cv_var *key, void *val)
     if (plan_set((const hnode *)*m, key, val, &p) == 0)
         return 0;
     if (alloc_set(&p, key) != 0)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
 
     /* Phase 3: bottom-up. Copies (which retain) come first: the owned
      * nodes, changed in place, are all above them. */
@@ -821,14 +827,14 @@ static int hamt_set(cv_map **m, cv_var *key, void *val)
         if (!st->owned) {
             /* The first shared node: its owner (the caller, or an owned
              * parent now pointing at the copy) lets go of it. */
-            node_decref(st->node);
+            cv__map_drop_later(SELF, (cv_map *)st->node);
             break;
         }
         if (st->fresh)
             cv__free(st->node); /* owned, contents moved */
     }
     if (replaced_in_place)
-        cv__value_release(key, old_val);
+        cv__slot_drop_value(key, old_val);
     return 0;
 }
 
@@ -853,7 +859,7 @@ typedef struct del_step {
 static int plan_del(hnode *root, const cv_var *key, del_step *path,
                     unsigned *depth_out)
 {
-    uint32_t h = cv__var_hash(key);
+    uint32_t h = cv__key_hash(key);
     hnode *n = root;
     int owned = 1;
     unsigned depth = 0;
@@ -951,7 +957,7 @@ static int alloc_del(del_step *path, unsigned depth)
         if (d->s.fresh == NULL) {
             for (unsigned j = 0; j < i; j++)
                 cv__free(path[j].s.fresh);
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         }
     }
     return 0;
@@ -984,7 +990,7 @@ static void array_to_bitmap(hnode *out, hnode *a, unsigned gone, int own,
             if (own && owned_node(c)) {
                 after->free_raw[after->nfree++] = c;
             } else {
-                cv__entry_retain(s->key, s->val);
+                cv__slot_take(s->key, s->val);
                 if (own)
                     after->decref[after->ndecref++] = c;
             }
@@ -1006,7 +1012,7 @@ static int hamt_del(cv_map **m, const cv_var *key)
     if (*m == NULL || plan_del((hnode *)*m, key, path, &depth) == 0)
         return 0;
     if (alloc_del(path, depth) != 0)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
 
     del_after after = {.nfree = 0, .ndecref = 0};
     del_step *lf = &path[depth - 1];
@@ -1024,7 +1030,7 @@ static int hamt_del(cv_map **m, const cv_var *key)
         if (d->res == DEL_PAIR) {
             /* The pair leaves this node for the parent's slot. */
             if (leaf && !own) /* the old leaf keeps its own */
-                cv__entry_retain(d->pair.key, d->pair.val);
+                cv__slot_take(d->pair.key, d->pair.val);
             if (own)
                 after.free_raw[after.nfree++] = n;
             continue;
@@ -1045,7 +1051,7 @@ static int hamt_del(cv_map **m, const cv_var *key)
             else
                 after.free_raw[after.nfree++] = n;
             out->n_bitmap = n->n_kind == NODE_BITMAP
-                                ? n->n_bitmap & ~(1u << frag(cv__var_hash(key),
+                                ? n->n_bitmap & ~(1u << frag(cv__key_hash(key),
                                                              i))
                                 : n->n_bitmap;
             out->n_size = n->n_size - 1;
@@ -1094,9 +1100,9 @@ static int hamt_del(cv_map **m, const cv_var *key)
     for (unsigned i = 0; i < after.nfree; i++)
         cv__free(after.free_raw[i]);
     if (lf->s.owned)
-        cv__entry_release(removed.key, removed.val);
+        cv__slot_drop(removed.key, removed.val);
     for (unsigned i = 0; i < after.ndecref; i++)
-        node_decref(after.decref[i]);
+        cv__map_drop_later(SELF, (cv_map *)after.decref[i]);
     return 1;
 }
 
@@ -1131,9 +1137,9 @@ static const char *check_node(const hnode *n, unsigned level, uint32_t prefix,
             const hslot *s = &AS_B(n)->b_slots[i];
             if (s->key == NULL)
                 return "hamt: child in a collision node";
-            if (atomic_load(&s->key->v_refs) < 1)
+            if (cv__key_refs(s->key) < 1)
                 return "hamt: key with reference count below 1";
-            if (cv__var_hash(s->key) != n->n_bitmap)
+            if (cv__key_hash(s->key) != n->n_bitmap)
                 return "hamt: collision key with another hash";
             for (unsigned j = 0; j < i; j++)
                 if (AS_B(n)->b_slots[j].key == s->key)
@@ -1179,12 +1185,12 @@ static const char *check_node(const hnode *n, unsigned level, uint32_t prefix,
             uint32_t want = prefix | (j << (level * HAMT_BITS));
             if (s->key != NULL) {
                 pairs++;
-                if (atomic_load(&s->key->v_refs) < 1)
+                if (cv__key_refs(s->key) < 1)
                     return "hamt: key with reference count below 1";
                 uint32_t m2 = (level + 1) * HAMT_BITS >= 32
                                   ? 0xffffffffu
                                   : (1u << ((level + 1) * HAMT_BITS)) - 1;
-                if ((cv__var_hash(s->key) & m2) != want)
+                if ((cv__key_hash(s->key) & m2) != want)
                     return "hamt: key in a slot its hash does not lead to";
                 total++;
             } else {

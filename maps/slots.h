@@ -27,7 +27,7 @@ static inline void cv__slot_remove(cv_slot *slots, uint32_t mask, uint32_t i)
         cv_slot *t = &slots[j];
         if (t->key == NULL)
             break;
-        uint32_t home = cv__var_hash(t->key) & mask;
+        uint32_t home = cv__key_hash(t->key) & mask;
         /* t may move to i unless its home lies cyclically in (i, j]. */
         int stays = (i <= j) ? (i < home && home <= j)
                              : (i < home || home <= j);

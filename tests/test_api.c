@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 
 #include "testutil.h"
 

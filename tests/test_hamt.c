@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 #include "testutil.h"
 
 /* Test hooks of maps/hamt.c. */

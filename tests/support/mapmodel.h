@@ -27,7 +27,9 @@
 #ifndef CV_MAPMODEL_H
 #define CV_MAPMODEL_H
 
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 #include "testutil.h"
 
 #define MM_MAXK 48
