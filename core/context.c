@@ -257,6 +257,21 @@ static inline void write_end(void)
         drops_run();
 }
 
+/* Test builds (CV_DEBUG): the backend's whole invariant after every
+ * successful write, so every test that writes checks every step
+ * (CPython's Py_DEBUG, SQLite's debug builds). O(n) a write: never in the
+ * release library. */
+#ifdef CV_DEBUG
+static void write_check(const cv_context *c)
+{
+    const char *why = c->c_ops->check(c->c_map);
+    if (why != NULL)
+        cv__assert_fail(why, "check() after a write", 0);
+}
+#else
+#define write_check(c) ((void)0)
+#endif
+
 static inline cache_entry *cache_slot(const cv_var *v)
 {
     return &cv__tc.e[cv__cache_index(v)];
@@ -744,6 +759,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
             unmake_base(made);
             return r;
         }
+        write_check(c);
         cache_note(v, value);
         write_end();
         return 0;
@@ -771,6 +787,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         unmake_base(made);
         return r;
     }
+    write_check(c);
     cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
@@ -801,6 +818,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
         write_end();
         return r;
     }
+    write_check(c);
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
     write_end();

@@ -377,6 +377,9 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
         *m = (cv_map *)s;
     }
 
+    /* in place only on a block no one else sees, never past K pairs */
+    CV_ASSERT(unshared(s) && s->s_count + (p == NULL) <= s->s_cap &&
+              s->s_cap <= K);
     if (p == NULL) {
         cv__slot_take(key, val);
         s->s_pairs[s->s_count++] = (apair){.key = key, .val = val};
@@ -396,6 +399,8 @@ static int large_del(cv_map **m, const cv_var *key)
         int r = HAMT->del(&h, key);
         if (r == 1)
             *m = large_wrap(h);
+        /* the invariant: a HAMT holds more than K / 2 pairs */
+        CV_ASSERT(r < 0 || HAMT->len(large_inner(*m)) > DEMOTE_AT);
         return r;
     }
     void *v;
@@ -432,6 +437,7 @@ static int ad_del(cv_map **m, const cv_var *key)
         return 1;
     }
     /* In place: the last pair fills the hole (order is unspecified). */
+    CV_ASSERT(unshared(s));
     apair gone = *p;
     *p = s->s_pairs[--s->s_count];
     cv__slot_drop(gone.key, gone.val);

@@ -277,6 +277,7 @@ static void slot_remove(layer *l, cslot *s)
  * the references the slot owns. */
 static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
 {
+    CV_ASSERT(unshared(l)); /* the invariant: a layer is written at 1 */
     if (val == TOMB) {
         cv__slot_take_key(key);
     } else {
@@ -554,6 +555,7 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
         return CV_MAP_ENOMEM;
     n->l_parent = top; /* steals the caller's reference */
     n->l_depth = (uint8_t)(top->l_depth + 1);
+    CV_ASSERT(n->l_depth <= MAX_DEPTH);
     n->l_writes = writes_after(top);
     n->l_count = count;
     slot_fill(n, &n->l_slots[0], key, val);
@@ -684,6 +686,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
 
     if (s != NULL) { /* a pair or a tombstone of this layer: overwrite */
         void *old = s->val;
+        CV_ASSERT(unshared(top));
         cv__slot_take_value(key, val);
         s->val = val;
         top->l_count = count;
@@ -698,6 +701,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         top->l_count = count;
     }
     absorb_private(m);
+    CV_ASSERT(((const layer *)*m)->l_count >= 1);
     return 0;
 }
 
@@ -747,6 +751,7 @@ static int chain_del(cv_map **m, const cv_var *key)
     if (s != NULL) { /* a pair of this layer */
         void *old = s->val;
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
+            CV_ASSERT(unshared(top) && top->l_depth > 0);
             s->val = TOMB; /* the slot keeps its var reference */
             top->l_count = count;
             cv__slot_drop_value(k, old);
@@ -761,10 +766,12 @@ static int chain_del(cv_map **m, const cv_var *key)
         if (r < 0)
             return r;
         top = (layer *)*m;
+        CV_ASSERT(top->l_depth > 0); /* no tombstone at depth 0 */
         slot_fill(top, slot_lookup(top, key), k, TOMB);
         top->l_count = count;
     }
     absorb_private(m); /* after the write, as in chain_set */
+    CV_ASSERT(*m == NULL || ((const layer *)*m)->l_count >= 1);
     return 1;
 }
 

@@ -220,6 +220,8 @@ static int dict_set(cv_map **m, cv_var *key, void *val)
         s = slot_lookup(d, key);
     }
 
+    /* in place only on a table no one else can see; load at most 3/4 */
+    CV_ASSERT(unshared(d) && fits(d->d_count + (s->key == NULL), d->d_mask + 1));
     if (s->key == NULL) {
         cv__slot_take(key, val);
         s->key = key;
@@ -263,6 +265,7 @@ static int dict_del(cv_map **m, const cv_var *key)
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     }
+    CV_ASSERT(unshared(d) && s->key == key);
     cv__slot_remove(d->d_slots, d->d_mask, (uint32_t)(s - d->d_slots));
     d->d_count--;
     /* Shrink a table left at under 1/8 load; best effort. */

@@ -96,6 +96,7 @@ static int run_named(const char *list)
 }
 
 int r15_probe(const char *mode); /* test_api.c */
+int debug_probe(void);           /* test_debug.c */
 const char *tu_self_path;        /* this binary, for tests that re-run it */
 
 static const char usage[] =
@@ -128,6 +129,8 @@ int main(int argc, char **argv)
     tu_self_path = realpath(argv[0], self) ? self : argv[0];
     if (getenv("CV_R15_PROBE") != NULL)
         return r15_probe(getenv("CV_R15_PROBE"));
+    if (getenv("CV_DEBUG_PROBE") != NULL)
+        return debug_probe();
     tu_alloc_install();
     const char *filter = getenv("CV_TEST_FILTER");
     if (filter != NULL)

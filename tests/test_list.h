@@ -74,7 +74,8 @@
 
 /* ---- once ------------------------------------------------------------- */
 
-/* tests/test_api.c: errors, bad input, backends registry, allocator */
+/* tests/test_api.c: errors, bad input, backends registry, allocator;
+ * tests/test_debug.c: the test build checks every write */
 #define CV_API_TESTS(X)                      \
     X(errors_have_names)                     \
     X(bad_input_nulls)                       \
@@ -84,6 +85,7 @@
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
     X(allocator_swap_returns_cached_blocks)  \
+    X(debug_check_runs_after_every_write)    \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \

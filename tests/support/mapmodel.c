@@ -134,10 +134,20 @@ void mm_expect(const mm_world *w, const cv_map *m, const mm_model *md)
     assert_true(m != NULL || n == 0);
 }
 
+/* After every successful write, the backend's check() (as the core does
+ * in the test build). */
+static void checked(const mm_world *w, const cv_map *m, const char *op, int k)
+{
+    const char *why = w->b->check(m);
+    if (why != NULL)
+        fail_msg("%s of key %d: check: %s", op, k, why);
+}
+
 int mm_try_set(const mm_world *w, cv_map **m, mm_model *md, int k, void *v)
 {
     int r = w->b->set(m, w->keys[k], v);
     if (r == 0) {
+        checked(w, *m, "set", k);
         md->has[k] = 1;
         md->val[k] = v;
     }
@@ -147,6 +157,8 @@ int mm_try_set(const mm_world *w, cv_map **m, mm_model *md, int k, void *v)
 int mm_try_del(const mm_world *w, cv_map **m, mm_model *md, int k)
 {
     int r = w->b->del(m, w->keys[k]);
+    if (r >= 0)
+        checked(w, *m, "del", k);
     if (r == 1) {
         md->has[k] = 0;
         md->val[k] = NULL;
