@@ -490,15 +490,4 @@ int cv__adaptive_is_small(const cv_map *m)
     return !is_large(m);
 }
 
-const struct cv_backend cv__backend_adaptive = {
-    .name = "adaptive",
-    .summary = "small array scanned by identity, HAMT above K pairs",
-    .find = ad_find,
-    .set = ad_set,
-    .del = ad_del,
-    .len = ad_len,
-    .foreach = ad_foreach,
-    .share = ad_share,
-    .release = ad_release,
-    .check = ad_check,
-};
+CV_BACKEND_DEFINE(cv__backend_adaptive, "adaptive", ad);

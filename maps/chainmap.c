@@ -811,16 +811,9 @@ static const char *layer_check(const layer *l)
             continue;
         used++;
         tombs += s->val == TOMB;
-        if (cv__key_refs(s->key) < 1)
-            return "chainmap: key with reference count below 1";
-        /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__key_hash(s->key) & mask; j != i;
-             j = (j + 1) & mask) {
-            if (l->l_slots[j].key == NULL)
-                return "chainmap: key behind an empty slot (probe run broken)";
-            if (l->l_slots[j].key == s->key)
-                return "chainmap: duplicate key in a layer";
-        }
+        const char *e = cv__slot_check(l->l_slots, mask, i);
+        if (e != NULL)
+            return e;
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
@@ -852,16 +845,4 @@ unsigned cv__chainmap_depth(const cv_map *m)
     return m ? ((const layer *)m)->l_depth : 0;
 }
 
-const struct cv_backend cv__backend_chainmap = {
-    .name = "chainmap",
-    .summary = "layers frozen by sharing, O(1) copy, top layers merged "
-               "at depth 8",
-    .find = chain_find,
-    .set = chain_set,
-    .del = chain_del,
-    .len = chain_len,
-    .foreach = chain_foreach,
-    .share = chain_share,
-    .release = chain_release,
-    .check = chain_check,
-};
+CV_BACKEND_DEFINE(cv__backend_chainmap, "chainmap", chain);

@@ -330,31 +330,13 @@ static const char *dict_check(const cv_map *m)
         if (s->key == NULL)
             continue;
         seen++;
-        if (cv__key_refs(s->key) < 1)
-            return "dictcopy: key with reference count below 1";
-        /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__key_hash(s->key) & d->d_mask; j != i;
-             j = (j + 1) & d->d_mask) {
-            if (d->d_slots[j].key == NULL)
-                return "dictcopy: key behind an empty slot (probe run broken)";
-            if (d->d_slots[j].key == s->key)
-                return "dictcopy: duplicate key";
-        }
+        const char *e = cv__slot_check(d->d_slots, d->d_mask, i);
+        if (e != NULL)
+            return e;
     }
     if (seen != d->d_count)
         return "dictcopy: count does not match the occupied slots";
     return NULL;
 }
 
-const struct cv_backend cv__backend_dictcopy = {
-    .name = "dictcopy",
-    .summary = "open-addressing table, O(1) share, cloned on first write",
-    .find = dict_find,
-    .set = dict_set,
-    .del = dict_del,
-    .len = dict_len,
-    .foreach = dict_foreach,
-    .share = dict_share,
-    .release = dict_release,
-    .check = dict_check,
-};
+CV_BACKEND_DEFINE(cv__backend_dictcopy, "dictcopy", dict);

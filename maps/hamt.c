@@ -1430,15 +1430,4 @@ size_t cv__hamt_shape(const cv_map *m, char *buf, size_t cap)
     return b.len;
 }
 
-const struct cv_backend cv__backend_hamt = {
-    .name = "hamt",
-    .summary = "persistent hash array mapped trie, O(1) share, path copy",
-    .find = hamt_find,
-    .set = hamt_set,
-    .del = hamt_del,
-    .len = hamt_len,
-    .foreach = hamt_foreach,
-    .share = hamt_share,
-    .release = hamt_release,
-    .check = hamt_check,
-};
+CV_BACKEND_DEFINE(cv__backend_hamt, "hamt", hamt);

@@ -247,15 +247,4 @@ static const char *cn_check(const cv_map *m)
     return NULL;
 }
 
-const struct cv_backend tu_canary_backend = {
-    .name = "canary",
-    .summary = "TEST ONLY: naive ChainMap.new_child, breaks R9 on purpose",
-    .find = cn_find,
-    .set = cn_set,
-    .del = cn_del,
-    .len = cn_len,
-    .foreach = cn_foreach,
-    .share = cn_share,
-    .release = cn_release,
-    .check = cn_check,
-};
+CV_BACKEND_DEFINE(tu_canary_backend, "canary", cn);
