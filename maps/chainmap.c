@@ -300,15 +300,7 @@ static void chain_release(cv_map *m)
         if (!cv__refs_drop(&l->l_refs, 1))
             return;
         layer *parent = l->l_parent;
-        for (uint32_t i = 0; i <= lmask(l); i++) {
-            cslot *s = &l->l_slots[i];
-            if (s->key == NULL)
-                continue;
-            if (s->val == TOMB)
-                cv__slot_drop_key(s->key);
-            else
-                cv__slot_drop(s->key, s->val);
-        }
+        cv__slots_drop(l->l_slots, lmask(l), TOMB);
         cv__free(l);
         l = parent;
     }

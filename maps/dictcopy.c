@@ -174,9 +174,7 @@ static void dict_release(cv_map *m)
         return;
     if (!cv__refs_drop(&d->d_refs, 1))
         return;
-    for (uint32_t i = 0; i <= d->d_mask; i++)
-        if (d->d_slots[i].key != NULL)
-            cv__slot_drop(d->d_slots[i].key, d->d_slots[i].val);
+    cv__slots_drop(d->d_slots, d->d_mask, NULL);
     cv__free(d);
 }
 

@@ -94,8 +94,8 @@
  *   collision_insert (table set_actions); build_path rebuilds the path
  *   above, set_finish drops. A delete plans with del_walk and del_fates
  *   (each node stays, moves its last pair up, or goes), allocates in
- *   alloc_del, builds per node kind (del_leaf_build, del_array_build,
- *   del_bitmap_build) and drops in del_finish.
+ *   alloc_del, builds bottom-up (del_leaf_build, del_inner_build) and
+ *   drops in del_finish.
  *
  * OWNERSHIP AND IN-PLACE WRITES
  *   A node may be changed in place only when it and every node above it
@@ -936,8 +936,8 @@ static int hamt_set(cv_map **m, cv_var *key, void *val)
  * first, what becomes of every node on the path (del_fates): it stays (in
  * place or copied), it is left with one pair that moves up a level, or it
  * is left empty. Phase 2 (alloc_del) obtains the blocks; phase 3 builds
- * bottom-up, one function per kind of node (the leaf, an array node, a
- * bitmap node above the leaf); phase 4 (del_finish) lets go.
+ * bottom-up (the leaf, then each node above it); phase 4 (del_finish)
+ * lets go.
  * ------------------------------------------------------------------------ */
 
 enum del_result {
@@ -1122,9 +1122,10 @@ static hnode *del_leaf_build(del_plan *p, del_step *d, unsigned level)
     return out;
 }
 
-/* An array node above the leaf: converted to a bitmap node, or its child
- * slot updated (emptied when the child is gone). */
-static hnode *del_array_build(del_plan *p, unsigned i, hnode *sub)
+/* A node above the leaf that stays. An array node is converted to a
+ * bitmap node, or its child slot updated (emptied when the child is gone);
+ * a bitmap node's slot takes the pair that moved up, or the new child. */
+static hnode *del_inner_build(del_plan *p, unsigned i, hnode *sub)
 {
     del_step *d = &p->path[i];
     const del_step *below = &p->path[i + 1];
@@ -1133,31 +1134,20 @@ static hnode *del_array_build(del_plan *p, unsigned i, hnode *sub)
         array_to_bitmap(out, n, d->s.idx, d->s.owned, &p->after);
         if (d->s.owned)
             p->after.free_raw[p->after.nfree++] = n;
-    } else {
+    } else if (n->n_kind == NODE_ARRAY) {
         if (d->s.fresh)
             anode_copy(out, n, d->s.idx);
         AS_A(out)->a_child[d->s.idx] = below->res == DEL_GONE ? NULL : sub;
-        if (below->res == DEL_GONE)
-            out->n_count--;
+        out->n_count -= below->res == DEL_GONE;
+    } else {
+        if (d->s.fresh)
+            bnode_copy(out, n, d->s.idx);
+        hslot *s = &AS_B(out)->b_slots[d->s.idx];
+        if (below->res == DEL_PAIR)
+            *s = below->pair;
+        else
+            s->val = sub;
     }
-    out->n_size = n->n_size - 1;
-    return out;
-}
-
-/* A bitmap node above the leaf: its slot takes the pair that moved up, or
- * the rebuilt child. */
-static hnode *del_bitmap_build(del_plan *p, unsigned i, hnode *sub)
-{
-    del_step *d = &p->path[i];
-    const del_step *below = &p->path[i + 1];
-    hnode *n = d->s.node, *out = d->s.fresh ? d->s.fresh : n;
-    if (d->s.fresh)
-        bnode_copy(out, n, d->s.idx);
-    hslot *s = &AS_B(out)->b_slots[d->s.idx];
-    if (below->res == DEL_PAIR)
-        *s = below->pair;
-    else
-        s->val = sub;
     out->n_size = n->n_size - 1;
     return out;
 }
@@ -1178,10 +1168,8 @@ static hnode *del_build(del_plan *p)
                 p->after.free_raw[p->after.nfree++] = d->s.node;
         } else if (leaf) {
             sub = del_leaf_build(p, d, i);
-        } else if (d->s.node->n_kind == NODE_ARRAY) {
-            sub = del_array_build(p, i, sub);
         } else {
-            sub = del_bitmap_build(p, i, sub);
+            sub = del_inner_build(p, i, sub);
         }
     }
     return p->path[0].res == DEL_GONE ? NULL : sub;
