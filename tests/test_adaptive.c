@@ -315,21 +315,10 @@ static void build_edge(const world *w, cv_map **held, model *md)
     assert_false(cv__adaptive_is_small(held[0]));
 }
 
-/* keys[NK - 1] is never among the built pairs */
-static int op_set_new(const world *w, cv_map **m, model *md)
-{
-    return mm_try_set(w, m, md, NK - 1, (void *)&w->vals[NV - 1]);
-}
-
-static int op_set_existing(const world *w, cv_map **m, model *md)
-{
-    return mm_try_set(w, m, md, 0, (void *)&w->vals[NV - 2]);
-}
-
-static int op_del(const world *w, cv_map **m, model *md)
-{
-    return mm_try_del(w, m, md, 1);
-}
+/* The writes: keys[NK - 1] is never among the built pairs. */
+#define SET_NEW MM_SET(NK - 1, NV - 1)
+#define SET_EXISTING MM_SET(0, NV - 2)
+#define DEL MM_DEL(1)
 
 static const char *is_small(const cv_map *m)
 {
@@ -342,20 +331,20 @@ static const char *is_large(const cv_map *m)
 }
 
 static const mm_oom_case oom_cases[] = {
-    {"first pair", mm_build_empty, 0, op_set_new, 0, is_small},
-    {"small growth", build_full_block, 0, op_set_new, 0, is_small},
-    {"small copy (set new)", build_small, 1, op_set_new, 0, is_small},
-    {"small copy (set existing)", build_small, 1, op_set_existing, 0,
+    {"first pair", mm_build_empty, 0, SET_NEW, 0, is_small},
+    {"small growth", build_full_block, 0, SET_NEW, 0, is_small},
+    {"small copy (set new)", build_small, 1, SET_NEW, 0, is_small},
+    {"small copy (set existing)", build_small, 1, SET_EXISTING, 0,
      is_small},
-    {"small copy (del)", build_small, 1, op_del, 1, is_small},
-    {"promotion", build_k, 0, op_set_new, 0, is_large},
-    {"promotion of a shared map", build_k, 1, op_set_new, 0, is_large},
-    {"large set new", build_large, 0, op_set_new, 0, is_large},
-    {"large set, shared", build_large, 1, op_set_existing, 0, is_large},
-    {"large del", build_large, 0, op_del, 1, is_large},
-    {"large del, shared", build_large, 1, op_del, 1, is_large},
-    {"demotion", build_edge, 0, op_del, 1, is_small},
-    {"demotion of a shared map", build_edge, 1, op_del, 1, is_small},
+    {"small copy (del)", build_small, 1, DEL, 1, is_small},
+    {"promotion", build_k, 0, SET_NEW, 0, is_large},
+    {"promotion of a shared map", build_k, 1, SET_NEW, 0, is_large},
+    {"large set new", build_large, 0, SET_NEW, 0, is_large},
+    {"large set, shared", build_large, 1, SET_EXISTING, 0, is_large},
+    {"large del", build_large, 0, DEL, 1, is_large},
+    {"large del, shared", build_large, 1, DEL, 1, is_large},
+    {"demotion", build_edge, 0, DEL, 1, is_small},
+    {"demotion of a shared map", build_edge, 1, DEL, 1, is_small},
 };
 
 TEST(adaptive_oom_every_allocating_path)

@@ -846,32 +846,22 @@ static void build_deep(const world *w, cv_map **held, model *md)
     assert_int_equal(cv__chainmap_depth(held[0]), D);
 }
 
-static int op_set_new(const world *w, cv_map **m, model *md)
-{
-    return mm_try_set(w, m, md, 7, (void *)&w->vals[7]);
-}
-
-static int op_set_existing(const world *w, cv_map **m, model *md)
-{
-    return mm_try_set(w, m, md, 0, (void *)&w->vals[33]);
-}
-
-static int op_del_lower(const world *w, cv_map **m, model *md)
-{
-    return mm_try_del(w, m, md, 0);
-}
+/* The writes: key 7 is never among the built pairs. */
+#define SET_NEW MM_SET(7, 7)
+#define SET_EXISTING MM_SET(0, 33)
+#define DEL_LOWER MM_DEL(0)
 
 static const mm_oom_case oom_cases[] = {
-    {"first layer", mm_build_empty, 0, op_set_new, 0, NULL},
-    {"growth of a one-slot top", build_one, 0, op_set_new, 0, NULL},
-    {"growth of a top over a parent", build_small_top, 0, op_set_new, 0,
+    {"first layer", mm_build_empty, 0, SET_NEW, 0, NULL},
+    {"growth of a one-slot top", build_one, 0, SET_NEW, 0, NULL},
+    {"growth of a top over a parent", build_small_top, 0, SET_NEW, 0,
      NULL},
-    {"tombstone grows the top", build_small_top, 0, op_del_lower, 1, NULL},
-    {"push a layer (set)", build_four, 1, op_set_existing, 0, NULL},
-    {"push a layer (tombstone)", build_four, 1, op_del_lower, 1, NULL},
-    {"flatten (set new)", build_deep, 1, op_set_new, 0, NULL},
-    {"flatten (set existing)", build_deep, 1, op_set_existing, 0, NULL},
-    {"flatten (tombstone)", build_deep, 1, op_del_lower, 1, NULL},
+    {"tombstone grows the top", build_small_top, 0, DEL_LOWER, 1, NULL},
+    {"push a layer (set)", build_four, 1, SET_EXISTING, 0, NULL},
+    {"push a layer (tombstone)", build_four, 1, DEL_LOWER, 1, NULL},
+    {"flatten (set new)", build_deep, 1, SET_NEW, 0, NULL},
+    {"flatten (set existing)", build_deep, 1, SET_EXISTING, 0, NULL},
+    {"flatten (tombstone)", build_deep, 1, DEL_LOWER, 1, NULL},
 };
 
 TEST(chainmap_oom_every_allocating_path)

@@ -38,6 +38,8 @@ TEST(map_random_ops_match_model)
 
 /* Key OOM_NEW is never in a built map. */
 enum { OOM_NEW = MM_MAXK - 1, OOM_HELD = 2 };
+#define SET_NEW MM_SET(OOM_NEW, MM_NV - 1)
+#define SET_EXISTING MM_SET(0, MM_NV - 2)
 
 #define OOM_SIZES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(7) X(8) X(9) X(12) \
     X(15) X(16) X(17) X(24) X(33) X(40)
@@ -50,36 +52,16 @@ enum { OOM_NEW = MM_MAXK - 1, OOM_HELD = 2 };
 OOM_SIZES(OOM_BUILD)
 #undef OOM_BUILD
 
-static int op_set_new(const mm_world *w, cv_map **m, mm_model *md)
-{
-    return mm_try_set(w, m, md, OOM_NEW, (void *)&w->vals[MM_NV - 1]);
-}
-
-static int op_set_existing(const mm_world *w, cv_map **m, mm_model *md)
-{
-    return mm_try_set(w, m, md, 0, (void *)&w->vals[MM_NV - 2]);
-}
-
-static int op_del(const mm_world *w, cv_map **m, mm_model *md)
-{
-    return mm_try_del(w, m, md, 1);
-}
-
-static int op_del_absent(const mm_world *w, cv_map **m, mm_model *md)
-{
-    return mm_try_del(w, m, md, OOM_NEW);
-}
-
 /* Every write, on a map of n pairs, owned and shared; a set of the key
  * already there is a replace, a delete of key 1 removes it when n > 1. */
 #define OOM_CASES(n)                                                       \
-    {"set new, n=" #n, build_##n, 0, op_set_new, 0, NULL},                 \
-    {"set new, shared, n=" #n, build_##n, 1, op_set_new, 0, NULL},         \
-    {"replace, n=" #n, build_##n, 0, op_set_existing, 0, NULL},            \
-    {"replace, shared, n=" #n, build_##n, 1, op_set_existing, 0, NULL},    \
-    {"del, n=" #n, build_##n, 0, op_del, (n) > 1, NULL},                   \
-    {"del, shared, n=" #n, build_##n, 1, op_del, (n) > 1, NULL},           \
-    {"del absent, shared, n=" #n, build_##n, 1, op_del_absent, 0, NULL},
+    {"set new, n=" #n, build_##n, 0, SET_NEW, 0, NULL},                    \
+    {"set new, shared, n=" #n, build_##n, 1, SET_NEW, 0, NULL},            \
+    {"replace, n=" #n, build_##n, 0, SET_EXISTING, 0, NULL},               \
+    {"replace, shared, n=" #n, build_##n, 1, SET_EXISTING, 0, NULL},       \
+    {"del, n=" #n, build_##n, 0, MM_DEL(1), (n) > 1, NULL},                \
+    {"del, shared, n=" #n, build_##n, 1, MM_DEL(1), (n) > 1, NULL},        \
+    {"del absent, shared, n=" #n, build_##n, 1, MM_DEL(OOM_NEW), 0, NULL},
 static const mm_oom_case oom_cases[] = {OOM_SIZES(OOM_CASES)};
 #undef OOM_CASES
 

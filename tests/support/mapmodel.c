@@ -265,7 +265,9 @@ static int oom_step(const mm_world *w, const mm_oom_case *oc, int nheld,
     long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
     long hooks = tu_hook_balance();
     tu_alloc_fail_at(k, forever);
-    int r = oc->op(w, &held[0], &md);
+    int r = oc->op.del ? mm_try_del(w, &held[0], &md, oc->op.key)
+                       : mm_try_set(w, &held[0], &md, oc->op.key,
+                                    (void *)&w->vals[oc->op.val]);
     long failed = tu_alloc_failures();
     tu_alloc_fail_at(0, 0);
     if (r == CV_ENOMEM) {

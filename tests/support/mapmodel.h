@@ -105,11 +105,20 @@ void mm_random_run(const mm_world *w, const mm_random *r);
 /* ------------------------------------------------------------------------
  * The OOM loop. held[0] is the map under test, held[1 ..] other holders.
  * ------------------------------------------------------------------------ */
+/* The write under test: a set of keys[key] to vals[val], or a delete. */
+typedef struct mm_op {
+    int del;
+    int key;
+    int val;
+} mm_op;
+#define MM_SET(k, v) {0, (k), (v)}
+#define MM_DEL(k) {1, (k), 0}
+
 typedef struct mm_oom_case {
     const char *name;
     void (*build)(const mm_world *w, cv_map **held, mm_model *md);
     int shared;                 /* 1: held[1] shares held[0] after build */
-    int (*op)(const mm_world *w, cv_map **m, mm_model *md); /* model too */
+    mm_op op;
     int want;                   /* op's result on success */
     /* after success, a backend's own check of the result (NULL: none);
      * returns NULL or what is wrong */
