@@ -20,6 +20,17 @@
 #include "fuzz.h"
 
 const char *fz_target = "fuzz";
+
+void fz_init(const char *target, void (*setup)(void))
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    fz_target = target;
+    setup();
+    tu_alloc_install();
+}
 unsigned long fz_exec_count;
 fz_lookup_fn fz_backend_lookup = cv_backend_get;
 

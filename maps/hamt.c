@@ -532,6 +532,13 @@ static int extra_alloc(set_plan *p, unsigned kind, unsigned slots)
     return node_alloc(&p->extra[p->nextra++], kind, slots);
 }
 
+/* A block for the leaf one slot longer, of its kind (bitmap, collision). */
+static int leaf_grow_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    return node_alloc(&lf->fresh, lf->node->n_kind, bslots(lf->node) + 1u);
+}
+
 /* Frees raw every block a failed phase 2 obtained (cv__free(NULL) is a
  * no-op, so the slot of the failing allocation needs no care). */
 static void plan_free(set_plan *p)
@@ -585,8 +592,7 @@ static hnode *hamt_node_replace_build(set_plan *p)
  * pair at its fragment's index (a new block, one slot longer). */
 static int hamt_bitmap_insert_alloc(set_plan *p)
 {
-    hstep *lf = leaf_step(p);
-    return node_alloc(&lf->fresh, NODE_BITMAP, lf->node->n_count + 1u);
+    return leaf_grow_alloc(p);
 }
 
 static hnode *hamt_bitmap_insert_build(set_plan *p)
@@ -752,8 +758,7 @@ static hnode *hamt_bitmap_split_build(set_plan *p)
  * block, one slot longer). */
 static int hamt_collision_insert_alloc(set_plan *p)
 {
-    hstep *lf = leaf_step(p);
-    return node_alloc(&lf->fresh, NODE_COLLISION, lf->node->n_size + 1u);
+    return leaf_grow_alloc(p);
 }
 
 static hnode *hamt_collision_insert_build(set_plan *p)
