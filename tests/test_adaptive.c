@@ -137,8 +137,7 @@ TEST(adaptive_isolation_across_promote_and_demote)
     world_init(&w, 0);
     cv_map *a = NULL, *b, *c, *d;
     model ma = {0};
-    for (int k = 0; k < KK; k++)
-        set_ok(&w, &a, &ma, k, &w.vals[k]);
+    mm_fill(&w, &a, &ma, KK);
 
     /* b promotes while a, its snapshot, stays small and unchanged */
     ASSERT_OK(B->share(a, &b));
@@ -231,8 +230,7 @@ TEST(adaptive_writes_without_allocation)
     world_init(&w, 0);
     cv_map *m = NULL, *s;
     model md = {0};
-    for (int k = 0; k < 3; k++)
-        set_ok(&w, &m, &md, k, &w.vals[k]);
+    mm_fill(&w, &m, &md, 3);
     ASSERT_OK(B->share(m, &s));
     model ms = md;
     tu_alloc_fail_at(1, 1);

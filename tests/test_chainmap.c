@@ -44,8 +44,7 @@ TEST(chainmap_isolation_both_ways_at_every_depth)
     world_init(&w, 0);
     cv_map *a = NULL;
     model ma = {0};
-    set_ok(&w, &a, &ma, 0, &w.vals[0]);
-    set_ok(&w, &a, &ma, 1, &w.vals[1]);
+    mm_fill(&w, &a, &ma, 2);
     for (int step = 0; step < 3 * D + 3; step++) {
         cv_map *b;
         ASSERT_OK(B->share(a, &b));
@@ -124,9 +123,7 @@ TEST(chainmap_tombstones_hide_lower_layers)
     world_init(&w, 0);
     cv_map *a = NULL;
     model ma = {0};
-    set_ok(&w, &a, &ma, 0, &w.vals[0]);
-    set_ok(&w, &a, &ma, 1, &w.vals[1]);
-    set_ok(&w, &a, &ma, 2, &w.vals[2]);
+    mm_fill(&w, &a, &ma, 3);
     cv_map *b;
     ASSERT_OK(B->share(a, &b));
     model mb = ma;
@@ -260,8 +257,7 @@ TEST(chainmap_compaction_exactly_at_the_bound)
     world_init(&w, 0);
     cv_map *m = NULL;
     model md = {0};
-    for (int k = 0; k < NK; k++)
-        set_ok(&w, &m, &md, k, &w.vals[k]);
+    mm_fill(&w, &m, &md, NK);
     cv_map *held[3 * (D + 1)];
     int nheld = 0;
     for (int round = 0; round < 3; round++) {
@@ -880,8 +876,7 @@ TEST(chainmap_writes_without_allocation)
     world_init(&w, 0);
     cv_map *m = NULL, *s;
     model md = {0};
-    set_ok(&w, &m, &md, 0, &w.vals[0]);
-    set_ok(&w, &m, &md, 1, &w.vals[1]);
+    mm_fill(&w, &m, &md, 2);
     ASSERT_OK(B->share(m, &s));
     model ms = md;
     tu_alloc_fail_at(1, 1);
