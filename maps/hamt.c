@@ -926,7 +926,9 @@ static void set_finish(set_plan *p)
 
 static int hamt_set(cv_map **m, cv_var *key, void *val)
 {
-    set_plan p = {.key = key, .val = val};
+    set_plan p; /* not zeroed: phase 1 sets what the later ones read */
+    p.key = key;
+    p.val = val;
     if (plan_set((const hnode *)*m, &p) == 0)
         return 0;
     if (alloc_set(&p) != 0)
@@ -1203,7 +1205,10 @@ static void del_finish(del_plan *p, hslot removed, int leaf_owned)
 
 static int hamt_del(cv_map **m, const cv_var *key)
 {
-    del_plan p = {.key = key, .depth = 0};
+    del_plan p; /* not zeroed: each phase sets what the next reads */
+    p.key = key;
+    p.depth = 0;
+    p.after.nfree = p.after.ndecref = 0;
     if (del_walk(&p, (hnode *)*m) == 0)
         return 0;
     del_fates(&p);
