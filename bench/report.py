@@ -683,12 +683,13 @@ def _pick_group(label, cells, unit):
     """cells: [(x, mine, best_other)]; returns a row fragment."""
     xs = [c[0] for c in cells]
     x, v, o = max(cells, key=lambda c: c[2] / c[1] if c[1] else 0)
+    ahead = sum(1 for c in cells if c[2] > c[1] * PICK_WITHIN)  # won outright
     if x is None:  # a whole program: no N
-        return {"label": label, "n": 1,
+        return {"label": label, "n": 1, "ahead": ahead,
                 "figure": "%s %s, next best %s" % (fnum(v), unit, fnum(o))}
     where = ", ".join(fn_n(a) for a in xs) if len(xs) <= 4 else "%s … %s (%d sizes)" % (
         fn_n(xs[0]), fn_n(xs[-1]), len(xs))
-    return {"label": "%s %s" % (label, where), "n": len(xs),
+    return {"label": "%s %s" % (label, where), "n": len(xs), "ahead": ahead,
             "figure": "%s %s, next best %s (at %s)" % (fnum(v), unit, fnum(o), fn_n(x))}
 
 
@@ -728,8 +729,8 @@ def pick_wins(bench, mem, wl):
     for name, e in ((wl or {}).get("workloads") or {}).items():
         t = {b: v["mean"] * 1e3 for b, v in e.get("time_s", {}).items()}
         scan("workload `%s`" % name, "ms", [(None, t)])
-    for b in wins:  # whole programs first, then the most sizes
-        wins[b].sort(key=lambda g: (not g["label"].startswith("workload"), -g["n"]))
+    for b in wins:  # whole programs, then the most sizes won outright, then ties
+        wins[b].sort(key=lambda g: (not g["label"].startswith("workload"), -g["ahead"], -g["n"]))
     return wins
 
 
@@ -807,8 +808,8 @@ the gets alone).
     w("Where each backend is the measured best, or within 5%% of it, among the "
       "places where the backends differ (the slowest more than 10%% behind the "
       "fastest), leaving out the ops whose cost is the core's alone (%s). Up to five "
-      "places each: whole programs first, then the most sizes; the figure is the size "
-      "with the widest lead. `make advise` ranks them for a profile of your own.\n"
+      "places each: whole programs first, then the most sizes won by more than 5%%, then "
+      "ties; the figure is the size with the widest lead. `make advise` ranks them for a profile of your own.\n"
       % ", ".join(PICK_SKIP))
     w(pick_table(bench, mem, wl))
     w("")
