@@ -401,32 +401,21 @@ static void full_compare(interp *in, const char *why)
 /* ------------------------------------------------------------------------
  * Commands
  * ------------------------------------------------------------------------ */
-static void drop_var(interp *in, int s)
-{
-    if (in->var[s] == NULL)
-        return;
-    cv_var_release(in->var[s]);
-    in->var[s] = NULL;
-    in->ref->var_release(in->rs, s);
-}
-
-static void drop_tok(interp *in, int t)
-{
-    if (in->tok[t] == NULL)
-        return;
-    cv_token_release(in->tok[t]);
-    in->tok[t] = NULL;
-    in->ref->tok_release(in->rs, t);
-}
-
-static void drop_ctx(interp *in, int c)
-{
-    if (in->ctx[c] == NULL)
-        return;
-    cv_context_release(in->ctx[c]);
-    in->ctx[c] = NULL;
-    in->ref->ctx_release(in->rs, c);
-}
+/* drop_var, drop_tok, drop_ctx: release what slot s of that table holds,
+ * and the reference's twin of it; an empty slot is left alone. */
+#define DEFINE_DROP(table, release)                                        \
+    static void drop_##table(interp *in, int s)                            \
+    {                                                                      \
+        if (in->table[s] == NULL)                                          \
+            return;                                                        \
+        release(in->table[s]);                                             \
+        in->table[s] = NULL;                                               \
+        in->ref->table##_release(in->rs, s);                               \
+    }
+DEFINE_DROP(var, cv_var_release)
+DEFINE_DROP(tok, cv_token_release)
+DEFINE_DROP(ctx, cv_context_release)
+#undef DEFINE_DROP
 
 static void cmd_var_new(interp *in)
 {

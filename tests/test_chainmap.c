@@ -272,10 +272,7 @@ TEST(chainmap_compaction_exactly_at_the_bound)
             expect_model(&w, m, &md);
         }
     }
-    for (int i = 0; i < nheld; i++) {
-        assert_null(B->check(held[i]));
-        B->release(held[i]);
-    }
+    mm_release_all(B, held, nheld);
     B->release(m);
     world_free(&w);
 }
@@ -344,10 +341,7 @@ TEST(chainmap_long_chain_of_copies_stays_bounded)
             expect_model(&w, m, &md);
     }
     expect_model(&w, m, &md);
-    for (int i = 0; i < KEEP; i++) {
-        assert_null(B->check(ring[i]));
-        B->release(ring[i]);
-    }
+    mm_release_all(B, ring, KEEP);
     B->release(m);
     world_free(&w);
 }
@@ -736,10 +730,7 @@ TEST(chainmap_oom_every_allocation_of_a_merge)
                 assert_null(B->check(m));
                 /* the snapshot of the old top still reads it */
                 hist_expect(&h, held[D], before_cur);
-                for (int i = 0; i <= D; i++) {
-                    assert_null(B->check(held[i]));
-                    B->release(held[i]);
-                }
+                mm_release_all(B, held, D + 1);
                 B->release(m);
                 if (r != CV_ENOMEM)
                     break;

@@ -7,8 +7,12 @@
 
 uint32_t tu_rnd(uint32_t *s)
 {
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
+    /* A Weyl sequence through murmur3's finalizer: all 32 bits usable,
+     * any seed (0 too). */
+    uint32_t z = (*s += 0x9e3779b9u);
+    z = (z ^ (z >> 16)) * 0x85ebca6bu;
+    z = (z ^ (z >> 13)) * 0xc2b2ae35u;
+    return z ^ (z >> 16);
 }
 
 uint32_t mm_hash_spread(int i, int nk)
@@ -141,6 +145,16 @@ static void checked(const mm_world *w, const cv_map *m, const char *op, int k)
     const char *why = w->b->check(m);
     if (why != NULL)
         fail_msg("%s of key %d: check: %s", op, k, why);
+}
+
+void mm_release_all(const cv_backend *b, cv_map **maps, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *why = b->check(maps[i]);
+        if (why != NULL)
+            fail_msg("map %d of %d: check: %s", i, n, why);
+        b->release(maps[i]);
+    }
 }
 
 int mm_try_set(const mm_world *w, cv_map **m, mm_model *md, int k, void *v)

@@ -48,7 +48,8 @@ typedef struct mm_model {
     void *val[MM_MAXK];
 } mm_model;
 
-/* The one generator of the tests (an LCG: replayable from its seed). */
+/* The one generator of the tests: 32 bits a call, replayable from its
+ * seed. */
 uint32_t tu_rnd(uint32_t *s);
 
 /* Key hashes, by key index i of nk. */
@@ -70,6 +71,9 @@ void mm_expect(const mm_world *w, const cv_map *m, const mm_model *md);
 /* foreach over m, stopping after `stop_after` pairs (0: never); returns
  * what foreach returned (77 when stopped) and the pairs seen in *calls. */
 int mm_walk(const mm_world *w, const cv_map *m, int stop_after, int *calls);
+
+/* check() holds on each of maps[0 .. n-1], then each is released. */
+void mm_release_all(const cv_backend *b, cv_map **maps, int n);
 
 /* Writes that must succeed, applied to the model too. */
 void mm_set(const mm_world *w, cv_map **m, mm_model *md, int k, void *v);
