@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tstate.h"
 
 struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
@@ -61,10 +62,6 @@ struct cv_token {
     int t_has_old;               /* 0: the var was MISSING */
     int t_used;                  /* set by a successful reset */
 };
-
-/* Cache generations of covered contexts, kept for the first GEN_RING
- * levels above the base (see the top). */
-#define GEN_RING 64
 
 /*
  * The lookup cache. A get is answered from a small direct-mapped table of
@@ -118,47 +115,12 @@ static char cache_absent;
  */
 #define FREE_MAX 64
 
-typedef struct free_block {
-    struct free_block *next;
-} free_block;
-
-/* A drop held back until the write that made it is whole (maps/key.h). */
-typedef struct slot_drop {
-    cv_var *key;
-    void *val;
-    unsigned what;               /* DROP_VALUE | DROP_KEY */
-} slot_drop;
-
-typedef struct map_drop {
-    const cv_backend *ops;
-    cv_map *map;                 /* one reference, released by ops */
-} map_drop;
-
-#define DROP_VALUE 1u
-#define DROP_KEY 2u
-
-typedef struct tstate {
-    cv_context *current;         /* top of the stack; NULL before first use */
-    uint64_t gen_seq;            /* the last generation handed out */
-    free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
-    unsigned n_free;             /* length of free_list, <= FREE_MAX */
-    size_t depth;                /* contexts entered above the base */
-    unsigned cleanups;           /* cv_thread_cleanup calls (for run) */
-    uint64_t below_gen[GEN_RING]; /* [d]: the generation covered by level d+1 */
-    cv_context *base;            /* this thread's own context, or NULL */
-    int registered;              /* the exit destructor is armed */
-    unsigned writing;            /* a map write is under way: drops wait */
-    unsigned n_slot_drops;       /* held back, <= CV_SLOT_DROPS_MAX */
-    unsigned n_map_drops;        /* held back, <= CV_MAP_DROPS_MAX */
-    slot_drop slot_drops[CV_SLOT_DROPS_MAX];
-    map_drop map_drops[CV_MAP_DROPS_MAX];
-} tstate;
-
+/* The thread state (tstate.h; `ts` names cv__ts): what a fiber takes with
+ * it on a swap (exec.c) and what stays with the thread. */
 #if defined(__GNUC__)
-/* initial-exec: a plain %fs-relative load instead of __tls_get_addr. */
-static _Thread_local tstate ts __attribute__((tls_model("initial-exec")));
+_Thread_local tstate cv__ts __attribute__((tls_model("initial-exec")));
 #else
-static _Thread_local tstate ts;
+_Thread_local tstate cv__ts;
 #endif
 
 /* ------------------------------------------------------------------------
@@ -395,6 +357,11 @@ static void ctx_drop(cv_context *c, size_t amount)
     ops->release(map);
 }
 
+void cv__context_retain(cv_context *c)
+{
+    ctx_incref(c);
+}
+
 void cv_context_release(cv_context *c)
 {
     if (c != NULL)
@@ -424,6 +391,7 @@ static void thread_exit_cb(void *arg)
     /* Disarmed first: a block cached after this (by another destructor
      * releasing a context) re-arms, and glibc runs destructors again. */
     ts.registered = 0;
+    cv__exec_thread_exit();
     cv_thread_cleanup();
 }
 
@@ -555,6 +523,25 @@ int cv_context_exit(cv_context *c)
     return 0;
 }
 
+/* fn may have left contexts of its own entered: unwind them, so that
+ * the previous context is restored whatever fn did (R11). If fn called
+ * cv_thread_cleanup, c is gone from the stack (and maybe freed: it is
+ * not touched, not even compared, as its block may be a new context
+ * now) and whatever fn entered afterwards is unwound down to the base:
+ * levels are counted, not addresses. Out of line: a fiber that yielded
+ * inside fn may come back on another thread (R21), and a compiler may keep
+ * the thread pointer it read before the call in a register; a function of
+ * its own reads it afresh. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void run_unwind(size_t level, unsigned cleanups)
+{
+    size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
+    while (ts.depth > keep)
+        stack_pop();
+}
+
 int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
 {
     if (c == NULL || fn == NULL)
@@ -566,15 +553,7 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     unsigned cleanups = ts.cleanups;
     c->c_link |= LINK_BY_RUN;
     int result = fn(arg);
-    /* fn may have left contexts of its own entered: unwind them, so that
-     * the previous context is restored whatever fn did (R11). If fn called
-     * cv_thread_cleanup, c is gone from the stack (and maybe freed: it is
-     * not touched, not even compared, as its block may be a new context
-     * now) and whatever fn entered afterwards is unwound down to the base:
-     * levels are counted, not addresses. */
-    size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
-    while (ts.depth > keep)
-        stack_pop();
+    run_unwind(level, cleanups);
     return result;
 }
 
@@ -781,9 +760,10 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
         write_end();
-        block_unalloc(t, n_free);
+        void *old = t->t_old;
+        block_unalloc(t, n_free); /* first: the hook may make a token */
         if (has_old)
-            cv__value_release(v, t->t_old);
+            cv__value_release(v, old);
         unmake_base(made);
         return r;
     }

@@ -54,13 +54,14 @@ extern "C" {
     XX(ETOKEN_CTX, -6, "token was created in a different context")            \
     XX(EENTERED, -7, "context is already entered")                            \
     XX(ENOTENTERED, -8, "context is not the current context of this thread")  \
-    XX(ENOBACKEND, -9, "no backend of that name")
+    XX(ENOBACKEND, -9, "no backend of that name")                           \
+    XX(EACTIVE, -10, "execution state is in place on a thread")
 
 typedef enum cv_errno {
 #define CV__ERR_ENUM(name, val, msg) CV_##name = (val),
     CV_ERRNO_MAP(CV__ERR_ENUM)
 #undef CV__ERR_ENUM
-    CV__ERR_LAST = -10
+    CV__ERR_LAST = -11
 } cv_errno;
 
 CV_EXTERN const char *cv_strerror(int err);  /* "unknown error" if not a code */
@@ -71,6 +72,8 @@ typedef struct cv_var cv_var;
 typedef struct cv_token cv_token;
 typedef struct cv_context cv_context;
 typedef struct cv_backend cv_backend;
+typedef struct cv_exec cv_exec;
+typedef struct cv_bound cv_bound;
 
 /* ------------------------------------------------------------------------
  * Allocation. Every allocation of the library goes through these hooks.
@@ -171,6 +174,51 @@ CV_EXTERN size_t cv_context_len(const cv_context *c);
 CV_EXTERN int cv_context_foreach(const cv_context *c,
                                  int (*cb)(cv_var *v, void *value, void *arg),
                                  void *arg);
+
+/* ------------------------------------------------------------------------
+ * Execution states, for stackful runtimes (R17-R22). What a thread holds
+ * for ctxvar -- its stack of entered contexts and its base context -- in an
+ * object a fiber scheduler switches on every fiber switch, so that each
+ * fiber behaves as a thread does (R13 per fiber). The thread's own state is
+ * implicit and named NULL.
+ *
+ *     cv_exec *prev;
+ *     cv_exec_swap(fiber->exec, &prev);   before switching to the fiber
+ *     swapcontext(&sched_uc, &fiber->uc);
+ *     cv_exec_swap(prev, NULL);           back in the scheduler
+ * ------------------------------------------------------------------------ */
+/* A new state: no context entered; its base context is made empty on first
+ * use, as a thread's is (the swap never allocates). */
+CV_EXTERN int cv_exec_new(cv_exec **out);
+/* Puts `to` (NULL: the calling thread's own state) in place of the one in
+ * place, which *prev gets when prev is not NULL. O(1), never allocates,
+ * never fails for NULL; CV_EACTIVE (nothing changed) if `to` is in place
+ * on another thread. Swapping in the state already in place does nothing. */
+CV_EXTERN int cv_exec_swap(cv_exec *to, cv_exec **prev);
+/* The state in place on this thread; NULL: the thread's own. */
+CV_EXTERN cv_exec *cv_exec_current(void);
+/* Exits what the state has entered and releases its base. CV_EACTIVE
+ * (nothing changed) if it is in place on any thread. NULL: 0. */
+CV_EXTERN int cv_exec_release(cv_exec *x);
+
+/* ------------------------------------------------------------------------
+ * Bound callbacks, for callback runtimes (R23-R25): fn(arg), to be called
+ * later in the context captured now (asyncio's call_soon(cb, context=)).
+ * ------------------------------------------------------------------------ */
+/* Binds fn(arg) to a copy of the current context, taken now. */
+CV_EXTERN int cv_bound_new(int (*fn)(void *arg), void *arg, cv_bound **out);
+/* Binds fn(arg) to c itself (retained): its sets stay in c. */
+CV_EXTERN int cv_bound_new_in(cv_context *c, int (*fn)(void *arg), void *arg,
+                              cv_bound **out);
+/* Runs fn(arg) in the bound context: fn's result, or CV_EENTERED (fn not
+ * called) if that context is entered anywhere. Never allocates. */
+CV_EXTERN int cv_bound_call(cv_bound *b);
+/* cv_bound_call for a void(void *) callback slot; b is a cv_bound *. */
+CV_EXTERN void cv_bound_fire(void *b);
+/* What the last cv_bound_call or cv_bound_fire returned; 0 before any. */
+CV_EXTERN int cv_bound_result(const cv_bound *b);
+CV_EXTERN cv_context *cv_bound_context(const cv_bound *b); /* borrowed */
+CV_EXTERN void cv_bound_release(cv_bound *b);
 
 /* ------------------------------------------------------------------------
  * The inline get. Not API: every cv__ name below and this layout may change

@@ -26,6 +26,8 @@ _Static_assert(CV_MAP_ENOMEM == CV_ENOMEM, "maps/map.h's CV_MAP_ENOMEM");
  * ------------------------------------------------------------------------ */
 /* Gives the calling thread's cached blocks back to the hook (context.c). */
 CV_HIDDEN void cv__thread_drop_caches(void);
+/* Takes a reference to c (context.c; bound.c binds a context it is given). */
+CV_HIDDEN void cv__context_retain(cv_context *c);
 
 /* ------------------------------------------------------------------------
  * Variables. A var is the key of every map; identity is its address and its

@@ -189,9 +189,10 @@ static int write_op(world *w, size_t b, int op, int n, int k, int val,
         if (fail > 0)
             tu_alloc_fail_at(fail, 0);
         int r;
-        if (op == 's')
-            r = be->set(&w->m[b][n], w->key[k], fz_value(val));
-        else if (op == 'd')
+        if (op == 's') {
+            r = be->set(&w->m[b][n], w->key[k], fz_hold(val));
+            fz_unhold(val);
+        } else if (op == 'd')
             r = be->del(&w->m[b][n], w->key[k]);
         else
             r = be->share(w->m[b][src], &w->m[b][n]);

@@ -64,6 +64,19 @@
     X(s15_context_entered_once)          \
     X(s16_reset_misuse)                  \
 
+/* tests/test_hooks.c: hooks that call back into ctxvar (R14a, R14b) */
+#define CV_HOOK_TESTS(X)                     \
+    X(r14a_reset_to_missing_whose_hook_sets_the_var) \
+    X(r14a_reset_restoring_then_token_release) \
+    X(r14a_plain_set_whose_replaced_value_sets_the_var) \
+    X(r14a_hook_from_token_release)          \
+    X(r14a_hook_from_context_release)        \
+    X(r14a_hook_from_var_release)            \
+    X(r14a_hook_from_thread_cleanup)         \
+    X(r14a_hook_from_thread_exit)            \
+    X(r14a_writes_releasing_many_writing_values) \
+    X(r14b_count_never_passes_zero_while_held) \
+
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
     X(map_random_ops_match_model)            \
@@ -149,10 +162,33 @@
     X(adaptive_writes_without_allocation)    \
     X(adaptive_oom_every_allocating_path)    \
 
+/* tests/test_fibers.c, tests/test_fiber_migrate.c: execution states and
+ * bound callbacks (R17-R25) on the ucontext fiber scheduler */
+#define CV_FIBER_TESTS(X)                    \
+    X(fiber_s5_concurrent_requests)          \
+    X(fiber_s7_recursive_fibers_keep_their_level) \
+    X(fiber_s9_sleeping_fibers_keep_values)  \
+    X(fiber_s14_callbacks_in_given_context)  \
+    X(fiber_yield_inside_run_keeps_context_to_itself) \
+    X(fiber_issue15_reproducer)              \
+    X(fiber_yield_inside_nested_enters_and_between_set_and_reset) \
+    X(fiber_token_of_another_fiber_is_refused) \
+    X(r18_cache_exact_across_swaps)          \
+    X(r18_deep_stacks_exit_exactly_after_swaps) \
+    X(r22_release_exits_what_the_state_entered) \
+    X(r21_fibers_migrate_between_threads)    \
+    X(r23_bound_captures_a_copy_now)         \
+    X(r24_bound_in_given_context_and_entered_elsewhere) \
+    X(oom_exec_and_bound)                    \
+
+#define CV_EXEC_THREAD_TESTS(X)              \
+    X(r20_state_in_place_elsewhere_is_refused) \
+
 #define CV_CONFORMANCE_TESTS(X) \
-    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)
+    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
+    CV_OOM_TESTS(X) CV_FIBER_TESTS(X)
 #define CV_UNIT_TESTS(X) \
-    CV_API_TESTS(X) CV_THREAD_TESTS(X) \
+    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_EXEC_THREAD_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
 
 #endif
