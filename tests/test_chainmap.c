@@ -31,6 +31,16 @@ static void world_init(world *w, int collide)
     mm_world_init(w, B, NK, collide ? mm_hash_half : mm_hash_spread);
 }
 
+/* A test's start: the world (spread hashes) and *m holding its first n
+ * keys, as *md says. */
+static void start(world *w, cv_map **m, model *md, int n)
+{
+    world_init(w, 0);
+    *m = NULL;
+    memset(md, 0, sizeof *md);
+    mm_fill(w, m, md, n);
+}
+
 /* ------------------------------------------------------------------------
  * Isolation (R9) at every depth
  * ------------------------------------------------------------------------ */
@@ -41,10 +51,9 @@ TEST(chainmap_isolation_both_ways_at_every_depth)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL;
-    model ma = {0};
-    mm_fill(&w, &a, &ma, 2);
+    cv_map *a;
+    model ma;
+    start(&w, &a, &ma, 2);
     for (int step = 0; step < 3 * D + 3; step++) {
         cv_map *b;
         ASSERT_OK(B->share(a, &b));
@@ -120,10 +129,9 @@ TEST(chainmap_tombstones_hide_lower_layers)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL;
-    model ma = {0};
-    mm_fill(&w, &a, &ma, 3);
+    cv_map *a;
+    model ma;
+    start(&w, &a, &ma, 3);
     cv_map *b;
     ASSERT_OK(B->share(a, &b));
     model mb = ma;
@@ -163,9 +171,9 @@ TEST(chainmap_empty_top_layer_is_popped)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL, *b;
-    model ma = {0};
+    cv_map *a, *b;
+    model ma;
+    start(&w, &a, &ma, 0);
     set_ok(&w, &a, &ma, 0, &w.vals[0]);
     ASSERT_OK(B->share(a, &b));
     model mb = ma;
@@ -224,9 +232,9 @@ TEST(chainmap_regress_pop_leaves_shared_top_unabsorbed)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *p = NULL, *q, *s;
-    model mq = {0};
+    cv_map *p, *q, *s;
+    model mq;
+    start(&w, &p, &mq, 0);
     set_ok(&w, &p, &mq, 0, &w.vals[0]);
     ASSERT_OK(B->share(p, &q));
     set_ok(&w, &q, &mq, 1, &w.vals[1]); /* L0 over P */
@@ -254,10 +262,9 @@ TEST(chainmap_compaction_exactly_at_the_bound)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *m = NULL;
-    model md = {0};
-    mm_fill(&w, &m, &md, NK);
+    cv_map *m;
+    model md;
+    start(&w, &m, &md, NK);
     cv_map *held[3 * (D + 1)];
     int nheld = 0;
     for (int round = 0; round < 3; round++) {
@@ -864,10 +871,9 @@ TEST(chainmap_writes_without_allocation)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *m = NULL, *s;
-    model md = {0};
-    mm_fill(&w, &m, &md, 2);
+    cv_map *m, *s;
+    model md;
+    start(&w, &m, &md, 2);
     ASSERT_OK(B->share(m, &s));
     model ms = md;
     tu_alloc_fail_at(1, 1);
