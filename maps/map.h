@@ -133,7 +133,9 @@ struct cv_backend {
 
     /* Walks the whole structure and verifies the backend's invariant
      * (counts, shapes, reference counts). NULL if it holds, else a static
-     * description of the first violation. For tests and fuzzers: O(n). */
+     * description of the first violation. O(n): test machinery. In the
+     * test, property, fuzz and stress builds (CV_DEBUG) the core runs it
+     * after every successful set and del and aborts on a violation. */
     const char *(*check)(const cv_map *m);
 };
 
