@@ -68,7 +68,7 @@ struct cv_token {
  * (var, value, generation) entries, indexed by a hash of the var's address
  * (ctxvar.h declares it, so that the hit can be inlined into the caller).
  * Entering a context (and cleanup, and first use) gives the thread's
- * generation cv__tc.gen a value never used before, which invalidates every
+ * generation cv_i_tcache_v1.gen a value never used before, which invalidates every
  * entry at once; a set or reset in the current context rewrites the var's
  * own entry instead. That is exact because a context is written only by the
  * thread that has it entered (R13): nothing outside this thread can change
@@ -87,18 +87,17 @@ struct cv_token {
  * believed. (CPython keeps one such cache per var, which is why it is not
  * thread-safe and is off in its free-threaded build; this one is per thread.)
  *
- * "Absent" is a bit of the entry's generation (CV__GEN_ABSENT), not a
+ * "Absent" is a bit of the entry's generation (CV_I_GEN_ABSENT), not a
  * sentinel value, so that the inlined hit needs no third compare: an
  * absent entry fails it and the call answers the default or CV_ELOOKUP.
  */
-typedef struct cv__centry cache_entry;
+typedef struct cv_i_centry cache_entry;
 
-#if defined(__GNUC__)
-__thread struct cv__tcache cv__tc __attribute__((tls_model("initial-exec"))) =
-    {.gen = 1};
-#else
-_Thread_local struct cv__tcache cv__tc = {.gen = 1};
-#endif
+/* The default TLS model here and for ts below, never initial-exec: the
+ * library must stay dlopen-able (docs/design/tls.md). The build uses TLS
+ * descriptors (-mtls-dialect=gnu2), which cost a few instructions when the
+ * library's TLS is static and still work when it is not. */
+_Thread_local struct cv_i_tcache cv_i_tcache_v1 = {.gen = 1};
 
 /* What lookups return for "not in the current context". */
 static char cache_absent;
@@ -116,12 +115,9 @@ static char cache_absent;
 #define FREE_MAX 64
 
 /* The thread state (tstate.h; `ts` names cv__ts): what a fiber takes with
- * it on a swap (exec.c) and what stays with the thread. */
-#if defined(__GNUC__)
-_Thread_local tstate cv__ts __attribute__((tls_model("initial-exec")));
-#else
+ * it on a swap (exec.c) and what stays with the thread. The TLS model is
+ * the build's, as for the cache above (docs/design/tls.md). */
 _Thread_local tstate cv__ts;
-#endif
 
 /* ------------------------------------------------------------------------
  * Hooks run on a whole state (R14a)
@@ -236,7 +232,7 @@ static void write_check(const cv_context *c)
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
-    return &cv__tc.e[cv__cache_index(v)];
+    return &cv_i_tcache_v1.e[cv_i_cache_index(v)];
 }
 
 /* A new current context: one whose entries, if any, are not to be
@@ -246,7 +242,7 @@ static inline cache_entry *cache_slot(const cv_var *v)
 static inline void set_current(cv_context *c)
 {
     ts.current = c;
-    cv__tc.gen = ++ts.gen_seq + 1;
+    cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
 }
 
 /* Makes v's entry say val (a value or ABSENT) in the current context. */
@@ -255,10 +251,10 @@ static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
     e->var = v;
     if (val == ABSENT) {
         e->val = NULL;
-        e->gen = cv__tc.gen | CV__GEN_ABSENT;
+        e->gen = cv_i_tcache_v1.gen | CV_I_GEN_ABSENT;
     } else {
         e->val = val;
-        e->gen = cv__tc.gen;
+        e->gen = cv_i_tcache_v1.gen;
     }
 }
 
@@ -457,31 +453,59 @@ cv_context *cv_context_current(void)
 }
 
 /* Pops the top of this thread's stack (ts.depth > 0). */
-static void stack_pop(void)
+/* Drops `amount` from c; if that was its last hold, links c onto *dead
+ * (through c_link, free once c is off the stack) instead of freeing it:
+ * a call that exits several contexts (run's unwind, cleanup) frees them
+ * with contexts_free once the stack is whole, so that their values' hooks
+ * see the state the call leaves (R14a), at any depth, allocating nothing. */
+static void ctx_drop_later(cv_context *c, size_t amount, cv_context **dead)
+{
+    if (!cv__refs_drop(&c->c_state, amount))
+        return;
+    c->c_link = (uintptr_t)*dead;
+    *dead = c;
+}
+
+static void contexts_free(cv_context *dead)
+{
+    while (dead != NULL) {
+        cv_context *next = (cv_context *)dead->c_link;
+        const cv_backend *ops = dead->c_ops;
+        cv_map *map = dead->c_map;
+        block_free(dead);
+        ops->release(map); /* hooks may run: dead is freed, next is not */
+        dead = next;
+    }
+}
+
+/* Pops the top of this thread's stack (ts.depth > 0). */
+static void stack_pop(cv_context **dead)
 {
     cv_context *c = ts.current;
     ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
     c->c_link = 0;
     size_t d = --ts.depth;
     if (d < GEN_RING)
-        cv__tc.gen = ts.below_gen[d];
+        cv_i_tcache_v1.gen = ts.below_gen[d];
     else
-        cv__tc.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
-    ctx_drop(c, CTX_ENTERED);
+        cv_i_tcache_v1.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
+    ctx_drop_later(c, CTX_ENTERED, dead);
 }
 
 void cv_thread_cleanup(void)
 {
     /* Contexts the user left entered are exited, top first. */
+    cv_context *dead = NULL;
     ts.cleanups++;
     while (ts.depth > 0)
-        stack_pop();
+        stack_pop(&dead);
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
         set_current(NULL);
-        ctx_drop(b, CTX_ENTERED | CTX_REF);
+        ctx_drop_later(b, CTX_ENTERED | CTX_REF, &dead);
     }
+    contexts_free(dead);
     blocks_drain();
 }
 
@@ -505,7 +529,7 @@ int cv_context_enter(cv_context *c)
         return CV_EENTERED;
     c->c_link = (uintptr_t)ts.current;
     if (ts.depth < GEN_RING)
-        ts.below_gen[ts.depth] = cv__tc.gen;
+        ts.below_gen[ts.depth] = cv_i_tcache_v1.gen;
     ts.depth++;
     set_current(c);
     return 0;
@@ -519,7 +543,10 @@ int cv_context_exit(cv_context *c)
      * it would leave run nothing to restore (CPython refuses it too). */
     if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
-    stack_pop();
+    cv_context *dead = NULL;
+    stack_pop(&dead);
+    if (CV_UNLIKELY(dead != NULL))
+        contexts_free(dead);
     return 0;
 }
 
@@ -538,8 +565,10 @@ __attribute__((noinline))
 static void run_unwind(size_t level, unsigned cleanups)
 {
     size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
+    cv_context *dead = NULL;
     while (ts.depth > keep)
-        stack_pop();
+        stack_pop(&dead);
+    contexts_free(dead); /* the whole unwind first (R14a) */
 }
 
 int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
@@ -668,8 +697,8 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tc.gen)
-        return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
+    if (e->var == v && (e->gen & ~CV_I_GEN_ABSENT) == cv_i_tcache_v1.gen)
+        return (e->gen & CV_I_GEN_ABSENT) ? ABSENT : e->val;
     cv_context *c = ts.current;
     if (c == NULL)
         return ABSENT; /* never allocates (R13): no context yet reads empty */
@@ -682,21 +711,21 @@ static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 
 /*
  * The get. ctxvar.h inlines the hit (entry valid and present) into C
- * callers and calls cv__var_get_miss for everything else, which is also
+ * callers and calls cv_i_var_get_miss for everything else, which is also
  * where the function below sends its misses: the hit test runs once on
  * either road, and the hit needs no frame (the misses are out of line:
  * measured 2.3 ns per get through the function with the miss inlined into
  * it, 2.06 without). The parentheses keep ctxvar.h's macros from
  * expanding in the definitions.
  */
-int cv__var_get_miss(const cv_var *v, void **out)
+int cv_i_var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
     return get_answer(v, lookup(v), out);
 }
 
-void *cv__var_get_or_miss(const cv_var *v, void *dflt)
+void *cv_i_var_get_or_miss(const cv_var *v, void *dflt)
 {
     if (CV_UNLIKELY(v == NULL))
         return dflt;
@@ -706,20 +735,20 @@ void *cv__var_get_or_miss(const cv_var *v, void *dflt)
 
 int(cv_var_get)(const cv_var *v, void **out)
 {
-    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    const cache_entry *e = cv_i_cache_hit(&cv_i_tcache_v1, v);
     if (CV_LIKELY(e != NULL && out != NULL)) {
         *out = e->val;
         return 0;
     }
-    return cv__var_get_miss(v, out);
+    return cv_i_var_get_miss(v, out);
 }
 
 void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
-    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    const cache_entry *e = cv_i_cache_hit(&cv_i_tcache_v1, v);
     if (CV_LIKELY(e != NULL))
         return e->val;
-    return cv__var_get_or_miss(v, dflt);
+    return cv_i_var_get_or_miss(v, dflt);
 }
 
 int cv_var_set(cv_var *v, void *value, cv_token **tok)

@@ -41,7 +41,7 @@ static void fresh_generations(void)
     size_t n = ts.depth < GEN_RING ? ts.depth : GEN_RING;
     for (size_t d = 0; d < n; d++)
         ts.below_gen[d] = ++ts.gen_seq + 1;
-    cv__tc.gen = ++ts.gen_seq + 1;
+    cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
 }
 
 int cv_exec_new(cv_exec **out)

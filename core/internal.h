@@ -67,7 +67,7 @@ static inline void cv__value_release(const cv_var *v, void *value)
 
 /* Tests and fuzzers: a var whose hash is forced, to build collisions and
  * shared prefixes of any length. Same contract as cv_var_new_ex. */
-CV_EXTERN int cv__var_new_hashed(const cv_var_opts *opts, uint32_t hash,
+CV_HIDDEN int cv__var_new_hashed(const cv_var_opts *opts, uint32_t hash,
                                  cv_var **out);
 /* The hash the library gives a var made at address p (a 64->32 bit mix). */
 CV_HIDDEN uint32_t cv__hash_ptr(const void *p);

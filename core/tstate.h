@@ -74,13 +74,10 @@ typedef struct tstate {
     map_drop map_drops[CV_MAP_DROPS_MAX];
 } tstate;
 
-#if defined(__GNUC__)
-/* initial-exec: a plain %fs-relative load instead of __tls_get_addr. */
-CV_HIDDEN extern _Thread_local tstate cv__ts
-    __attribute__((tls_model("initial-exec")));
-#else
-extern _Thread_local tstate cv__ts;
-#endif
+/* The TLS model is the build's (docs/design/tls.md): initial-exec in the
+ * archive, TLS descriptors in the shared library, which must stay
+ * dlopen-able. */
+CV_HIDDEN extern _Thread_local tstate cv__ts;
 #define ts cv__ts
 
 /* exec.c: the thread is exiting; puts its own state back in place, so that

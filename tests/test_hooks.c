@@ -270,6 +270,49 @@ TEST(r14a_hook_from_context_release)
     hook_test_end();
 }
 
+/* A run whose body enters a copy and drops it: the unwind exits two
+ * contexts, and the values that die with them write -- after the whole
+ * unwind, into the context the run returns to (R14a), not into a level
+ * the unwind is about to leave. */
+typedef struct unwind_case {
+    cv_var *v;
+    writer *w;
+} unwind_case;
+
+static int unwind_body(void *arg)
+{
+    unwind_case *u = arg;
+    cv_context *copy;
+    if (cv_copy_context(&copy) != 0 || cv_context_enter(copy) != 0)
+        return -1;
+    cv_context_release(copy);            /* alive while entered */
+    tu_rc *d = rc_new("D", dtor_sets, u->w);
+    int r = cv_var_set(u->v, d, NULL);   /* in the copy only */
+    rc_unref(d);
+    return r;                            /* run exits the copy, then c */
+}
+
+TEST(r14a_hook_from_run_unwind)
+{
+    (void)state;
+    rc_reset(); /* a failed test before may have left values */
+    cv_var *v = rc_var("v", NULL), *w = rc_var("w", NULL);
+    writer wr = {.var = w, .tag = "after run"};
+    cv_context *outer = fresh_entered();
+    cv_context *c;
+    ASSERT_OK(cv_context_new(&c));
+    unwind_case u = {.v = v, .w = &wr};
+    ASSERT_OK(cv_context_run(c, unwind_body, &u));
+    assert_int_equal(wr.fired, 1);           /* D died with the copy */
+    assert_string_equal(agreed(w), "after run"); /* ... and wrote here */
+    assert_string_equal(agreed(v), "<absent>");
+    cv_context_release(c);
+    leave(outer);
+    cv_var_release(v);
+    cv_var_release(w);
+    hook_test_end();
+}
+
 /* The var's default dies with the var; its destructor writes another var. */
 TEST(r14a_hook_from_var_release)
 {

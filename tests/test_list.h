@@ -88,6 +88,7 @@
     X(r14a_hook_from_token_release)          \
     X(r14a_hook_from_context_release)        \
     X(r14a_hook_from_var_release)            \
+    X(r14a_hook_from_run_unwind)             \
     X(r14a_hook_from_thread_cleanup)         \
     X(r14a_hook_from_thread_exit)            \
     X(r14a_writes_releasing_many_writing_values) \

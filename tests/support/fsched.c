@@ -44,6 +44,16 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
                                      const void **bottom_old, size_t *size_old);
 #endif
 
+/* Valgrind is told where a fiber's stack is, or a fiber resumed on
+ * another thread looks to memcheck like accesses below that thread's
+ * stack pointer. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define FS_VALGRIND 1
+#endif
+#endif
+
 #define STACK_SIZE (256 * 1024)
 
 enum { READY, RUNNING, SLEEPING, AWAITING, DONE };
@@ -63,6 +73,9 @@ struct fiber {
     const void *ret_stack;       /* ASan: that loop's stack */
     size_t ret_size;
     int last_thread;             /* an id of the thread it last ran on */
+#ifdef FS_VALGRIND
+    unsigned vg_stack;           /* VALGRIND_STACK_REGISTER's id */
+#endif
 #ifdef FS_TSAN
     void *tsan;
     void *ret_tsan;
@@ -109,6 +122,9 @@ void fsched_free(fsched *s)
 #ifdef FS_TSAN
         if (f->tsan != NULL)
             __tsan_destroy_fiber(f->tsan);
+#endif
+#ifdef FS_VALGRIND
+        VALGRIND_STACK_DEREGISTER(f->vg_stack);
 #endif
         free(f->stack);
         free(f);
@@ -188,6 +204,9 @@ static int add_fiber(fsched *s, cv_bound *body, fiber **out)
     }
     f->s = s;
     f->stack = stack;
+#ifdef FS_VALGRIND
+    f->vg_stack = VALGRIND_STACK_REGISTER(stack, (char *)stack + STACK_SIZE);
+#endif
     f->body = body;
     getcontext(&f->uc);
     f->uc.uc_stack.ss_sp = stack;
