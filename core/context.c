@@ -19,8 +19,7 @@
  * a per-thread ring of GEN_RING slots indexed by depth; a level deeper than
  * that gets a fresh generation at exit instead (its cache refills). So a
  * context is four words, 32 bytes, and a snapshot that differs by one set
- * is that plus one layer (PERFORMANCE.md sets it at 0.1x of CPython's 790
- * bytes for chainmap).
+ * is that plus what the map retains for the set.
  *
  * Entering is exclusive across threads, and an entered context stays alive
  * whatever the user released (R16). Both live in one atomic word, c_state:
@@ -30,9 +29,9 @@
  * exit is one fetch-and-subtract of 1, and whoever brings the word to 0
  * (exit or the last release) frees the context. Two atomic operations per
  * enter/exit pair, not three, and no window in which the flag and the
- * count disagree. Those two locked instructions (about 11 ns on the project
- * machine) are the floor of enter + exit while contexts may move between
- * threads; CPython's pair is plain stores under its GIL (4.4 ns).
+ * count disagree. Those two locked instructions are the floor of enter +
+ * exit while contexts may move between threads (figures, against CPython's
+ * plain stores under its GIL: docs/design/context.md).
  *
  * A context is written only by the thread that has it entered. The map
  * behind it is a persistent value (maps/map.h): copying a context shares
@@ -216,6 +215,21 @@ static inline void write_end(void)
         CV_UNLIKELY(ts.n_slot_drops + ts.n_map_drops > 0))
         drops_run();
 }
+
+/* Test builds (CV_DEBUG): the backend's whole invariant after every
+ * successful write, so every test that writes checks every step
+ * (CPython's Py_DEBUG, SQLite's debug builds). O(n) a write: never in the
+ * release library. */
+#ifdef CV_DEBUG
+static void write_check(const cv_context *c)
+{
+    const char *why = c->c_ops->check(c->c_map);
+    if (why != NULL)
+        cv__assert_fail(why, "check() after a write", 0);
+}
+#else
+#define write_check(c) ((void)0)
+#endif
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
@@ -790,6 +804,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
             unmake_base(made);
             return r;
         }
+        write_check(c);
         cache_note(v, value);
         CV_TRACE_SET(v, value, NULL);
         write_end();
@@ -819,6 +834,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         unmake_base(made);
         return r;
     }
+    write_check(c);
     cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
@@ -850,6 +866,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
         write_end();
         return r;
     }
+    write_check(c);
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
     CV_TRACE_TOKEN(RESET, v, t, NULL);

@@ -20,6 +20,17 @@
 #include "fuzz.h"
 
 const char *fz_target = "fuzz";
+
+void fz_init(const char *target, void (*setup)(void))
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    fz_target = target;
+    setup();
+    tu_alloc_install();
+}
 unsigned long fz_exec_count;
 fz_lookup_fn fz_backend_lookup = cv_backend_get;
 
@@ -472,38 +483,25 @@ static void full_compare(interp *in, const char *why)
 /* ------------------------------------------------------------------------
  * Commands
  * ------------------------------------------------------------------------ */
-static void drop_var(interp *in, int s)
-{
-    if (in->var[s] == NULL)
-        return;
-    cv_var *v = in->var[s];
-    in->var[s] = NULL; /* first: a hook must not write a released var */
-    cv_var_release(v);
-    in->ref->var_release(in->rs, s);
-    hook_writes_apply(in); /* now: the command may go on to other calls */
-}
-
-static void drop_tok(interp *in, int t)
-{
-    if (in->tok[t] == NULL)
-        return;
-    cv_token *k = in->tok[t];
-    in->tok[t] = NULL;
-    cv_token_release(k);
-    in->ref->tok_release(in->rs, t);
-    hook_writes_apply(in); /* now: the command may go on to other calls */
-}
-
-static void drop_ctx(interp *in, int c)
-{
-    if (in->ctx[c] == NULL)
-        return;
-    cv_context *x = in->ctx[c];
-    in->ctx[c] = NULL;
-    cv_context_release(x);
-    in->ref->ctx_release(in->rs, c);
-    hook_writes_apply(in); /* now: the command may go on to other calls */
-}
+/* drop_var, drop_tok, drop_ctx: release what slot s of that table holds,
+ * and the reference's twin of it; an empty slot is left alone. The slot is
+ * emptied first (a hook must not write a released var), and the writes the
+ * hooks made are mirrored after (the command may go on to other calls). */
+#define DEFINE_DROP(table, type, release)                                  \
+    static void drop_##table(interp *in, int s)                            \
+    {                                                                      \
+        if (in->table[s] == NULL)                                          \
+            return;                                                        \
+        type *x = in->table[s];                                            \
+        in->table[s] = NULL;                                               \
+        release(x);                                                        \
+        in->ref->table##_release(in->rs, s);                               \
+        hook_writes_apply(in);                                             \
+    }
+DEFINE_DROP(var, cv_var, cv_var_release)
+DEFINE_DROP(tok, cv_token, cv_token_release)
+DEFINE_DROP(ctx, cv_context, cv_context_release)
+#undef DEFINE_DROP
 
 /* Called by the value hook of a W var when a value dies. */
 static void hook_write_fire(const fz_writer *w)

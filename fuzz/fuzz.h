@@ -121,6 +121,21 @@ extern fz_lookup_fn fz_backend_lookup; /* cv_backend_get unless a canary
                                           build installs another */
 size_t fz_backends(const cv_backend **out, size_t cap);
 
+/* A target's LLVMFuzzerInitialize: FZ_TARGET("oom", setup) names the
+ * target, runs setup() (the target's backends, its model) and installs the
+ * test allocator, once; LLVMFuzzerTestOneInput calls it too when the
+ * driver did not. */
+void fz_init(const char *target, void (*setup)(void));
+#define FZ_TARGET(label, setup)                                           \
+    int LLVMFuzzerInitialize(int *argc, char ***argv);                     \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                      \
+    {                                                                      \
+        (void)argc;                                                        \
+        (void)argv;                                                        \
+        fz_init(label, setup);                                             \
+        return 0;                                                          \
+    }
+
 /* ------------------------------------------------------------------------
  * The reference implementation of the ctx language. Slots are the
  * interpreter's: the reference keeps its own object per slot. Each

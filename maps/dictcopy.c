@@ -174,9 +174,7 @@ static void dict_release(cv_map *m)
         return;
     if (!cv__refs_drop(&d->d_refs, 1))
         return;
-    for (uint32_t i = 0; i <= d->d_mask; i++)
-        if (d->d_slots[i].key != NULL)
-            cv__slot_drop(d->d_slots[i].key, d->d_slots[i].val);
+    cv__slots_drop(d->d_slots, d->d_mask, NULL);
     cv__free(d);
 }
 
@@ -220,6 +218,8 @@ static int dict_set(cv_map **m, cv_var *key, void *val)
         s = slot_lookup(d, key);
     }
 
+    /* in place only on a table no one else can see; load at most 3/4 */
+    CV_ASSERT(unshared(d) && fits(d->d_count + (s->key == NULL), d->d_mask + 1));
     if (s->key == NULL) {
         cv__slot_take(key, val);
         s->key = key;
@@ -263,6 +263,7 @@ static int dict_del(cv_map **m, const cv_var *key)
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     }
+    CV_ASSERT(unshared(d) && s->key == key);
     cv__slot_remove(d->d_slots, d->d_mask, (uint32_t)(s - d->d_slots));
     d->d_count--;
     /* Shrink a table left at under 1/8 load; best effort. */
@@ -327,31 +328,13 @@ static const char *dict_check(const cv_map *m)
         if (s->key == NULL)
             continue;
         seen++;
-        if (cv__key_refs(s->key) < 1)
-            return "dictcopy: key with reference count below 1";
-        /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__key_hash(s->key) & d->d_mask; j != i;
-             j = (j + 1) & d->d_mask) {
-            if (d->d_slots[j].key == NULL)
-                return "dictcopy: key behind an empty slot (probe run broken)";
-            if (d->d_slots[j].key == s->key)
-                return "dictcopy: duplicate key";
-        }
+        const char *e = cv__slot_check(d->d_slots, d->d_mask, i);
+        if (e != NULL)
+            return e;
     }
     if (seen != d->d_count)
         return "dictcopy: count does not match the occupied slots";
     return NULL;
 }
 
-const struct cv_backend cv__backend_dictcopy = {
-    .name = "dictcopy",
-    .summary = "open-addressing table, O(1) share, cloned on first write",
-    .find = dict_find,
-    .set = dict_set,
-    .del = dict_del,
-    .len = dict_len,
-    .foreach = dict_foreach,
-    .share = dict_share,
-    .release = dict_release,
-    .check = dict_check,
-};
+CV_BACKEND_DEFINE(cv__backend_dictcopy, "dictcopy", dict);

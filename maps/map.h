@@ -103,7 +103,6 @@ typedef int (*cv_map_visit_cb)(cv_var *key, void *value, void *arg);
 
 struct cv_backend {
     const char *name;     /* "hamt", "dictcopy", "chainmap", ... */
-    const char *summary;  /* one line for --help and reports */
 
     /* 1 and *val set: found; 0: absent. Never allocates. m may be NULL. */
     int (*find)(const cv_map *m, const cv_var *key, void **val);
@@ -134,9 +133,21 @@ struct cv_backend {
 
     /* Walks the whole structure and verifies the backend's invariant
      * (counts, shapes, reference counts). NULL if it holds, else a static
-     * description of the first violation. For tests and fuzzers: O(n). */
+     * description of the first violation. O(n): test machinery. In the
+     * test, property, fuzz and stress builds (CV_DEBUG) the core runs it
+     * after every successful set and del and aborts on a violation. */
     const char *(*check)(const cv_map *m);
 };
+
+/* The table of a backend whose functions are <prefix>_find, _set, _del,
+ * _len, _foreach, _share, _release and _check:
+ *   CV_BACKEND_DEFINE(cv__backend_hamt, "hamt", hamt);   */
+#define CV_BACKEND_DEFINE(sym, label, prefix)                              \
+    const struct cv_backend sym = {                                        \
+        .name = label, .find = prefix##_find, .set = prefix##_set,         \
+        .del = prefix##_del, .len = prefix##_len,                          \
+        .foreach = prefix##_foreach, .share = prefix##_share,              \
+        .release = prefix##_release, .check = prefix##_check}
 
 /* Inside set or del: m (a reference the write let go of: an old root, a
  * node, a parked layer) is released with ops->release once the write is

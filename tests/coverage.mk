@@ -17,7 +17,8 @@ COV_MIN_LINES    ?= 95
 COV_MIN_BRANCHES ?= 90
 COV_PROP_RUNS    ?= 300
 COV_FLAGS        := -O0 -g --coverage -fprofile-update=atomic
-COV_LCOV         := lcov --quiet --rc lcov_branch_coverage=1
+COV_LCOV         := lcov --quiet --rc lcov_branch_coverage=1 \
+                    --rc lcov_excl_br_line='LCOV_EXCL_BR_LINE|CV_ASSERT'
 COV_INFO         := $(COV_BUILD)/coverage.info
 COV_SUMMARY      := results/coverage/SUMMARY.md
 

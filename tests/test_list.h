@@ -6,6 +6,22 @@
  * CV_UNIT_TESTS run once. A name says which rule (rN) or scenario (sN) of
  * docs/SPEC.md it checks, or which backend's internals it exercises.
  * Each section belongs to one test file; add a line `X(name) \` to it.
+ *
+ * By feature (CV_TEST_FILTER globs; `build/tests/unit --help`):
+ *   isolation of copies (R9)   r9_*, map_random_ops_match_model,
+ *                              *_isolation_*, *_random_snapshots_*
+ *   allocation failure         oom_*, map_oom_every_write, *_oom_*,
+ *                              map_writes_without_allocation,
+ *                              *_writes_without_allocation
+ *   value hooks (R14)          r14*, *_hooks_balance
+ *   iteration (R10)            r10_*, *_foreach_*
+ *   tokens, reset (R5-R7)      r5_*, r6_*, r7_*, s1_*, s11_*, s16_*
+ *   run, enter, exit (R11-13)  r11_*, r12_*, r13_*, s15_*
+ *   threads and fibers         r13_*, r16_*, s12_*, s13_*, fiber_*, r18-25
+ *   backend internals          hamt_*, chainmap_*, adaptive_*
+ *   the test build itself      debug_* (check() after every write)
+ * Every map-level test drives the backend through tests/support/mapmodel.h
+ * (a model, the generator, the OOM loop).
  */
 #ifndef CV_TEST_LIST_H
 #define CV_TEST_LIST_H
@@ -81,14 +97,15 @@
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
     X(map_random_ops_match_model)            \
+    X(map_oom_every_write)                   \
     X(map_empty_is_null)                     \
-    X(map_set_same_value_allocates_nothing)  \
-    X(map_unshared_overwrite_in_place)       \
+    X(map_writes_without_allocation)         \
     X(map_value_hooks_balance)               \
 
 /* ---- once ------------------------------------------------------------- */
 
-/* tests/test_api.c: errors, bad input, backends registry, allocator */
+/* tests/test_api.c: errors, bad input, backends registry, allocator;
+ * tests/test_debug.c: the test build checks every write */
 #define CV_API_TESTS(X)                      \
     X(errors_have_names)                     \
     X(bad_input_nulls)                       \
@@ -98,6 +115,7 @@
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
     X(allocator_swap_returns_cached_blocks)  \
+    X(debug_check_runs_after_every_write)    \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \

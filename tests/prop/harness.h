@@ -1002,30 +1002,19 @@ struct Invalid : Cmd {
 /* ------------------------------------------------------------------------
  * Generation
  * ------------------------------------------------------------------------ */
-inline std::vector<int> held_vars(const Model &s)
+/* The ids of the held entries of a model table, from `first` on. */
+template <typename T>
+std::vector<int> held_ids(const std::vector<T> &table, size_t first = 0)
 {
     std::vector<int> r;
-    for (size_t i = 0; i < s.vars.size(); i++)
-        if (s.vars[i].held)
+    for (size_t i = first; i < table.size(); i++)
+        if (table[i].held)
             r.push_back((int)i);
     return r;
 }
-inline std::vector<int> held_ctxs(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 1; i < s.ctxs.size(); i++)
-        if (s.ctxs[i].held)
-            r.push_back((int)i);
-    return r;
-}
-inline std::vector<int> held_toks(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 0; i < s.toks.size(); i++)
-        if (s.toks[i].held)
-            r.push_back((int)i);
-    return r;
-}
+inline std::vector<int> held_vars(const Model &s) { return held_ids(s.vars); }
+inline std::vector<int> held_ctxs(const Model &s) { return held_ids(s.ctxs, 1); }
+inline std::vector<int> held_toks(const Model &s) { return held_ids(s.toks); }
 
 /* A context argument: -1 (the current one) or a held context. */
 inline int pick_ctx(const std::vector<int> &cs)

@@ -8,7 +8,8 @@
 #   make stress          both (what `make test` runs, bounded)
 #   make tsan STRESS_ROUNDS=20000 STRESS_THREADS=16   a long run
 #
-# The library is built with the sanitizer too, each in its own directory.
+# The library is built with the sanitizer too, each in its own directory,
+# and with CV_DEBUG (invariant asserts, check() after every write).
 
 STRESS_ROUNDS  ?= 2500
 STRESS_THREADS ?= 8
@@ -26,12 +27,12 @@ stress: tsan asan-stress
 ifneq ($(BUILD),build-tsan)
 build-tsan/libctxvar.a: $(LIB_SRC) $(LIB_HDR)
 	@$(MAKE) --no-print-directory BUILD=build-tsan CC=clang OPT=-O1 \
-	  CFLAGS="-O1 -g $(TSAN_FLAGS)" build-tsan/libctxvar.a >/dev/null
+	  CFLAGS="-O1 -g -DCV_DEBUG $(TSAN_FLAGS)" build-tsan/libctxvar.a >/dev/null
 endif
 ifneq ($(BUILD),build-asan)
 build-asan/libctxvar.a: $(LIB_SRC) $(LIB_HDR)
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang OPT=-O1 \
-	  CFLAGS="-O1 -g $(ASAN_FLAGS)" build-asan/libctxvar.a >/dev/null
+	  CFLAGS="-O1 -g -DCV_DEBUG $(ASAN_FLAGS)" build-asan/libctxvar.a >/dev/null
 endif
 
 # Fibers under threads (fstress.c on tests/support/fsched.c): migrations,

@@ -25,11 +25,11 @@
 #include "extra_backends.h"
 #include "internal.h"
 #include "map.h"
+#include "slots.h"
 
-typedef struct cnslot {
-    cv_var *key;                 /* NULL: empty; else one var reference */
-    void *val;                   /* retained value, or CN_TOMB */
-} cnslot;
+/* {key, val}: key NULL empty, else one var reference; val a retained
+ * value, or CN_TOMB. */
+typedef cv_slot cnslot;
 
 typedef struct cnode cnode;
 struct cnode {
@@ -108,15 +108,7 @@ static void cn_release(cv_map *m)
         if (atomic_fetch_sub(&n->n_refs, 1) != 1)
             return;
         cnode *parent = n->n_parent;
-        for (uint32_t i = 0; i <= n->n_mask; i++) {
-            cnslot *s = &n->n_slots[i];
-            if (s->key == NULL)
-                continue;
-            if (s->val == CN_TOMB)
-                cv__slot_drop_key(s->key);
-            else
-                cv__slot_drop(s->key, s->val);
-        }
+        cv__slots_drop(n->n_slots, n->n_mask, CN_TOMB);
         cv__free(n->n_slots);
         cv__free(n);
         n = parent;
@@ -247,15 +239,4 @@ static const char *cn_check(const cv_map *m)
     return NULL;
 }
 
-const struct cv_backend tu_canary_backend = {
-    .name = "canary",
-    .summary = "TEST ONLY: naive ChainMap.new_child, breaks R9 on purpose",
-    .find = cn_find,
-    .set = cn_set,
-    .del = cn_del,
-    .len = cn_len,
-    .foreach = cn_foreach,
-    .share = cn_share,
-    .release = cn_release,
-    .check = cn_check,
-};
+CV_BACKEND_DEFINE(tu_canary_backend, "canary", cn);
