@@ -1112,6 +1112,87 @@ def eval_targets(bench, mem, default):
     return res
 
 
+# ---------------------------------------------------------------------------
+# When to pick which: where each backend is the measured best (or within
+# PICK_WITHIN of it), among the places where the backends differ (the
+# slowest more than PICK_SPREAD behind the fastest: where they all tie, the
+# core's cost dominates and no choice is made there).
+# ---------------------------------------------------------------------------
+PICK_WITHIN = 1.05
+PICK_SPREAD = 1.10
+# Ops whose cost is the core's alone (the cache hit, a share, the enter and
+# exit): no backend is chosen for them, whatever the noise says.
+PICK_SKIP = ("get_hot", "get_call", "copy", "enter_exit", "run_empty")
+
+
+def _pick_group(label, cells, unit):
+    """cells: [(x, mine, best_other)]; returns a row fragment."""
+    xs = [c[0] for c in cells]
+    x, v, o = max(cells, key=lambda c: c[2] / c[1] if c[1] else 0)
+    ahead = sum(1 for c in cells if c[2] > c[1] * PICK_WITHIN)  # won outright
+    if x is None:  # a whole program: no N
+        return {"label": label, "n": 1, "ahead": ahead,
+                "figure": "%s %s, next best %s" % (fnum(v), unit, fnum(o))}
+    where = ", ".join(fn_n(a) for a in xs) if len(xs) <= 4 else "%s … %s (%d sizes)" % (
+        fn_n(xs[0]), fn_n(xs[-1]), len(xs))
+    return {"label": "%s %s" % (label, where), "n": len(xs), "ahead": ahead,
+            "figure": "%s %s, next best %s (at %s)" % (fnum(v), unit, fnum(o), fn_n(x))}
+
+
+def pick_wins(bench, mem, wl):
+    """backend -> [group], the backend's places, most sizes first."""
+    wins = {b: [] for b in bench.backends}
+
+    def scan(label, unit, points):
+        # points: [(x, {backend: value})], lower is better
+        per = {b: [] for b in bench.backends}
+        for x, vals in points:
+            vals = {b: v for b, v in vals.items() if b in per and v is not None}
+            if len(vals) < 2 or min(vals.values()) <= 0:
+                continue
+            best = min(vals.values())
+            if max(vals.values()) < best * PICK_SPREAD:
+                continue
+            for b, v in vals.items():
+                if v <= best * PICK_WITHIN:
+                    per[b].append((x, v, min(w for c, w in vals.items() if c != b)))
+        for b, cells in per.items():
+            if cells:
+                wins[b].append(_pick_group(label, cells, unit))
+
+    for op, _, _ in OPS + [("get_depth", "", "")]:
+        if op in PICK_SKIP:
+            continue
+        scan("`%s` at %s =" % (op, "D" if op == "get_depth" else "N"), "ns",
+             [(a, {b: bench.ns.get((op, b, a)) for b in bench.backends})
+              for a in bench.args(op)])
+    for shape, what in (("chain", "history"), ("fork", "sibling")):
+        rs = [r for r in (mem or []) if mem_shape(r) == shape]
+        ns = sorted({r["n"] for r in rs})
+        scan("bytes a %s snapshot retains at N =" % what, "B",
+             [(n, {r["backend"]: r["bytes_per_snapshot"] for r in rs if r["n"] == n})
+              for n in ns])
+    for name, e in ((wl or {}).get("workloads") or {}).items():
+        t = {b: v["mean"] * 1e3 for b, v in e.get("time_s", {}).items()}
+        scan("workload `%s`" % name, "ms", [(None, t)])
+    for b in wins:  # whole programs, then the most sizes won outright, then ties
+        wins[b].sort(key=lambda g: (not g["label"].startswith("workload"), -g["ahead"], -g["n"]))
+    return wins
+
+
+def pick_table(bench, mem, wl, most=5):
+    wins = pick_wins(bench, mem, wl)
+    rows = []
+    for b in bench.backends:
+        gs = wins[b][:most]
+        if not gs:
+            rows.append([b, "**nowhere**: not the best, nor within 5%, where backends differ", "–"])
+            continue
+        rows.append([b, "<br>".join(g["label"] for g in gs),
+                     "<br>".join(g["figure"] for g in gs)])
+    return md_table(["backend", "measured best (or within 5%) at", "figure (widest lead)"], rows)
+
+
 def generate(outdir, results_root):
     data = load_json(os.path.join(outdir, "bench.json"))
     if data is None:
@@ -1167,6 +1248,16 @@ the gets alone).
         rows.append([fig, tgt] + ["%s (%s)" % tv[(key, b)] if tv[(key, b)][0] != "n/a"
                                   else "n/a" for b in bench.backends])
     w(md_table(["figure", "target"] + bench.backends, rows))
+    w("")
+    # ---- when to pick which
+    w("## When to pick which\n")
+    w("Where each backend is the measured best, or within 5%% of it, among the "
+      "places where the backends differ (the slowest more than 10%% behind the "
+      "fastest), leaving out the ops whose cost is the core's alone (%s). Up to five "
+      "places each: whole programs first, then the most sizes won by more than 5%%, then "
+      "ties; the figure is the size with the widest lead. `make advise` ranks them for a profile of your own.\n"
+      % ", ".join(PICK_SKIP))
+    w(pick_table(bench, mem, wl))
     w("")
     # ---- headline ratios
     w("## Ratio to CPython at a glance\n")

@@ -200,11 +200,10 @@ typedef struct tbuf {
     unsigned char buf[TBUF_BYTES];
 } tbuf;
 
-#if defined(__GNUC__)
-#define TRACE_TLS __attribute__((tls_model("initial-exec")))
-#else
+/* The build's TLS model, as for the rest of the library: initial-exec in
+ * the archive, descriptors in the shared library, which must stay
+ * dlopen-able (docs/design/tls.md; tests/abi checks for STATIC_TLS). */
 #define TRACE_TLS
-#endif
 static _Thread_local tbuf *tb TRACE_TLS;
 
 /* Slots of the per-thread caches: a var by its own hash (computed at its

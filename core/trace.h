@@ -14,7 +14,7 @@
  * The inline get (ctxvar.h) cannot be hooked. While tracing, every cache
  * entry the library fills carries CV__GEN_TRACED in its generation: the
  * inline hit compares the generation whole and so never matches, every get
- * reaches cv__var_get_miss, and the library's own validity test (lookup in
+ * reaches cv_i_var_get_miss, and the library's own validity test (lookup in
  * context.c) masks the bit away, so the cache still answers there.
  */
 #ifndef CV_TRACE_H
@@ -30,7 +30,7 @@ enum { CV_TRACE_OFF = 0, CV_TRACE_UNDECIDED = 1, CV_TRACE_RECORDING = 2 };
 CV_HIDDEN extern _Atomic int cv__trace_mode;
 
 /* Marks cache entries filled while tracing (see the top). Bit 62: the
- * generation counter never reaches it; bit 63 is CV__GEN_ABSENT. */
+ * generation counter never reaches it; bit 63 is CV_I_GEN_ABSENT. */
 #define CV__GEN_TRACED ((uint64_t)1 << 62)
 
 /* What cache_fill ORs into an entry's generation: CV__GEN_TRACED while

@@ -11,9 +11,19 @@ VALGRIND    := valgrind --quiet --leak-check=full --show-leak-kinds=definite,ind
 
 .PHONY: unit valgrind clang-check
 
-$(UNIT): $(TEST_SRC) $(TEST_HDR) $(LIB_A)
+# The suite links the library built with CV_DEBUG, in a directory of its
+# own: CV_ASSERT is compiled in and the core runs the backend's check()
+# after every write (maps/map.h). The release library ($(LIB_A)) has
+# neither. The property, fuzz and stress builds define CV_DEBUG too.
+DEBUG_DEFS := -DCV_DEBUG
+TEST_LIB    := $(BUILD)/debug/libctxvar.a
+
+$(TEST_LIB): $(LIB_SRC) $(LIB_HDR)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/debug CFLAGS="$(CFLAGS) $(DEBUG_DEFS)" $@ >/dev/null
+
+$(UNIT): $(TEST_SRC) $(TEST_HDR) $(TEST_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(LIB_A) -lcmocka -lpthread
+	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(TEST_LIB) -lcmocka -lpthread
 
 # The order is the order `make test` runs them in (test-run: see Makefile).
 test-run: unit

@@ -48,12 +48,7 @@ int main(int argc, char **argv)
     n.depth = wl_arg(argc, argv, 1, 1000);
     long chains = wl_arg(argc, argv, 2, 300);
     n.nvars = wl_arg(argc, argv, 3, 32);
-    n.v = calloc((size_t)n.nvars, sizeof *n.v);
-    for (long i = 0; i < n.nvars; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "nest%ld", i);
-        n.v[i] = wl_var(name);
-    }
+    n.v = wl_vars("nest", n.nvars);
     for (long c = 0; c < chains; c++) {
         cv_context *top;
         WL_OK(cv_copy_context(&top));

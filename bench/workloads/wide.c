@@ -31,11 +31,8 @@ int main(int argc, char **argv)
     long forks = wl_arg(argc, argv, 2, 5000);
     w.writes = wl_arg(argc, argv, 3, 2);
     w.reads = wl_arg(argc, argv, 4, 16);
-    w.v = calloc((size_t)w.nvars, sizeof *w.v);
+    w.v = wl_vars("w", w.nvars);
     for (long i = 0; i < w.nvars; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "w%ld", i);
-        w.v[i] = wl_var(name);
         WL_OK(cv_var_set(w.v[i], wl_val((uintptr_t)i), NULL));
     }
     for (w.fork = 0; w.fork < forks; w.fork++) {

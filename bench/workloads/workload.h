@@ -39,6 +39,20 @@ static inline cv_var *wl_var(const char *name)
     return v;
 }
 
+/* n vars named <prefix><i>, in an array the caller frees. */
+static inline cv_var **wl_vars(const char *prefix, long n)
+{
+    cv_var **v = calloc((size_t)n, sizeof *v);
+    if (v == NULL)
+        exit(1);
+    for (long i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s%ld", prefix, i);
+        v[i] = wl_var(name);
+    }
+    return v;
+}
+
 static inline void wl_finish(const char *name, unsigned long long checksum)
 {
     const cv_backend *b = cv_backend_default();

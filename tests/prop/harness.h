@@ -68,8 +68,15 @@ inline void install_counting_allocator()
  * Counted values (global, reset per case, so a failing case that leaves
  * objects behind never makes a hook write into freed memory).
  * ------------------------------------------------------------------------ */
+/* A value is an object with a real reference count (R14b): the library's
+ * holds plus the caller's own reference, held only while the harness
+ * passes the value into a call (hold .. unhold). At zero it is dead: the
+ * library must never retain or release it again (a new pass makes a new
+ * object at the same address). */
 struct PVal {
     long refs = 0;
+    bool user = false;
+    bool dead = false;
 };
 inline PVal g_vals[NVAL];
 inline long g_retains = 0, g_releases = 0;
@@ -77,6 +84,20 @@ inline std::string g_hook_error;
 inline char g_hook_ud; /* the ud every hooked var is made with */
 
 inline void *val_ptr(int id) { return id == NULLV ? nullptr : &g_vals[id]; }
+inline void *hold(int id)
+{
+    if (id != NULLV)
+        g_vals[id].user = true, g_vals[id].dead = false;
+    return val_ptr(id);
+}
+inline void unhold(int id)
+{
+    if (id != NULLV) {
+        g_vals[id].user = false;
+        if (g_vals[id].refs == 0)
+            g_vals[id].dead = true;
+    }
+}
 inline int val_id(const void *p)
 {
     if (p == nullptr)
@@ -85,6 +106,51 @@ inline int val_id(const void *p)
         if (p == &g_vals[i])
             return i;
     return -2; /* not a value the test ever set */
+}
+
+/* A hook that writes (R14a). When value 0 dies (its count reaches zero:
+ * the last holder let go of it), its release hook sets the sink var --
+ * a var of the harness's that no command names and the model does not
+ * know -- in the current context, and checks there and then that the get
+ * answers what the context maps. Every prediction of the model about the
+ * other vars must still hold afterwards; foreach and len leave the sink
+ * out. When value 0 dies depends on the backend (chainmap keeps shadowed
+ * values a while), which is why the model cannot predict the sink. */
+inline cv_var *g_sink = nullptr;
+inline bool g_sink_on = false;
+inline long g_sink_writes = 0;
+
+inline bool sink_consistent()
+{
+    void *a = nullptr, *b = nullptr;
+    int ra = cv_var_get(g_sink, &a);
+    int rf = (cv_var_get)(g_sink, &a);
+    int rb = cv_context_get(cv_context_current(), g_sink, &b);
+    if (ra != rf)
+        return false;
+    return rb == 1 ? (ra == 0 && a == b) : (rb == 0 && ra == CV_ELOOKUP);
+}
+
+inline void sink_write()
+{
+    g_sink_on = false; /* no nesting: a write made here triggers no write */
+    int r = cv_var_set(g_sink, hold(1), nullptr);
+    unhold(1);
+    if (r != 0)
+        g_hook_error = "a hook's write failed";
+    else if (!sink_consistent())
+        g_hook_error = "after a hook's write the get disagrees with the "
+                       "context (R14a)";
+    g_sink_writes++;
+    g_sink_on = true;
+}
+
+/* Pairs of c that are the model's: all but the sink's. */
+inline size_t model_len(const cv_context *c)
+{
+    void *x;
+    size_t n = cv_context_len(c);
+    return g_sink && cv_context_get(c, g_sink, &x) == 1 ? n - 1 : n;
 }
 
 extern "C" inline void hook_retain(void *v, void *ud)
@@ -97,6 +163,8 @@ extern "C" inline void hook_retain(void *v, void *ud)
     int id = val_id(v);
     if (id < 0)
         g_hook_error = "retain hook got a pointer never set";
+    else if (g_vals[id].dead)
+        g_hook_error = "value retained after its count reached zero (R14b)";
     else
         g_vals[id].refs++;
 }
@@ -110,14 +178,21 @@ extern "C" inline void hook_release(void *v, void *ud)
     int id = val_id(v);
     if (id < 0)
         g_hook_error = "release hook got a pointer never set";
+    else if (g_vals[id].dead)
+        g_hook_error = "value released after its count reached zero (R14b)";
     else if (--g_vals[id].refs < 0)
         g_hook_error = "value released more often than retained";
+    else if (g_vals[id].refs == 0 && !g_vals[id].user) {
+        g_vals[id].dead = true;
+        if (id == 0 && g_sink_on)
+            sink_write();
+    }
 }
 
 inline void reset_values()
 {
     for (auto &v : g_vals)
-        v.refs = 0;
+        v = PVal();
     g_retains = g_releases = 0;
     g_hook_error.clear();
 }
@@ -175,6 +250,14 @@ struct Sut {
     {
         ctxs.push_back(nullptr);
         ctx_held.push_back(false);
+        cv_var_opts o = {};
+        o.name = "sink";
+        o.retain = hook_retain;
+        o.release = hook_release;
+        o.ud = &g_hook_ud;
+        if (cv_var_new_ex(&o, &g_sink) != 0)
+            std::abort();
+        g_sink_on = true;
         if (py)
             py->begin();
     }
@@ -186,6 +269,7 @@ struct Sut {
         if (torn_down)
             return;
         torn_down = true;
+        g_sink_on = false;
         for (size_t i = 0; i < toks.size(); i++)
             if (tok_held[i])
                 cv_token_release(toks[i]);
@@ -196,6 +280,8 @@ struct Sut {
             if (var_held[i])
                 cv_var_release(vars[i]);
         cv_thread_cleanup();
+        cv_var_release(g_sink);
+        g_sink = nullptr;
         if (py)
             py->end();
     }
@@ -282,13 +368,15 @@ struct NewVar : Cmd {
             cv_var_opts o = {};
             o.name = nm;
             o.has_default = has_dflt;
-            o.dflt = has_dflt ? val_ptr(dflt) : nullptr;
+            o.dflt = has_dflt ? hold(dflt) : nullptr;
             if (hooks) {
                 o.retain = hook_retain;
                 o.release = hook_release;
                 o.ud = &g_hook_ud;
             }
             r = cv_var_new_ex(&o, &v);
+            if (has_dflt)
+                unhold(dflt);
         }
         if (null_name) {
             RC_ASSERT(r == CV_EINVAL);
@@ -340,7 +428,8 @@ struct Set : Cmd {
         cv_var *vp = via_tok >= 0 ? cv_token_var(sut.toks[via_tok]) : sut.vars[v];
         RC_ASSERT(truth(vp == sut.vars[v])); /* R7 */
         cv_token *t = nullptr;
-        int r = cv_var_set(vp, val_ptr(val), tok ? &t : nullptr);
+        int r = cv_var_set(vp, hold(val), tok ? &t : nullptr);
+        unhold(val);
         if (r == 0 && tok) {
             sut.toks.push_back(t);
             sut.tok_held.push_back(true);
@@ -743,6 +832,8 @@ struct Visit {
 extern "C" inline int visit_cb(cv_var *v, void *value, void *arg)
 {
     Visit *x = static_cast<Visit *>(arg);
+    if (v == g_sink)
+        return 0; /* the hooks' var, not the model's */
     auto it = x->sut->var_id.find(v);
     x->seen.emplace_back(it == x->sut->var_id.end() ? -1 : it->second,
                          val_id(value));
@@ -794,7 +885,7 @@ struct Len : Cmd {
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
-        RC_ASSERT(cv_context_len(sut.ctx(s, c)) == s.ctxs[c].m.size());
+        RC_ASSERT(model_len(sut.ctx(s, c)) == s.ctxs[c].m.size());
         if (sut.py)
             RC_ASSERT(sut.py->len(c) == (long)s.ctxs[c].m.size());
     }
@@ -851,6 +942,28 @@ struct Release : Cmd {
     }
 };
 
+/* Sets the sink (the var the hooks write, unknown to the model) to value 0
+ * or to NULL in the current context. Replacing value 0 there may be its
+ * death, whose hook then writes the very var this set is writing (the
+ * third case of R14a): the get must answer the hook's value. */
+struct SinkSet : Cmd {
+    bool zero;
+    explicit SinkSet(bool z) : zero(z) {}
+    void run(const Model &, Sut &) const override
+    {
+        int r = cv_var_set(g_sink, zero ? hold(0) : nullptr, nullptr);
+        if (zero)
+            unhold(0);
+        RC_ASSERT(r == 0);
+        RC_ASSERT(sink_consistent());
+        check_hooks();
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "set(sink, " << (zero ? "val0" : "NULL") << ")";
+    }
+};
+
 /* Misuse with NULL arguments: CV_EINVAL (or 0 / NULL where documented). */
 struct Invalid : Cmd {
     int kind;
@@ -889,30 +1002,19 @@ struct Invalid : Cmd {
 /* ------------------------------------------------------------------------
  * Generation
  * ------------------------------------------------------------------------ */
-inline std::vector<int> held_vars(const Model &s)
+/* The ids of the held entries of a model table, from `first` on. */
+template <typename T>
+std::vector<int> held_ids(const std::vector<T> &table, size_t first = 0)
 {
     std::vector<int> r;
-    for (size_t i = 0; i < s.vars.size(); i++)
-        if (s.vars[i].held)
+    for (size_t i = first; i < table.size(); i++)
+        if (table[i].held)
             r.push_back((int)i);
     return r;
 }
-inline std::vector<int> held_ctxs(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 1; i < s.ctxs.size(); i++)
-        if (s.ctxs[i].held)
-            r.push_back((int)i);
-    return r;
-}
-inline std::vector<int> held_toks(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 0; i < s.toks.size(); i++)
-        if (s.toks[i].held)
-            r.push_back((int)i);
-    return r;
-}
+inline std::vector<int> held_vars(const Model &s) { return held_ids(s.vars); }
+inline std::vector<int> held_ctxs(const Model &s) { return held_ids(s.ctxs, 1); }
+inline std::vector<int> held_toks(const Model &s) { return held_ids(s.toks); }
 
 /* A context argument: -1 (the current one) or a held context. */
 inline int pick_ctx(const std::vector<int> &cs)
@@ -925,7 +1027,7 @@ inline int pick_ctx(const std::vector<int> &cs)
 enum Kind {
     K_NEWVAR, K_SET, K_GET, K_GETOR, K_RESET, K_TOKINFO, K_COPYCUR, K_COPY,
     K_NEWCTX, K_ENTER, K_EXIT, K_RUN, K_CTXGET, K_FOREACH, K_LEN, K_RELVAR,
-    K_RELCTX, K_RELTOK, K_INVALID
+    K_RELCTX, K_RELTOK, K_INVALID, K_SINKSET
 };
 
 /* Kinds the mirror cannot take: set by prop_cpython.cc. */
@@ -948,6 +1050,7 @@ inline rc::Gen<CmdSP> genCommand(const Model &s)
         add(K_LEN, 1);
         if (!g_no_invalid)
             add(K_INVALID, 1);
+        add(K_SINKSET, 2);
         if (!vs.empty() || !ts.empty())
             add(K_SET, 7);
         if (!vs.empty()) {
@@ -1027,6 +1130,8 @@ inline rc::Gen<CmdSP> genCommand(const Model &s)
             return std::make_shared<Release>(1, *rc::gen::elementOf(cs));
         case K_RELTOK:
             return std::make_shared<Release>(2, *rc::gen::elementOf(ts));
+        case K_SINKSET:
+            return std::make_shared<SinkSet>(*rc::gen::arbitrary<bool>());
         default:
             return std::make_shared<Invalid>(*rc::gen::inRange(0, 17));
         }

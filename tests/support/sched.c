@@ -49,15 +49,24 @@ void sched_free(sched *s)
     free(s);
 }
 
+/* Appends t to the list {*head, *tail} linked through the field that
+ * link points at in t (and at the same offset in every task). */
+static void list_append(sched_task **head, sched_task **tail, sched_task *t,
+                        sched_task **link)
+{
+    size_t off = (size_t)((char *)link - (char *)t);
+    *link = NULL;
+    if (*tail != NULL)
+        *(sched_task **)((char *)*tail + off) = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
 static void push_ready(sched *s, sched_task *t)
 {
     t->state = READY;
-    t->next_ready = NULL;
-    if (s->ready_tail != NULL)
-        s->ready_tail->next_ready = t;
-    else
-        s->ready_head = t;
-    s->ready_tail = t;
+    list_append(&s->ready_head, &s->ready_tail, t, &t->next_ready);
 }
 
 static sched_task *pop_ready(sched *s)
@@ -86,11 +95,7 @@ static int add_task(sched *s, sched_step_fn fn, void *arg, cv_context *ctx,
     t->arg = arg;
     t->ctx = ctx;
     t->owns_ctx = owns;
-    if (s->all_tail != NULL)
-        s->all_tail->next_all = t;
-    else
-        s->all_head = t;
-    s->all_tail = t;
+    list_append(&s->all_head, &s->all_tail, t, &t->next_all);
     push_ready(s, t);
     if (out != NULL)
         *out = t;
