@@ -945,6 +945,8 @@ What the comparison showed, and what was corrected (bench/advise, model version 
   which the per-workload error above measures: use it to plan, and a trace
   to decide.
 """)
+    if bench.context.get("snap_ops_run"):
+        w("(The snapshot ops in this report: %s.)\n" % bench.context["snap_ops_run"])
     # ---- recording overhead
     w("### What recording costs\n")
     w("Each program run untraced and with `CTXVAR_TRACE` (default backend), %d interleaved runs "
