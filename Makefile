@@ -241,6 +241,7 @@ include examples/examples.mk
 -include tests/prop/prop.mk
 -include tests/stress/stress.mk
 -include tests/coverage.mk
+-include tests/trace/trace.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk
 

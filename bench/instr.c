@@ -152,6 +152,8 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
                 if ((pass == 1) != (strcmp(ops[i].name, "get_depth") == 0))
                     continue;
+                if (pass == 0 && !bench_op_fits(ops[i].name, arg))
+                    continue;
                 if (py)
                     run_py(&ppool, &ops[i], arg, k);
                 else

@@ -42,6 +42,7 @@
 
 #include "internal.h"
 #include "tstate.h"
+#include "trace.h"
 
 struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
@@ -256,6 +257,7 @@ static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
         e->val = val;
         e->gen = cv_i_tcache_v1.gen;
     }
+    CV_TRACE_MARK_ENTRY(e);
 }
 
 /* A set or reset in the current context: the var's entry stays exact. */
@@ -347,6 +349,7 @@ static void ctx_drop(cv_context *c, size_t amount)
     if (!cv__refs_drop(&c->c_state, amount))
         return;
     /* The context is gone before its values' hooks run (R14a). */
+    CV_TRACE_CTX_FREE(c);
     const cv_backend *ops = c->c_ops;
     cv_map *map = c->c_map;
     block_free(c);
@@ -360,6 +363,7 @@ void cv__context_retain(cv_context *c)
 
 void cv_context_release(cv_context *c)
 {
+    CV_TRACE_CTX(c != NULL ? 0 : -1, CTX_RELEASE, c, NULL);
     if (c != NULL)
         ctx_drop(c, CTX_REF);
 }
@@ -436,6 +440,7 @@ static cv_context *current_or_make(int *err, int *made)
     ts.base = c;
     set_current(c);
     *made = 1;
+    CV_TRACE_CTX(0, CTX_BASE, c, NULL);
     return c;
 }
 
@@ -470,6 +475,7 @@ static void contexts_free(cv_context *dead)
 {
     while (dead != NULL) {
         cv_context *next = (cv_context *)dead->c_link;
+        CV_TRACE_CTX_FREE(dead);
         const cv_backend *ops = dead->c_ops;
         cv_map *map = dead->c_map;
         block_free(dead);
@@ -494,6 +500,7 @@ static void stack_pop(cv_context **dead)
 
 void cv_thread_cleanup(void)
 {
+    CV_TRACE_CTX(0, CLEANUP, NULL, NULL);
     /* Contexts the user left entered are exited, top first. */
     cv_context *dead = NULL;
     ts.cleanups++;
@@ -532,6 +539,7 @@ int cv_context_enter(cv_context *c)
         ts.below_gen[ts.depth] = cv_i_tcache_v1.gen;
     ts.depth++;
     set_current(c);
+    CV_TRACE_CTX(0, ENTER, c, NULL);
     return 0;
 }
 
@@ -547,6 +555,7 @@ int cv_context_exit(cv_context *c)
     stack_pop(&dead);
     if (CV_UNLIKELY(dead != NULL))
         contexts_free(dead);
+    CV_TRACE_CTX(0, EXIT, c, NULL);
     return 0;
 }
 
@@ -581,8 +590,10 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     size_t level = ts.depth; /* c's */
     unsigned cleanups = ts.cleanups;
     c->c_link |= LINK_BY_RUN;
+    CV_TRACE_CTX(0, RUN, c, NULL);
     int result = fn(arg);
     run_unwind(level, cleanups);
+    CV_TRACE_CTX(0, RUN_END, NULL, NULL);
     return result;
 }
 
@@ -594,7 +605,9 @@ int cv_context_new_on(const cv_backend *b, cv_context **out)
 {
     if (b == NULL || out == NULL)
         return CV_EINVAL;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
 }
 
 int cv_context_new(cv_context **out)
@@ -604,7 +617,9 @@ int cv_context_new(cv_context **out)
     const cv_backend *b = cv_backend_default();
     if (b == NULL)
         return CV_ENOBACKEND;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
 }
 
 int cv_context_copy(const cv_context *c, cv_context **out)
@@ -622,6 +637,7 @@ int cv_context_copy(const cv_context *c, cv_context **out)
         return r;
     }
     *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
     return 0;
 }
 
@@ -648,7 +664,9 @@ int cv_context_get(const cv_context *c, const cv_var *v, void **out)
 {
     if (c == NULL || v == NULL || out == NULL)
         return CV_EINVAL;
-    return c->c_ops->find(c->c_map, v, out);
+    int r = c->c_ops->find(c->c_map, v, out);
+    CV_TRACE_CTX_GET(r, c, v);
+    return r;
 }
 
 size_t cv_context_len(const cv_context *c)
@@ -661,6 +679,7 @@ int cv_context_foreach(const cv_context *c,
 {
     if (c == NULL || cb == NULL)
         return CV_EINVAL;
+    CV_TRACE_CTX(0, FOREACH, c, NULL);
     /* Walk a shared reference: if cb sets a var in c, the write copies
      * instead of changing the map under the walk. */
     cv_map *snap;
@@ -697,7 +716,8 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && (e->gen & ~CV_I_GEN_ABSENT) == cv_i_tcache_v1.gen)
+    if (e->var == v &&
+        (e->gen & ~(CV_I_GEN_ABSENT | CV__GEN_TRACED)) == cv_i_tcache_v1.gen)
         return (e->gen & CV_I_GEN_ABSENT) ? ABSENT : e->val;
     cv_context *c = ts.current;
     if (c == NULL)
@@ -718,10 +738,26 @@ static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
  * it, 2.06 without). The parentheses keep ctxvar.h's macros from
  * expanding in the definitions.
  */
+/* The gets while tracing (core/trace.h): the same answers, recorded. */
+static CV_TRACE_COLD int traced_get(const cv_var *v, void **out)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 0);
+    return get_answer(v, val, out);
+}
+
+static CV_TRACE_COLD void *traced_get_or(const cv_var *v, void *dflt)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 1);
+    return val != ABSENT ? val : dflt;
+}
+
 int cv_i_var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
+    CV_TRACE_GET_MISS(v, out);
     return get_answer(v, lookup(v), out);
 }
 
@@ -729,6 +765,7 @@ void *cv_i_var_get_or_miss(const cv_var *v, void *dflt)
 {
     if (CV_UNLIKELY(v == NULL))
         return dflt;
+    CV_TRACE_GET_OR_MISS(v, dflt);
     void *val = lookup(v);
     return val != ABSENT ? val : dflt;
 }
@@ -769,6 +806,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
         }
         write_check(c);
         cache_note(v, value);
+        CV_TRACE_SET(v, value, NULL);
         write_end();
         return 0;
     }
@@ -805,6 +843,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     t->t_has_old = has_old;
     t->t_used = 0;
     *tok = t;
+    CV_TRACE_SET(v, value, t);
     write_end();
     return 0;
 }
@@ -830,6 +869,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
     write_check(c);
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
+    CV_TRACE_TOKEN(RESET, v, t, NULL);
     write_end();
     return 0;
 }
@@ -862,6 +902,7 @@ void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
+    CV_TRACE_TOKEN(TOKEN_RELEASE, NULL, t, t->t_ctx);
     /* The token is gone before any hook runs (R14a). */
     cv_token held = *t;
     block_free(t);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "trace.h"
 
 uint32_t cv__hash_ptr(const void *p)
 {
@@ -47,6 +48,7 @@ static int var_make(const cv_var_opts *opts, int force, uint32_t hash,
     if (v->v_has_default)
         cv__value_retain(v, v->v_default); /* the default is a holder (R14) */
     *out = v;
+    CV_TRACE_VAR_NEW(v);
     return 0;
 }
 
@@ -83,6 +85,7 @@ void cv__var_decref(cv_var *v)
 {
     if (!cv__refs_drop(&v->v_refs, 1))
         return;
+    CV_TRACE_VAR_FREE(v);
     void (*release)(void *, void *) = v->v_has_default ? v->v_release : NULL;
     void *dflt = v->v_default, *ud = v->v_ud;
     cv__free(v);
@@ -118,6 +121,7 @@ size_t cv__key_refs(const cv_var *k)
 
 void cv_var_release(cv_var *v)
 {
+    CV_TRACE_VAR_RELEASE(v);
     if (v != NULL)
         cv__var_decref(v);
 }
