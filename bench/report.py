@@ -743,7 +743,7 @@ def decision_chart(bench, adv, path, marks):
         for j, c in enumerate(cs):
             for i, n in enumerate(ns):
                 prof = {"vars": n, "gets_per_set": 10.0, "copies_per_set": c, "depth": 1.0,
-                        "enters_per_set": c, "hit_rate": 0.5}
+                        "enters_per_set": c, "hit_rate": 0.5, "snapshot_share": 0.0}
                 pr = sorted((adv.price(bench, b, prof)["total"], k) for k, b in enumerate(bes)
                             if adv.price(bench, b, prof))
                 k = pr[0][1] if pr[1][0] > pr[0][0] * 1.10 else len(bes)
