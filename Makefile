@@ -44,9 +44,10 @@ $(LIB_SO): $(LIB_OBJ)
 # Dependencies: installed from Debian's packages when missing (as root).
 # ---------------------------------------------------------------------------
 DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
-               librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3
+               librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3 \
+               libuv1-dev pkg-config wrk
 DEPS_REPORT := gcc g++ make libbenchmark-dev hyperfine gnuplot-nox \
-               libpython3.11-dev python3 valgrind
+               libpython3.11-dev python3 valgrind libuv1-dev pkg-config wrk
 DEPS_EXTRA  := lcov afl++
 
 define apt_ensure
@@ -107,3 +108,4 @@ include tests/tests.mk
 -include tests/coverage.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk
+-include integrations/libuv/libuv.mk

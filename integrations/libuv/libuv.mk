@@ -1,0 +1,60 @@
+# integrations/libuv/libuv.mk -- libctxvar-uv, the optional libuv companion
+# library (included by the top-level Makefile). Built and tested when
+# libuv's development files are present (pkg-config libuv); `make test`
+# installs libuv1-dev first (DEPS_TEST), so there it always is.
+#
+#   make uv            build/libctxvar-uv.a and .so
+#   make uv-test       its tests against the real libuv, plain and under valgrind
+#   make install-uv    header, libraries and ctxvar-uv.pc
+
+UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
+UV_LIBS   := $(shell pkg-config --libs libuv 2>/dev/null)
+UV_OK     := $(shell pkg-config --exists libuv 2>/dev/null && echo 1)
+UV_DIR    := integrations/libuv
+UV_A      := $(BUILD)/libctxvar-uv.a
+UV_SO     := $(BUILD)/libctxvar-uv.so
+UV_OBJ    := $(BUILD)/$(UV_DIR)/ctxvar_uv.o
+UV_TEST   := $(BUILD)/$(UV_DIR)/test_uv
+
+.PHONY: uv uv-test install-uv
+
+ifeq ($(UV_OK),1)
+uv: $(UV_A) $(UV_SO)
+
+$(UV_OBJ): $(UV_DIR)/ctxvar_uv.c $(UV_DIR)/ctxvar_uv.h core/ctxvar.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(UV_CFLAGS) -iquote core -c $< -o $@
+
+$(UV_A): $(UV_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(UV_SO): $(UV_OBJ) $(LIB_SO)
+	$(CC) -shared -o $@ $(UV_OBJ) -L$(BUILD) -lctxvar $(UV_LIBS) $(LDLIBS)
+
+$(UV_TEST): $(UV_DIR)/test_uv.c $(UV_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
+	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
+
+uv-test: $(UV_TEST)
+	@echo "== libctxvar-uv against libuv $$(pkg-config --modversion libuv)"
+	./$(UV_TEST)
+	$(VALGRIND) ./$(UV_TEST) > $(BUILD)/uv-valgrind.log 2>&1 || \
+	  { tail -40 $(BUILD)/uv-valgrind.log; exit 1; }
+	@echo "libctxvar-uv: valgrind clean"
+
+install-uv: uv
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(UV_DIR)/ctxvar_uv.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(UV_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(UV_SO) $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|' $(UV_DIR)/ctxvar-uv.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ctxvar-uv.pc
+
+install: install-uv
+test-run: uv-test
+else
+uv uv-test install-uv:
+	@echo "libctxvar-uv: libuv not found (apt-get install libuv1-dev); skipped"
+endif
