@@ -52,9 +52,33 @@ install-uv: uv
 	sed -e 's|@PREFIX@|$(PREFIX)|' $(UV_DIR)/ctxvar-uv.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ctxvar-uv.pc
 
+# The request-scoped server (bench/workloads/uv_http.c) under wrk: a short
+# correctness run in make test, throughput per backend in make report.
+UV_HTTP := $(BUILD)/bench/uv_http
+UV_HTTP_RUN := $(BENCH_PY) bench/workloads/uv_http_run.py
+UV_HTTP_SECONDS ?= $(if $(FULL),10,5)
+UV_HTTP_ROUNDS  ?= $(if $(FULL),3,2)
+
+.PHONY: uv-http-check uv-http-bench
+
+$(UV_HTTP): bench/workloads/uv_http.c $(UV_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
+	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
+
+uv-http-check: $(UV_HTTP)
+	@echo "== request-scoped HTTP server under wrk (127.0.0.1, 64 connections)"
+	$(UV_HTTP_RUN) check --server $(UV_HTTP)
+
+uv-http-bench: $(UV_HTTP)
+	@echo "== request-scoped HTTP server: throughput per backend vs the id passed by hand"
+	$(UV_HTTP_RUN) bench --server $(UV_HTTP) --results results \
+	  --seconds $(UV_HTTP_SECONDS) --rounds $(UV_HTTP_ROUNDS)
+
 install: install-uv
-test-run: uv-test
+test-run: uv-test uv-http-check
+report-run: uv-http-bench
 else
-uv uv-test install-uv:
+uv uv-test install-uv uv-http-check uv-http-bench:
 	@echo "libctxvar-uv: libuv not found (apt-get install libuv1-dev); skipped"
 endif

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""uv_http_run.py -- drives bench/workloads/uv_http.c with wrk (loopback only).
+
+  uv_http_run.py check --server BIN      make test: zero mismatches over at
+                                         least 100,000 requests at 64
+                                         connections (bounded: <= 4 wrk runs
+                                         of 10 s), and a --broken server must
+                                         be caught
+  uv_http_run.py bench --server BIN --results DIR
+                                         make report: throughput and p50/p99
+                                         per backend beside the hand-passed
+                                         baseline, interleaved rounds, ratios
+                                         within a round; writes
+                                         DIR/<cpu-tag>/uv_http.{json,md}
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "uv_http.lua")
+
+
+class Server:
+    def __init__(self, binary, args=(), env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.p = subprocess.Popen([binary, "--max-seconds", "300"] + list(args),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=e)
+        line = self.p.stdout.readline()
+        m = re.match(r"port (\d+)", line)
+        if not m:
+            self.p.kill()
+            sys.exit("uv_http did not start: %r %s" % (line, self.p.stderr.read()))
+        self.port = int(m.group(1))
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+            sys.exit("uv_http did not stop on SIGTERM: " + err[-2000:])
+        last = [l for l in out.splitlines() if l.startswith("{")]
+        if self.p.returncode != 0 or not last:
+            sys.exit("uv_http failed (%s): %s" % (self.p.returncode, err[-2000:]))
+        return json.loads(last[-1])
+
+
+def to_ms(s):
+    m = re.match(r"([\d.]+)(us|ms|s)$", s)
+    v = float(m.group(1))
+    return {"us": v / 1000.0, "ms": v, "s": v * 1000.0}[m.group(2)]
+
+
+def wrk(port, seconds, conns, threads):
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency",
+           "-s", LUA, "http://127.0.0.1:%d/" % port]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0:
+        sys.exit("wrk failed: " + r.stderr)
+    out = r.stdout
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+           "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        res["p" + pct + "_ms"] = to_ms(m.group(1)) if m else None
+    m = re.search(r"Socket errors: (.*)", out)
+    res["socket_errors"] = m.group(1).strip() if m else ""
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    return res
+
+
+def load():
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+def cmd_check(a):
+    s = Server(a.server)
+    total, runs = 0, 0
+    while total < a.min_requests and runs < a.max_runs:
+        r = wrk(s.port, a.seconds, a.conns, a.threads)
+        total += r["requests"]
+        runs += 1
+        print("uv_http check: wrk run %d: %d requests at %d connections, %.0f req/s, "
+              "p50 %.2f ms, p99 %.2f ms (load %s)" % (
+                  runs, r["requests"], a.conns, r["rps"], r["p50_ms"], r["p99_ms"], load()))
+        if r["non_2xx"]:
+            sys.exit("uv_http check: %d non-2xx responses" % r["non_2xx"])
+    st = s.stop()
+    print("uv_http check: server: %s" % json.dumps(st))
+    bad = []
+    if st["mismatches"] != 0:
+        bad.append("%d log lines carried another request's id" % st["mismatches"])
+    if st["requests"] < total:
+        bad.append("server answered %d < wrk's %d" % (st["requests"], total))
+    if st["log_lines"] != 5 * st["requests"]:
+        bad.append("log lines %d for %d requests" % (st["log_lines"], st["requests"]))
+    if st["fallbacks"]:
+        bad.append("%d callbacks ran outside their context" % st["fallbacks"])
+    if total < a.min_requests:
+        bad.append("only %d requests in %d runs (want %d)" % (total, runs, a.min_requests))
+    # the checker must see a server that loses the context in one step
+    b = Server(a.server, ["--broken"])
+    wrk(b.port, 2, a.conns, a.threads)
+    bst = b.stop()
+    print("uv_http check: --broken server: %d mismatches in %d lines (must be > 0)" % (
+        bst["mismatches"], bst["log_lines"]))
+    if bst["mismatches"] == 0:
+        bad.append("the --broken server went unnoticed")
+    if bad:
+        sys.exit("uv_http check FAILED: " + "; ".join(bad))
+    print("uv_http check: %d requests, %d log lines, 0 mismatches" % (
+        st["requests"], st["log_lines"]))
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def cmd_bench(a):
+    sys.path.insert(0, os.path.dirname(HERE))
+    import report  # bench/report.py: the same results/<cpu-tag>/ directory
+    outdir = os.path.join(a.results, report.cpu_tag())
+    os.makedirs(outdir, exist_ok=True)
+    backends = subprocess.run([a.server, "--list-backends"], capture_output=True,
+                              text=True).stdout.split()
+    variants = [("hand", [], {})] + [(b, [], {"CTXVAR_BACKEND": b}) for b in backends]
+    runs = []
+    t0 = time.time()
+    for rnd in range(a.rounds):
+        for name, args, env in variants:
+            s = Server(a.server, (["--hand"] if name == "hand" else []) + args, env)
+            r = wrk(s.port, a.seconds, a.conns, a.threads)
+            st = s.stop()
+            r.update({"variant": name, "round": rnd, "server": st, "load": load()})
+            runs.append(r)
+            print("uv_http bench: round %d %-9s %8.0f req/s p50 %.2f ms p99 %.2f ms "
+                  "mismatches %d (load %s)" % (rnd, name, r["rps"], r["p50_ms"],
+                                               r["p99_ms"], st["mismatches"], r["load"]),
+                  flush=True)
+    summary = {}
+    for name, _, _ in variants:
+        mine = [r for r in runs if r["variant"] == name]
+        ratios = []
+        for r in mine:
+            base = [x for x in runs if x["variant"] == "hand" and x["round"] == r["round"]][0]
+            ratios.append(r["rps"] / base["rps"])
+        summary[name] = {
+            "rps_median": median([r["rps"] for r in mine]),
+            "p50_ms_median": median([r["p50_ms"] for r in mine]),
+            "p99_ms_median": median([r["p99_ms"] for r in mine]),
+            "throughput_vs_hand_median": median(ratios),
+            "throughput_vs_hand_each": ratios,
+            "requests": sum(r["server"]["requests"] for r in mine),
+            "mismatches": sum(r["server"]["mismatches"] for r in mine),
+        }
+    doc = {"what": "bench/workloads/uv_http.c driven by wrk on 127.0.0.1",
+           "wrk": {"threads": a.threads, "connections": a.conns, "seconds": a.seconds,
+                   "rounds": a.rounds},
+           "elapsed_s": round(time.time() - t0), "runs": runs, "summary": summary}
+    with open(os.path.join(outdir, "uv_http.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    L = []
+    L.append("A libuv HTTP/1.1 server (bench/workloads/uv_http.c, libctxvar-uv) gives each "
+             "request its own context, sets `request_id` from the request line and logs five "
+             "lines per request through a logger that reads the var: the request step, a "
+             "`uv_queue_work` step on the pool thread, the step after it, a timer step, the "
+             "write callback. `hand` is the same server passing the id by hand, with no ctxvar "
+             "call. wrk: %d threads, %d connections, %d s per run, %d interleaved rounds; "
+             "the ratio is against `hand` in the same round (median over rounds). wrk and the "
+             "server share the machine's cores with whatever else runs (the load average is "
+             "in uv_http.json).\n" % (a.threads, a.conns, a.seconds, a.rounds))
+    L.append("| variant | req/s (median) | vs hand | p50 ms | p99 ms | requests | mismatches |")
+    L.append("|---|---|---|---|---|---|---|")
+    for name, _, _ in variants:
+        s = summary[name]
+        L.append("| %s | %.0f | %.3fx | %.2f | %.2f | %d | %d |" % (
+            name, s["rps_median"], s["throughput_vs_hand_median"], s["p50_ms_median"],
+            s["p99_ms_median"], s["requests"], s["mismatches"]))
+    with open(os.path.join(outdir, "uv_http.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    print("\n".join(L))
+    if any(summary[n]["mismatches"] for n in summary):
+        sys.exit("uv_http bench: mismatches")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check")
+    c.add_argument("--server", required=True)
+    c.add_argument("--seconds", type=int, default=10)
+    c.add_argument("--conns", type=int, default=64)
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--min-requests", type=int, default=100000)
+    c.add_argument("--max-runs", type=int, default=4)
+    b = sub.add_parser("bench")
+    b.add_argument("--server", required=True)
+    b.add_argument("--results", required=True)
+    b.add_argument("--seconds", type=int, default=5)
+    b.add_argument("--rounds", type=int, default=2)
+    b.add_argument("--conns", type=int, default=64)
+    b.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    {"check": cmd_check, "bench": cmd_bench}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
