@@ -109,3 +109,4 @@ include tests/tests.mk
 -include fuzz/fuzz.mk
 -include bench/bench.mk
 -include integrations/libuv/libuv.mk
+-include examples/examples.mk

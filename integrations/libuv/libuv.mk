@@ -37,9 +37,18 @@ $(UV_TEST): $(UV_DIR)/test_uv.c $(UV_A) $(LIB_A)
 	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
 	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
 
-uv-test: $(UV_TEST)
+UV_EXAMPLE := $(BUILD)/$(UV_DIR)/example
+
+$(UV_EXAMPLE): $(UV_DIR)/example.c $(UV_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
+	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
+
+uv-test: $(UV_TEST) $(UV_EXAMPLE)
 	@echo "== libctxvar-uv against libuv $$(pkg-config --modversion libuv)"
 	./$(UV_TEST)
+	@./$(UV_EXAMPLE) > $(UV_EXAMPLE).out || { cat $(UV_EXAMPLE).out; exit 1; }
+	@tail -1 $(UV_EXAMPLE).out
 	$(VALGRIND) ./$(UV_TEST) > $(BUILD)/uv-valgrind.log 2>&1 || \
 	  { tail -40 $(BUILD)/uv-valgrind.log; exit 1; }
 	@echo "libctxvar-uv: valgrind clean"
