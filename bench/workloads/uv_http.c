@@ -21,6 +21,7 @@
  * one JSON line of counters. Loopback only.
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ static int broken;                      /* 1: the timer step started with
                                          * check must see it */
 static uv_loop_t *loop;
 static cv_var *request_id;
+static const cv_backend *request_backend;  /* the default, looked up once */
 static atomic_ulong log_lines, mismatches, requests, work_steps;
 static uint64_t next_id = 1;            /* ids for requests without one */
 
@@ -231,8 +233,9 @@ static void try_next(conn *c)
     if (hand) {
         r = request_start(c);
     } else {
-        cv_context *rc;
-        r = cv_context_new(&rc);
+        cv_context *rc;           /* (new_on: cv_context_new would read
+                                   * $CTXVAR_BACKEND per request, R15) */
+        r = cv_context_new_on(request_backend, &rc);
         if (r == 0) {
             r = cv_context_run(rc, request_start, c);
             cv_context_release(rc);  /* the work and its after keep it */
@@ -355,7 +358,8 @@ int main(int argc, char **argv)
         }
     }
     loop = uv_default_loop();
-    if (!hand && cv_var_new("request_id", &request_id) != 0)
+    if (!hand && (cv_var_new("request_id", &request_id) != 0 ||
+                  (request_backend = cv_backend_default()) == NULL))
         return 1;
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", port, &addr);
@@ -379,13 +383,17 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     log_flush_counts();
     const cv_backend *b = cv_backend_default();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);       /* every thread: loop and pool */
+    double user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6;
+    double sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
     printf("{\"mode\": \"%s\", \"backend\": \"%s\", \"requests\": %lu, "
            "\"pool_steps\": %lu, \"log_lines\": %lu, \"mismatches\": %lu, "
-           "\"fallbacks\": %ld}\n",
+           "\"fallbacks\": %ld, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f}\n",
            hand ? "hand" : broken ? "broken" : "ctxvar", hand ? "none" : cv_backend_name(b),
            atomic_load(&requests), atomic_load(&work_steps),
            atomic_load(&log_lines), atomic_load(&mismatches),
-           cv_uv_fallbacks());
+           cv_uv_fallbacks(), user, sys);
     uv_loop_close(loop);
     if (!hand)
         cv_var_release(request_id);

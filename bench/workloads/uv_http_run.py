@@ -27,10 +27,10 @@ LUA = os.path.join(HERE, "uv_http.lua")
 
 
 class Server:
-    def __init__(self, binary, args=(), env=None):
+    def __init__(self, binary, args=(), env=None, wrap=()):
         e = dict(os.environ)
         e.update(env or {})
-        self.p = subprocess.Popen([binary, "--max-seconds", "300"] + list(args),
+        self.p = subprocess.Popen(list(wrap) + [binary, "--max-seconds", "300"] + list(args),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=e)
         line = self.p.stdout.readline()
@@ -125,6 +125,26 @@ def cmd_check(a):
         st["requests"], st["log_lines"]))
 
 
+def callgrind_ir(server, args, env, seconds):
+    """Instructions the server executes (every thread, user space) for a
+    wrk run of `seconds`, and for none: (Ir, requests, Ir at rest)."""
+    out = []
+    for secs in (0, seconds):
+        f = "/tmp/uv_http.%d.cg" % os.getpid()
+        s = Server(server, args, env, ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + f])
+        if secs:
+            wrk(s.port, secs, 8, 1)
+        st = s.stop()
+        total = None
+        for line in open(f):
+            if line.startswith("totals:") or line.startswith("summary:"):
+                total = int(line.split()[1])
+        os.unlink(f)
+        out.append((total, st["requests"]))
+    (idle, _), (busy, n) = out
+    return busy, n, idle
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
@@ -152,14 +172,31 @@ def cmd_bench(a):
                   "mismatches %d (load %s)" % (rnd, name, r["rps"], r["p50_ms"],
                                                r["p99_ms"], st["mismatches"], r["load"]),
                   flush=True)
+    for r in runs:
+        st = r["server"]
+        r["cpu_us_per_req"] = (st["cpu_user_s"] + st["cpu_sys_s"]) * 1e6 / max(st["requests"], 1)
+    instr = {}
+    if a.instr:
+        for name, args, env in variants:
+            busy, n, idle = callgrind_ir(a.server, (["--hand"] if name == "hand" else []) + args,
+                                         env, a.instr)
+            instr[name] = {"ir_per_req": (busy - idle) / max(n, 1), "requests": n}
+            print("uv_http bench: callgrind %-9s %.0f instructions per request (%d requests)" % (
+                name, instr[name]["ir_per_req"], n), flush=True)
     summary = {}
     for name, _, _ in variants:
         mine = [r for r in runs if r["variant"] == name]
-        ratios = []
+        ratios, cpu_ratios = [], []
         for r in mine:
             base = [x for x in runs if x["variant"] == "hand" and x["round"] == r["round"]][0]
             ratios.append(r["rps"] / base["rps"])
+            cpu_ratios.append(r["cpu_us_per_req"] / base["cpu_us_per_req"])
         summary[name] = {
+            "cpu_us_per_req_median": median([r["cpu_us_per_req"] for r in mine]),
+            "cpu_vs_hand_median": median(cpu_ratios),
+            "ir_per_req": instr.get(name, {}).get("ir_per_req"),
+            "ir_vs_hand": (instr[name]["ir_per_req"] / instr["hand"]["ir_per_req"]
+                           if name in instr else None),
             "rps_median": median([r["rps"] for r in mine]),
             "p50_ms_median": median([r["p50_ms"] for r in mine]),
             "p99_ms_median": median([r["p99_ms"] for r in mine]),
@@ -184,13 +221,24 @@ def cmd_bench(a):
              "the ratio is against `hand` in the same round (median over rounds). wrk and the "
              "server share the machine's cores with whatever else runs (the load average is "
              "in uv_http.json).\n" % (a.threads, a.conns, a.seconds, a.rounds))
-    L.append("| variant | req/s (median) | vs hand | p50 ms | p99 ms | requests | mismatches |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("Throughput on a shared 2-core machine moves by tens of percent between runs "
+             "of the same binary, far more than the cost being measured; so two steadier "
+             "figures stand beside it: the server's CPU time per request (getrusage, every "
+             "thread, user + system) and, with valgrind, the instructions it executes per "
+             "request in user space (callgrind, a %s s wrk run at 8 connections minus an "
+             "idle run; kernel work, the larger part of a request, is not counted, so this "
+             "ratio overstates the share of ctxvar).\n" % (a.instr or "-"))
+    L.append("| variant | req/s (median) | vs hand | p50 ms | p99 ms | CPU µs/req | vs hand "
+             "| instr/req | vs hand | requests | mismatches |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, _, _ in variants:
         s = summary[name]
-        L.append("| %s | %.0f | %.3fx | %.2f | %.2f | %d | %d |" % (
+        L.append("| %s | %.0f | %.3fx | %.2f | %.2f | %.2f | %.3fx | %s | %s | %d | %d |" % (
             name, s["rps_median"], s["throughput_vs_hand_median"], s["p50_ms_median"],
-            s["p99_ms_median"], s["requests"], s["mismatches"]))
+            s["p99_ms_median"], s["cpu_us_per_req_median"], s["cpu_vs_hand_median"],
+            "%.0f" % s["ir_per_req"] if s["ir_per_req"] else "–",
+            "%.3fx" % s["ir_vs_hand"] if s["ir_vs_hand"] else "–",
+            s["requests"], s["mismatches"]))
     with open(os.path.join(outdir, "uv_http.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     print("\n".join(L))
@@ -215,6 +263,8 @@ def main():
     b.add_argument("--rounds", type=int, default=2)
     b.add_argument("--conns", type=int, default=64)
     b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--instr", type=int, default=3,
+                   help="seconds of wrk under callgrind per variant (0: skip)")
     a = ap.parse_args()
     {"check": cmd_check, "bench": cmd_bench}[a.cmd](a)
 

@@ -153,7 +153,8 @@ static void switch_out(fiber *f)
 #endif
     swapcontext(&f->uc, f->ret);
 #ifdef FS_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+    /* resumed, perhaps by another thread: its stack is the one to go back to */
+    __sanitizer_finish_switch_fiber(fake, &f->ret_stack, &f->ret_size);
 #endif
 }
 
