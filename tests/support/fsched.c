@@ -44,6 +44,16 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
                                      const void **bottom_old, size_t *size_old);
 #endif
 
+/* Under valgrind a switch onto a fiber stack near a thread's own stack
+ * looks like that stack shrinking, and the thread's TLS above it turns
+ * "inaccessible"; registered stacks are known to be stacks of their own. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define FS_VALGRIND 1
+#endif
+#endif
+
 #define STACK_SIZE (256 * 1024)
 
 enum { READY, RUNNING, SLEEPING, AWAITING, DONE };
@@ -66,6 +76,9 @@ struct fiber {
 #ifdef FS_TSAN
     void *tsan;
     void *ret_tsan;
+#endif
+#ifdef FS_VALGRIND
+    unsigned vg_stack;
 #endif
 };
 
@@ -109,6 +122,9 @@ void fsched_free(fsched *s)
 #ifdef FS_TSAN
         if (f->tsan != NULL)
             __tsan_destroy_fiber(f->tsan);
+#endif
+#ifdef FS_VALGRIND
+        VALGRIND_STACK_DEREGISTER(f->vg_stack);
 #endif
         free(f->stack);
         free(f);
@@ -199,6 +215,9 @@ static int add_fiber(fsched *s, cv_bound *body, fiber **out)
                 (unsigned)(p & 0xffffffffu), (unsigned)(p >> 16 >> 16));
 #ifdef FS_TSAN
     f->tsan = __tsan_create_fiber(0);
+#endif
+#ifdef FS_VALGRIND
+    f->vg_stack = VALGRIND_STACK_REGISTER(stack, (char *)stack + STACK_SIZE);
 #endif
     pthread_mutex_lock(&s->mu);
     if (s->all_tail != NULL)
