@@ -174,23 +174,12 @@ int cv_uv_async_init(uv_loop_t *loop, cv_uv_async *a, uv_async_cb cb)
 
 /* ---- streams ---------------------------------------------------------- */
 
-typedef struct alloc_args {
-    uv_handle_t *h;
-    size_t size;
-    uv_buf_t *buf;
-} alloc_args;
-
-static int call_alloc(void *p)
-{
-    alloc_args *a = p;
-    ((uv_alloc_cb)bind_of(a->h)->cb2)(a->h, a->size, a->buf);
-    return 0;
-}
-
+/* The alloc callback hands out a buffer and is called as it is, in the
+ * loop's context: entering the read's context for it too would cost a
+ * second enter and exit per read for a callback that has no use for it. */
 static void tramp_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
-    alloc_args a = {h, size, buf};
-    run_in(bind_of(h)->ctx, call_alloc, &a);
+    ((uv_alloc_cb)bind_of(h)->cb2)(h, size, buf);
 }
 
 typedef struct read_args {

@@ -11,7 +11,8 @@
  *   timer, idle, check, prepare   a copy taken by the *_start call
  *   async                         a copy taken by cv_uv_async_init (the
  *                                 sender may be any thread)
- *   stream reads (alloc + read)   a copy taken by cv_uv_read_start
+ *   stream reads                  a copy taken by cv_uv_read_start (the
+ *                                 alloc callback is called as it is)
  *   write                         a copy taken by cv_uv_write
  *   queue_work: work              a copy taken by cv_uv_queue_work, on the
  *                                 pool thread, which then releases what
