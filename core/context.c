@@ -7,7 +7,9 @@
  * context the thread got on first use. The base sits at the bottom of the
  * stack and is marked entered, so no other thread can run it and it cannot
  * be exited. A pthread key destructor releases the stack when the thread
- * exits; cv_thread_cleanup does the same on demand.
+ * exits; cv_thread_cleanup does the same on demand. The stack, its depth
+ * and the base belong to the execution state in place (tstate.h, exec.c):
+ * a fiber scheduler swaps them, four words, on every fiber switch.
  *
  *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
