@@ -7,7 +7,7 @@
 #   make clean
 #
 # Other targets: deps, unit, valgrind, clang-check, fuzz, prop, tsan,
-# coverage, bench-instr (see the fragments included at the bottom).
+# coverage, bench-instr, mutate (see the fragments included at the bottom).
 
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -106,4 +106,5 @@ include tests/tests.mk
 -include tests/stress/stress.mk
 -include tests/coverage.mk
 -include fuzz/fuzz.mk
+-include tests/mutate/mutate.mk
 -include bench/bench.mk
