@@ -147,10 +147,24 @@
     X(adaptive_writes_without_allocation)    \
     X(adaptive_oom_every_allocating_path)    \
 
+/* tests/test_gaps.c: what mutation testing found only the fuzz corpus or
+ * the property run checking (per backend), and forced races (once) */
+#define CV_GAP_TESTS(X)                      \
+    X(gaps_foreach_callback_inserts_and_deletes) \
+    X(gaps_foreach_callback_writes_a_shared_map) \
+    X(gaps_null_value_is_a_value)            \
+    X(gaps_null_values_in_a_big_map)         \
+    X(gaps_null_default)                     \
+
+#define CV_RACE_TESTS(X)                     \
+    X(race_enter_forced_one_winner)          \
+    X(race_release_while_enter_is_parked)    \
+
 #define CV_CONFORMANCE_TESTS(X) \
-    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X)
+    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X) \
+    CV_GAP_TESTS(X)
 #define CV_UNIT_TESTS(X) \
-    CV_API_TESTS(X) CV_THREAD_TESTS(X) \
+    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_RACE_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
 
 #endif

@@ -11,9 +11,20 @@ VALGRIND    := valgrind --quiet --leak-check=full --show-leak-kinds=definite,ind
 
 .PHONY: unit valgrind clang-check
 
-$(UNIT): $(TEST_SRC) $(TEST_HDR) $(LIB_A)
+# The unit tests link the library built once more with -DCV_TEST_HOOKS:
+# the same sources with the test-only yield points of core/internal.h
+# compiled in, so that race tests can force their interleavings.
+UNIT_LIB := $(BUILD)/tests/libctxvar-hooks.a
+$(BUILD)/tests/lib/%.o: %.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(LIB_A) -lcmocka -lpthread
+	$(CC) $(ALL_CFLAGS) -DCV_TEST_HOOKS -c $< -o $@
+$(UNIT_LIB): $(patsubst %.c,$(BUILD)/tests/lib/%.o,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(UNIT): $(TEST_SRC) $(TEST_HDR) $(UNIT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(UNIT_LIB) -lcmocka -lpthread
 
 # The order is the order `make test` runs them in (test-run: see Makefile).
 test-run: unit
