@@ -43,7 +43,7 @@ $(LIB_SO): $(LIB_OBJ)
 # ---------------------------------------------------------------------------
 # Dependencies: installed from Debian's packages when missing (as root).
 # ---------------------------------------------------------------------------
-DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
+DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev zip unzip \
                librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3
 DEPS_REPORT := gcc g++ make libbenchmark-dev hyperfine gnuplot-nox \
                libpython3.11-dev python3 valgrind

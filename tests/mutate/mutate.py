@@ -184,9 +184,9 @@ def failing_tests(log):
                 g = re.match(r"^=== (\S+)", line)
                 if g:
                     group = g.group(1)
-                t = re.match(r"^\[  (FAILED|ERROR)   \] (\w+)", line)
-                if t and t.group(2) not in ("FAILED", "ERROR"):
-                    names.append(f"{group.replace('conformance/', '')}:{t.group(2)}")
+                t = re.match(r"^\[  (?:FAILED  |ERROR   )\] ([A-Za-z_]\w*)\s*$", line)
+                if t:
+                    names.append(f"{group.replace('conformance/', '')}:{t.group(1)}")
     except OSError:
         pass
     seen, out = set(), []
