@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "internal.h"
@@ -658,4 +659,36 @@ TEST(race_release_while_enter_is_parked)
     ASSERT_OK(l.exited);
     assert_true(tu_alloc_live() < live); /* freed at the exit */
     cv_var_release(l.v);
+}
+
+/* ---- the allocator hook takes both callbacks or neither ------------------- */
+
+static void *only_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    return malloc(n);
+}
+
+static void only_free(void *p, void *ud)
+{
+    (void)ud;
+    free(p);
+}
+
+TEST(gaps_allocator_refuses_half_a_hook)
+{
+    (void)state;
+    long live = tu_alloc_live();
+    cv_allocator no_free = {.malloc_cb = only_malloc, .free_cb = NULL};
+    cv_allocator no_malloc = {.malloc_cb = NULL, .free_cb = only_free};
+    int r1 = cv_set_allocator(&no_free);
+    int r2 = cv_set_allocator(&no_malloc);
+    tu_alloc_install(); /* whatever happened: the test allocator again */
+    ASSERT_ERR(r1, CV_EINVAL);
+    ASSERT_ERR(r2, CV_EINVAL);
+    /* and the refused ones were never in use: the test hook still counts */
+    cv_var *v;
+    ASSERT_OK(cv_var_new("counted", &v));
+    assert_int_equal(tu_alloc_live(), live + 1);
+    cv_var_release(v);
 }

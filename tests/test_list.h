@@ -159,6 +159,7 @@
 #define CV_RACE_TESTS(X)                     \
     X(race_enter_forced_one_winner)          \
     X(race_release_while_enter_is_parked)    \
+    X(gaps_allocator_refuses_half_a_hook)    \
 
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X) \
