@@ -692,3 +692,52 @@ TEST(gaps_allocator_refuses_half_a_hook)
     assert_int_equal(tu_alloc_live(), live + 1);
     cv_var_release(v);
 }
+
+/* ---- OOM on a thread's first use: the base a failing call made goes ----- */
+
+/* Every allocation of a thread's first call failed in turn (the base
+ * context, the token, the copy, the map): a call that fails leaves nothing
+ * behind, the base context it made included. */
+static int first_use_op(int op, cv_var *v, cv_token **t, cv_context **c)
+{
+    switch (op) {
+    case 0:
+        return cv_var_set(v, "x", t);        /* with a token */
+    case 1:
+        return cv_var_set(v, "x", NULL);     /* without */
+    default:
+        return cv_copy_context(c);
+    }
+}
+
+TEST(gaps_oom_first_use_unmakes_the_base)
+{
+    (void)state;
+    cv_var *v = tu_var("v");
+    for (int op = 0; op < 3; op++) {
+        for (long k = 1;; k++) {
+            cv_thread_cleanup(); /* no base, no cached blocks */
+            long live = tu_alloc_live();
+            cv_token *t = NULL;
+            cv_context *c = NULL;
+            tu_alloc_fail_at(k, 0);
+            int r = first_use_op(op, v, &t, &c);
+            long failed = tu_alloc_failures();
+            tu_alloc_fail_at(0, 0);
+            if (failed == 0) {
+                ASSERT_OK(r);
+                cv_token_release(t);
+                cv_context_release(c);
+                break;
+            }
+            ASSERT_ERR(r, CV_ENOMEM);
+            assert_null(t);
+            assert_null(c);
+            /* nothing is left: not even the base context */
+            assert_int_equal(tu_alloc_live(), live);
+            assert_null(cv_var_get_or(v, NULL));
+        }
+    }
+    cv_thread_cleanup();
+    cv_var_release(v);
+}
