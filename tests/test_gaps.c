@@ -741,3 +741,56 @@ TEST(gaps_oom_first_use_unmakes_the_base)
     cv_thread_cleanup();
     cv_var_release(v);
 }
+
+/* ---- the generation ring's edge: an exit never restores a stale one ------ */
+
+/* At every depth D up to past the ring (GEN_RING = 64 levels in
+ * core/context.c; 130 covers it and any ring up to 128): two chains of D
+ * contexts, A and B, made beforehand (so that nothing touches the cache
+ * between them), v mapped to a per-level value in each. Enter A1..AD,
+ * enter and exit one more, get v (fills its cache entry at the generation
+ * that exit gave AD), exit all; then the same over B. B's get must answer
+ * B's value: an exit that gave BD a generation it had given AD before
+ * (read past the ring, say) would make the cache answer A's. */
+TEST(gaps_exit_past_the_ring_never_reuses_a_generation)
+{
+    (void)state;
+    enum { DMAX = 130 };
+    static char a[DMAX + 1], b[DMAX + 1];
+    cv_var *v = tu_var("v");
+    cv_context *ca[DMAX + 1], *cb[DMAX + 1], *y;
+    ASSERT_OK(cv_context_new(&y));
+    for (int d = 1; d <= DMAX; d++) {
+        for (int i = 1; i <= d; i++) {
+            ASSERT_OK(cv_context_new(&ca[i]));
+            ASSERT_OK(cv_context_new(&cb[i]));
+            ASSERT_OK(cv_context_enter(ca[i]));
+            ASSERT_OK(cv_var_set(v, &a[i], NULL));
+            ASSERT_OK(cv_context_exit(ca[i]));
+            ASSERT_OK(cv_context_enter(cb[i]));
+            ASSERT_OK(cv_var_set(v, &b[i], NULL));
+            ASSERT_OK(cv_context_exit(cb[i]));
+        }
+        for (int round = 0; round < 2; round++) {
+            cv_context **c = round ? cb : ca;
+            char *want = round ? &b[d] : &a[d];
+            for (int i = 1; i <= d; i++)
+                ASSERT_OK(cv_context_enter(c[i]));
+            ASSERT_OK(cv_context_enter(y));
+            ASSERT_OK(cv_context_exit(y));
+            void *out = NULL;
+            ASSERT_OK(cv_var_get(v, &out));
+            if (out != want)
+                fail_msg("depth %d, chain %c: get answered %s's value", d,
+                         round ? 'B' : 'A', out == &a[d] ? "A" : "another");
+            for (int i = d; i >= 1; i--)
+                ASSERT_OK(cv_context_exit(c[i]));
+        }
+        for (int i = 1; i <= d; i++) {
+            cv_context_release(ca[i]);
+            cv_context_release(cb[i]);
+        }
+    }
+    cv_context_release(y);
+    cv_var_release(v);
+}
