@@ -213,7 +213,7 @@ def layer_steps(layer):
     """(build commands, run commands) of a layer, run in a tree's root."""
     if layer == "unit":
         return ([MAKE + ["build/tests/unit"]],
-                [(["./build/tests/unit"], 240, None)])
+                [(["./build/tests/unit"], 120, None)])
     if layer == "prop":
         return ([MAKE + ["build-prop/prop", "build-prop/prop_cpython"]],
                 [(["./build-prop/prop"], 300,
