@@ -794,3 +794,56 @@ TEST(gaps_exit_past_the_ring_never_reuses_a_generation)
     cv_context_release(y);
     cv_var_release(v);
 }
+
+/* ---- a deleted var is not kept alive by a map that no longer shows it ---- */
+
+/* A context over a big map (40 vars), then a history of snapshots, each
+ * followed by one write: x set, x deleted, six more sets, one more set.
+ * On chainmap that is a chain of one-write layers over the big one, and
+ * the last write compacts it at the depth bound by a merge onto the big
+ * layer, where x's topmost slot is a tombstone over nothing the big layer
+ * shows. Once the snapshots are gone, nothing shows x: the user's release
+ * of x must free it (R16), on every backend. (A merge that kept needless
+ * tombstones would hold x, through the tombstone's var reference, until
+ * the next flatten.) */
+TEST(gaps_deleted_var_not_held_after_history)
+{
+    (void)state;
+    enum { BIG = 40, SNAPS = 10 };
+    cv_var *big[BIG], *y[8];
+    cv_context *c, *snap[SNAPS];
+    int ns = 0;
+    ASSERT_OK(cv_context_new(&c));
+    ASSERT_OK(cv_context_enter(c));
+    for (int i = 0; i < BIG; i++) {
+        big[i] = tu_var("big");
+        ASSERT_OK(cv_var_set(big[i], "b", NULL));
+    }
+    cv_var *x = tu_var("x");
+    cv_token *tx;
+    ASSERT_OK(cv_copy_context(&snap[ns++]));
+    ASSERT_OK(cv_var_set(x, "x", &tx));        /* x set over the big map */
+    ASSERT_OK(cv_copy_context(&snap[ns++]));
+    ASSERT_OK(cv_var_reset(x, tx));            /* x deleted */
+    cv_token_release(tx);
+    for (int i = 0; i < 7; i++) {              /* six to the bound, one past */
+        y[i] = tu_var("y");
+        ASSERT_OK(cv_copy_context(&snap[ns++]));
+        ASSERT_OK(cv_var_set(y[i], "y", NULL));
+    }
+    void *out = NULL;
+    ASSERT_ERR(cv_var_get(x, &out), CV_ELOOKUP);
+    assert_int_equal(cv_context_len(c), BIG + 7);
+    for (int i = 0; i < ns; i++)
+        cv_context_release(snap[i]);
+    long live = tu_alloc_live();
+    cv_var_release(x);                         /* the last reference to x */
+    assert_int_equal(tu_alloc_live(), live - 1);
+    ASSERT_ERR(cv_var_get(big[0], &out), 0);
+    ASSERT_OK(cv_context_exit(c));
+    cv_context_release(c);
+    for (int i = 0; i < BIG; i++)
+        cv_var_release(big[i]);
+    for (int i = 0; i < 7; i++)
+        cv_var_release(y[i]);
+}

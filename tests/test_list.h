@@ -156,6 +156,7 @@
     X(gaps_null_values_in_a_big_map)         \
     X(gaps_null_default)                     \
     X(gaps_oom_first_use_unmakes_the_base)   \
+    X(gaps_deleted_var_not_held_after_history) \
 
 #define CV_RACE_TESTS(X)                     \
     X(race_enter_forced_one_winner)          \
