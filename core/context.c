@@ -536,6 +536,7 @@ int cv_context_enter(cv_context *c)
     if (atomic_fetch_or_explicit(&c->c_state, CTX_ENTERED,
                                  memory_order_acq_rel) & CTX_ENTERED)
         return CV_EENTERED;
+    CV_TEST_YIELD_POINT(CV_YIELD_ENTER);
     c->c_link = (uintptr_t)ts.current;
     if (ts.depth < GEN_RING)
         ts.below_gen[ts.depth] = cv_i_tcache_v1.gen;
