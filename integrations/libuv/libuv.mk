@@ -44,7 +44,16 @@ $(UV_EXAMPLE): $(UV_DIR)/example.c $(UV_A) $(LIB_A)
 	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
 	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
 
-uv-test: $(UV_TEST) $(UV_EXAMPLE)
+# The same tests under TSan, with the TSan build of the library (stress.mk):
+# contexts copied on the loop thread and entered on libuv's pool threads.
+UV_TSAN_TEST := build-tsan/$(UV_DIR)/test_uv
+
+$(UV_TSAN_TEST): $(UV_DIR)/test_uv.c $(UV_DIR)/ctxvar_uv.c $(UV_DIR)/ctxvar_uv.h build-tsan/libctxvar.a
+	@mkdir -p $(dir $@)
+	clang $(STRESS_CFLAGS) $(TSAN_FLAGS) $(UV_CFLAGS) -iquote $(UV_DIR) -o $@ \
+	  $(UV_DIR)/test_uv.c $(UV_DIR)/ctxvar_uv.c build-tsan/libctxvar.a $(UV_LIBS) -lpthread
+
+uv-test: $(UV_TEST) $(UV_EXAMPLE) $(UV_TSAN_TEST)
 	@echo "== libctxvar-uv against libuv $$(pkg-config --modversion libuv)"
 	./$(UV_TEST)
 	@./$(UV_EXAMPLE) > $(UV_EXAMPLE).out || { cat $(UV_EXAMPLE).out; exit 1; }
@@ -52,6 +61,9 @@ uv-test: $(UV_TEST) $(UV_EXAMPLE)
 	$(VALGRIND) ./$(UV_TEST) > $(BUILD)/uv-valgrind.log 2>&1 || \
 	  { tail -40 $(BUILD)/uv-valgrind.log; exit 1; }
 	@echo "libctxvar-uv: valgrind clean"
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./$(UV_TSAN_TEST) > $(BUILD)/uv-tsan.log 2>&1 || \
+	  { tail -40 $(BUILD)/uv-tsan.log; exit 1; }
+	@echo "libctxvar-uv: TSan clean"
 
 install-uv: uv
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

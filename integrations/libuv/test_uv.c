@@ -299,6 +299,65 @@ static void test_streams(void)
     uv_run(loop, UV_RUN_DEFAULT);
 }
 
+/* ---- a callback whose context is entered elsewhere when it fires ------ */
+
+typedef struct holder {
+    cv_context *c;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stage;
+} holder;
+
+static void hold_stage(holder *h, int set, int wait)
+{
+    pthread_mutex_lock(&h->mu);
+    if (set)
+        h->stage = set;
+    pthread_cond_broadcast(&h->cond);
+    while (h->stage < wait)
+        pthread_cond_wait(&h->cond, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void *entering(void *p)
+{
+    holder *h = p;
+    CHECK(cv_context_enter(h->c) == 0);   /* the timer's own copy */
+    hold_stage(h, 1, 2);
+    CHECK(cv_context_exit(h->c) == 0);
+    cv_thread_cleanup();
+    return NULL;
+}
+
+static void test_fallback(void)
+{
+    cv_uv_timer t;
+    CHECK(cv_uv_timer_init(loop, &t) == 0);
+    set("at start");
+    CHECK(cv_uv_timer_start(&t, on_timer, 0, 0) == 0);
+    set("main");
+    holder h = {.c = t.bind.ctx};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, entering, &h);
+    hold_stage(&h, 0, 1);
+    long before = cv_uv_fallbacks();
+    nseen = 0;
+    uv_run(loop, UV_RUN_DEFAULT);
+    /* the callback ran, in the current context, and it was counted */
+    CHECK(nseen == 1);
+    CHECK_STR(seen[0], "main");
+    CHECK(cv_uv_fallbacks() == before + 1);
+    hold_stage(&h, 2, 2);
+    pthread_join(th, NULL);
+    set("main");
+    cv_uv_close((uv_handle_t *)&t.handle, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    pthread_cond_destroy(&h.cond);
+    pthread_mutex_destroy(&h.mu);
+}
+
 /* ---- failing allocations change nothing ------------------------------- */
 
 static int fired;
@@ -360,8 +419,9 @@ int main(void)
     test_async();
     test_work();
     test_streams();
+    CHECK(cv_uv_fallbacks() == 0);     /* none until one is made on purpose */
+    test_fallback();
     test_oom();
-    CHECK(cv_uv_fallbacks() == 0);
     CHECK(uv_loop_close(loop) == 0);
     cv_var_release(v);
     cv_thread_cleanup();
