@@ -76,3 +76,15 @@ bench-instr: deps-report $(LIB_A) $(INSTR_BIN)
 
 advise:
 	@$(BENCH_PY) bench/advise $(if $(REPORT),--report $(REPORT)) $(PROFILE)
+
+# Cross-thread costs of copy and enter/exit (bench/xthread.c).
+XTHREAD_BIN := $(BENCH_DIR)/xthread
+bench-build: $(XTHREAD_BIN)
+
+$(XTHREAD_BIN): bench/xthread.c core/ctxvar.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) -iquote core -o $@ bench/xthread.c $(LIB_A) -lpthread
+
+.PHONY: bench-xthread
+bench-xthread: $(XTHREAD_BIN)
+	@$(XTHREAD_BIN)
