@@ -50,8 +50,10 @@ struct cv_context {
     cv_map *c_map;               /* owned reference; NULL is empty */
     uintptr_t c_link;            /* while entered: the context below, and
                                   * LINK_BY_RUN if cv_context_run entered
-                                  * it (only the owning thread touches it;
-                                  * a bit of the pointer, not a field) */
+                                  * it or it is a base (only the owning
+                                  * thread touches it; a bit of the
+                                  * pointer, not a field); stale once
+                                  * exited, never read then */
 };
 
 #define LINK_BY_RUN ((uintptr_t)1)
@@ -447,9 +449,12 @@ static cv_context *current_or_make(int *err, int *made)
         *err = r;
         return NULL;
     }
-    /* the base: entered for good, and its reference is the thread's */
+    /* the base: entered for good, and its reference is the thread's;
+     * marked as run's own, so that exit's one test of that bit also
+     * refuses the base (nothing is below it: c_link is never followed) */
     atomic_store_explicit(&c->c_state, CTX_REF | CTX_ENTERED,
                           memory_order_relaxed);
+    c->c_link = LINK_BY_RUN;
     ts.base = c;
     set_current(c);
     *made = 1;
@@ -569,18 +574,21 @@ int cv_context_exit(cv_context *c)
         return CV_EINVAL;
     /* A context entered by cv_context_run is exited by that run: fn exiting
      * it would leave run nothing to restore (CPython refuses it too). */
-    if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
+    /* The base (depth 0) carries LINK_BY_RUN too: one test refuses both. */
+    if (c != ts.current || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
-    /* stack_pop, inline (no LINK_BY_RUN to mask: tested above) */
+    /* stack_pop, inline (no LINK_BY_RUN to mask: tested above). c_link is
+     * left as it is: only an entered context's is read, and enter sets it. */
     ts.current = (cv_context *)c->c_link;
-    c->c_link = 0;
     size_t d = --ts.depth;
     if (CV_LIKELY(d < GEN_RING))
         cv_i_tcache_v1.gen = ts.below_gen[d];
     else
         cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
-    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED)))
-        contexts_free(c); /* off the stack: its c_link (0) ends the list */
+    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED))) {
+        c->c_link = 0; /* off the stack: a dead list of one */
+        contexts_free(c);
+    }
     return 0;
 }
 
