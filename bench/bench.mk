@@ -95,3 +95,15 @@ advise: $(if $(TRACE),$(REPLAY_BIN))
 .PHONY: validate
 validate: $(WL_BINS) $(REPLAY_BIN) $(INSTR_BIN)
 	@$(BENCH_PY) bench/validate.py --build $(BENCH_DIR) --results results $(if $(RUNS),--runs $(RUNS))
+
+# Cross-thread costs of copy and enter/exit (bench/xthread.c).
+XTHREAD_BIN := $(BENCH_DIR)/xthread
+bench-build: $(XTHREAD_BIN)
+
+$(XTHREAD_BIN): bench/xthread.c core/ctxvar.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) -iquote core -o $@ bench/xthread.c $(LIB_A) -lpthread
+
+.PHONY: bench-xthread
+bench-xthread: $(XTHREAD_BIN)
+	@$(XTHREAD_BIN)

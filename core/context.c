@@ -52,8 +52,10 @@ struct cv_context {
     cv_map *c_map;               /* owned reference; NULL is empty */
     uintptr_t c_link;            /* while entered: the context below, and
                                   * LINK_BY_RUN if cv_context_run entered
-                                  * it (only the owning thread touches it;
-                                  * a bit of the pointer, not a field) */
+                                  * it or it is a base (only the owning
+                                  * thread touches it; a bit of the
+                                  * pointer, not a field); stale once
+                                  * exited, never read then */
 };
 
 #define LINK_BY_RUN ((uintptr_t)1)
@@ -302,9 +304,10 @@ static void block_unalloc(void *p, unsigned n_free_before)
 
 /* Keeps p for reuse; the exit destructor must be armed first, or the
  * cached block would outlive the thread. */
-static void block_free(void *p)
+static inline void block_free(void *p)
 {
-    if (ts.n_free < FREE_MAX && arm_exit_cleanup() == 0) {
+    if (ts.n_free < FREE_MAX &&
+        (CV_LIKELY(ts.registered) || arm_exit_cleanup() == 0)) {
         free_block *b = p;
         b->next = ts.free_list;
         ts.free_list = b;
@@ -345,17 +348,47 @@ static void ctx_incref(cv_context *c)
     atomic_fetch_add_explicit(&c->c_state, CTX_REF, memory_order_relaxed);
 }
 
-/* Drops `amount` (a reference or the entered bit); frees at 0. */
-static void ctx_drop(cv_context *c, size_t amount)
+/* Frees c, whose count has reached 0. The context is gone before its
+ * values' hooks run (R14a). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ctx_free_slow(cv_context *c)
 {
-    if (!cv__refs_drop(&c->c_state, amount))
-        return;
-    /* The context is gone before its values' hooks run (R14a). */
     CV_TRACE_CTX_FREE(c);
     const cv_backend *ops = c->c_ops;
     cv_map *map = c->c_map;
     block_free(c);
-    ops->release(map);
+    cv__map_release(ops, map);
+}
+
+/* The same; inline, and with no frame on its common road: a backend with
+ * destroy and room on the armed free list. The map's count is dropped
+ * first (no hook runs on that), the block cached, and only a last
+ * reference costs a call (a tail call, once c is gone). */
+static CV_ALWAYS_INLINE void ctx_free(cv_context *c)
+{
+    const cv_backend *ops = c->c_ops;
+    cv_map_head *h = (cv_map_head *)c->c_map;
+    if (CV_LIKELY(ops->destroy != NULL && h != NULL &&
+                  ts.n_free < FREE_MAX && ts.registered)) {
+        int last = cv__refs_drop(&h->refs, 1);
+        free_block *b = (free_block *)c;
+        b->next = ts.free_list;
+        ts.free_list = b;
+        ts.n_free++;
+        if (CV_UNLIKELY(last))
+            ops->destroy((cv_map *)h);
+        return;
+    }
+    ctx_free_slow(c);
+}
+
+/* Drops `amount` (a reference or the entered bit); frees at 0. */
+static CV_ALWAYS_INLINE void ctx_drop(cv_context *c, size_t amount)
+{
+    if (cv__refs_drop(&c->c_state, amount))
+        ctx_free(c);
 }
 
 void cv__context_retain(cv_context *c)
@@ -436,9 +469,12 @@ static cv_context *current_or_make(int *err, int *made)
         *err = r;
         return NULL;
     }
-    /* the base: entered for good, and its reference is the thread's */
+    /* the base: entered for good, and its reference is the thread's;
+     * marked as run's own, so that exit's one test of that bit also
+     * refuses the base (nothing is below it: c_link is never followed) */
     atomic_store_explicit(&c->c_state, CTX_REF | CTX_ENTERED,
                           memory_order_relaxed);
+    c->c_link = LINK_BY_RUN;
     ts.base = c;
     set_current(c);
     *made = 1;
@@ -481,7 +517,7 @@ static void contexts_free(cv_context *dead)
         const cv_backend *ops = dead->c_ops;
         cv_map *map = dead->c_map;
         block_free(dead);
-        ops->release(map); /* hooks may run: dead is freed, next is not */
+        cv__map_release(ops, map); /* hooks may run: dead is freed, next is not */
         dead = next;
     }
 }
@@ -522,13 +558,24 @@ void cv_thread_cleanup(void)
  * Enter, exit, run (R11, R12)
  * ------------------------------------------------------------------------ */
 
+/* enter's first call on a thread, out of line: the hot enter then needs
+ * no frame (callgrind: 34 instructions an enter with it inline, see
+ * docs/design/refcount.md). */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
+static int enter_arm(cv_context *c)
+{
+    int r = arm_exit_cleanup();
+    return r < 0 ? r : cv_context_enter(c);
+}
+
 int cv_context_enter(cv_context *c)
 {
     if (c == NULL)
         return CV_EINVAL;
-    int r = arm_exit_cleanup();
-    if (r < 0)
-        return r;
+    if (CV_UNLIKELY(!ts.registered))
+        return enter_arm(c);
     /* One locked OR, not a compare-and-swap loop (5.3 ns against 9.2 on
      * the project machine): setting a bit that is already set changes
      * nothing, so the loser of a race learns it from the old value and
@@ -552,12 +599,21 @@ int cv_context_exit(cv_context *c)
         return CV_EINVAL;
     /* A context entered by cv_context_run is exited by that run: fn exiting
      * it would leave run nothing to restore (CPython refuses it too). */
-    if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
+    /* The base (depth 0) carries LINK_BY_RUN too: one test refuses both. */
+    if (c != ts.current || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
-    cv_context *dead = NULL;
-    stack_pop(&dead);
-    if (CV_UNLIKELY(dead != NULL))
-        contexts_free(dead);
+    /* stack_pop, inline (no LINK_BY_RUN to mask: tested above). c_link is
+     * left as it is: only an entered context's is read, and enter sets it. */
+    ts.current = (cv_context *)c->c_link;
+    size_t d = --ts.depth;
+    if (CV_LIKELY(d < GEN_RING))
+        cv_i_tcache_v1.gen = ts.below_gen[d];
+    else
+        cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
+    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED))) {
+        c->c_link = 0; /* off the stack: a dead list of one */
+        contexts_free(c);
+    }
     CV_TRACE_CTX(0, EXIT, c, NULL);
     return 0;
 }
@@ -625,37 +681,86 @@ int cv_context_new(cv_context **out)
     return r;
 }
 
+/* The copy: the map shared first, then a block, so that a failure has
+ * only that reference to give back (it was not the last: c holds one). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int ctx_copy_slow(const cv_context *c, cv_context **out)
+{
+    const cv_backend *ops = c->c_ops;
+    cv_map *m;
+    int r = cv__map_share(ops, c->c_map, &m);
+    if (CV_UNLIKELY(r < 0))
+        return r;
+    cv_context *n = block_alloc();
+    if (CV_UNLIKELY(n == NULL)) {
+        cv__map_release(ops, m);
+        return CV_ENOMEM;
+    }
+    atomic_init(&n->c_state, CTX_REF);
+    n->c_ops = ops;
+    n->c_map = m;
+    n->c_link = 0;
+    *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
+    return 0;
+}
+
+/* The same, inline, for a backend with destroy (the share is one
+ * increment) and a block on the free list; else the road above. */
+static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
+{
+    const cv_backend *ops = c->c_ops;
+    free_block *b = ts.free_list;
+    if (CV_UNLIKELY(ops->destroy == NULL || b == NULL))
+        return ctx_copy_slow(c, out);
+    cv_map *m = c->c_map;
+    int r = cv__map_share(ops, m, &m);
+    if (CV_UNLIKELY(r < 0))
+        return r;
+    ts.free_list = b->next;
+    ts.n_free--;
+    cv_context *n = (cv_context *)b;
+    atomic_init(&n->c_state, CTX_REF);
+    n->c_ops = ops;
+    n->c_map = m;
+    n->c_link = 0;
+    *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
+    return 0;
+}
+
 int cv_context_copy(const cv_context *c, cv_context **out)
 {
     if (c == NULL || out == NULL)
         return CV_EINVAL;
-    cv_context *n;
-    unsigned n_free = ts.n_free;
-    int r = ctx_alloc(c->c_ops, NULL, &n);
-    if (r < 0)
-        return r;
-    r = c->c_ops->share(c->c_map, &n->c_map);
-    if (r < 0) {
-        block_unalloc(n, n_free);
-        return r;
-    }
-    *out = n;
-    CV_TRACE_CTX(0, COPY, c, n);
-    return 0;
+    return ctx_copy(c, out);
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int copy_first(cv_context **out)
+{
+    int err = 0, made;
+    cv_context *c = current_or_make(&err, &made);
+    if (c == NULL)
+        return err;
+    err = ctx_copy(c, out);
+    if (err < 0)
+        unmake_base(made);
+    return err;
 }
 
 int cv_copy_context(cv_context **out)
 {
     if (out == NULL)
         return CV_EINVAL;
-    int err = 0, made;
-    cv_context *c = current_or_make(&err, &made);
-    if (c == NULL)
-        return err;
-    err = cv_context_copy(c, out);
-    if (err < 0)
-        unmake_base(made);
-    return err;
+    cv_context *c = ts.current;
+    if (CV_UNLIKELY(c == NULL))
+        return copy_first(out); /* the thread's first use: makes its base */
+    return ctx_copy(c, out);
 }
 
 const cv_backend *cv_context_backend(const cv_context *c)
@@ -686,11 +791,11 @@ int cv_context_foreach(const cv_context *c,
     /* Walk a shared reference: if cb sets a var in c, the write copies
      * instead of changing the map under the walk. */
     cv_map *snap;
-    int r = c->c_ops->share(c->c_map, &snap);
+    int r = cv__map_share(c->c_ops, c->c_map, &snap);
     if (r < 0)
         return r;
     r = c->c_ops->foreach(snap, cb, arg);
-    c->c_ops->release(snap);
+    cv__map_release(c->c_ops, snap);
     return r;
 }
 

@@ -119,9 +119,11 @@ typedef cv_slot cslot;
 
 typedef struct layer layer;
 struct layer {
-    layer *l_parent;             /* owned reference; NULL at depth 0 */
-    _Atomic uint32_t l_refs;     /* contexts, walks, and child layers */
+    cv_map_head l_head;          /* refs: contexts, walks, child layers
+                                  * (first: the core shares and releases
+                                  * a map inline, map.h's destroy) */
     uint32_t l_count;            /* keys visible from here down, >= 1 */
+    layer *l_parent;             /* owned reference; NULL at depth 0 */
     uint32_t l_used;             /* occupied slots: pairs + tombstones */
     uint8_t l_lgcap;             /* capacity is 1 << l_lgcap */
     uint8_t l_depth;             /* layers below; <= MAX_DEPTH */
@@ -138,7 +140,6 @@ struct layer {
  * and no layer counts its tombstones: tomb_above probes every layer above,
  * which a compaction does once per copied slot, and check() finds them by
  * the slots. */
-#define MAX_REFS ((uint32_t)1 << 31)
 
 #define MAX_DEPTH CV_CHAINMAP_MAX_DEPTH
 #define MAX_LGCAP 31u
@@ -179,7 +180,7 @@ static unsigned lg_for(uint32_t n)
 
 static int unshared(const layer *l)
 {
-    return atomic_load_explicit(&l->l_refs, memory_order_acquire) == 1;
+    return atomic_load_explicit(&l->l_head.refs, memory_order_acquire) == 1;
 }
 
 static layer *layer_new(unsigned lg)
@@ -190,7 +191,7 @@ static layer *layer_new(unsigned lg)
     layer *l = cv__malloc(sizeof *l + cap * sizeof(cslot));
     if (l == NULL)
         return NULL;
-    atomic_init(&l->l_refs, 1);
+    atomic_init(&l->l_head.refs, 1);
     l->l_parent = NULL;
     l->l_count = 0;
     l->l_used = 0;
@@ -292,32 +293,29 @@ static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
  * Lifetime
  * ------------------------------------------------------------------------ */
 
-static void chain_release(cv_map *m)
+/* m's count has dropped to 0: frees it, and each parent whose last
+ * reference it held (a loop, not recursion). */
+static void chain_destroy(cv_map *m)
 {
     layer *l = (layer *)m;
-    /* A loop, not recursion: each freed layer drops its parent's count. */
-    while (l != NULL) {
-        if (!cv__refs_drop(&l->l_refs, 1))
-            return;
+    for (;;) {
         layer *parent = l->l_parent;
         cv__slots_drop(l->l_slots, lmask(l), TOMB);
         cv__free(l);
+        if (parent == NULL || !cv__refs_drop(&parent->l_head.refs, 1))
+            return;
         l = parent;
     }
 }
 
+static void chain_release(cv_map *m)
+{
+    cv__map_release(SELF, m);
+}
+
 static int chain_share(cv_map *m, cv_map **out)
 {
-    layer *l = (layer *)m;
-    if (l != NULL &&
-        atomic_fetch_add_explicit(&l->l_refs, 1, memory_order_relaxed) >=
-            MAX_REFS) {
-        /* 2^31 holders of one layer: refused, never wrapped */
-        atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_relaxed);
-        return CV_MAP_ENOMEM;
-    }
-    *out = m;
-    return 0;
+    return cv__map_share(SELF, m, out); /* 2^31 holders: refused */
 }
 
 /* ------------------------------------------------------------------------
@@ -480,7 +478,7 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
             keep += (uint32_t)merge_keeps(top, u, base, &u->l_slots[i], key);
     layer *b = (layer *)base; /* frozen: only its count moves */
     if (keep == 0) {
-        atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
         *out = b;
         return 0;
     }
@@ -495,7 +493,7 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
         }
     if (put)
         slot_fill(n, slot_lookup(n, key), key, val);
-    atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
     n->l_parent = b;
     n->l_depth = (uint8_t)(b->l_depth + 1u);
     *out = n;
@@ -788,7 +786,7 @@ static const char *layer_check(const layer *l)
 {
     uint32_t cap = (uint32_t)1 << l->l_lgcap;
     uint32_t mask = cap - 1;
-    if (atomic_load(&l->l_refs) < 1)
+    if (atomic_load(&l->l_head.refs) < 1)
         return "chainmap: reference count below 1";
     if (l->l_depth != (l->l_parent ? l->l_parent->l_depth + 1u : 0u))
         return "chainmap: depth is not the parent's plus one";
@@ -837,4 +835,4 @@ unsigned cv__chainmap_depth(const cv_map *m)
     return m ? ((const layer *)m)->l_depth : 0;
 }
 
-CV_BACKEND_DEFINE(cv__backend_chainmap, "chainmap", chain);
+CV_BACKEND_DEFINE_HEADED(cv__backend_chainmap, "chainmap", chain);

@@ -137,6 +137,16 @@ struct cv_backend {
      * test, property, fuzz and stress builds (CV_DEBUG) the core runs it
      * after every successful set and del and aborts on a violation. */
     const char *(*check)(const cv_map *m);
+
+    /* Optional; NULL: the core shares and releases through share and
+     * release. Non-NULL says that every non-NULL map of this backend starts
+     * with a cv_map_head (its first member) whose count share and release
+     * raise and drop exactly as cv__map_share and cv__map_release below do;
+     * the core then does that itself, inline (no indirect call on a copy or
+     * a release), and calls destroy(m) once it has dropped m's last
+     * reference: destroy frees what m alone owned, as release would have.
+     * Not called from inside the backend's own set or del. */
+    void (*destroy)(cv_map *m);
 };
 
 /* The table of a backend whose functions are <prefix>_find, _set, _del,
@@ -148,6 +158,58 @@ struct cv_backend {
         .del = prefix##_del, .len = prefix##_len,                          \
         .foreach = prefix##_foreach, .share = prefix##_share,              \
         .release = prefix##_release, .check = prefix##_check}
+/* The same for a backend whose maps start with a cv_map_head (below) and
+ * that frees a map whose last reference went in <prefix>_destroy. */
+#define CV_BACKEND_DEFINE_HEADED(sym, label, prefix)                       \
+    const struct cv_backend sym = {                                        \
+        .name = label, .find = prefix##_find, .set = prefix##_set,         \
+        .del = prefix##_del, .len = prefix##_len,                          \
+        .foreach = prefix##_foreach, .share = prefix##_share,              \
+        .release = prefix##_release, .destroy = prefix##_destroy,          \
+        .check = prefix##_check}
+
+/* The head of a map whose backend has destroy: its reference count at
+ * offset 0, the same for every such backend, so that the core shares and
+ * drops references without knowing which backend it holds. A count never
+ * goes past CV_MAP_MAX_REFS (share refuses a holder there, with room above
+ * for racing sharers that undo). */
+typedef struct cv_map_head {
+    _Atomic uint32_t refs;
+} cv_map_head;
+
+#define CV_MAP_MAX_REFS ((uint32_t)1 << 31)
+
+/* Another reference to m (see share): one relaxed increment for a backend
+ * with destroy, a NULL map needs none. 0 or CV_MAP_ENOMEM. */
+static inline int cv__map_share(const struct cv_backend *ops, cv_map *m,
+                                cv_map **out)
+{
+    if (CV_LIKELY(ops->destroy != NULL)) {
+        cv_map_head *h = (cv_map_head *)m;
+        if (h != NULL &&
+            CV_UNLIKELY(atomic_fetch_add_explicit(&h->refs, 1,
+                                                  memory_order_relaxed) >=
+                        CV_MAP_MAX_REFS)) {
+            atomic_fetch_sub_explicit(&h->refs, 1, memory_order_relaxed);
+            return CV_MAP_ENOMEM;
+        }
+        *out = m;
+        return 0;
+    }
+    return ops->share(m, out);
+}
+
+/* Drops one reference to m (see release). */
+static inline void cv__map_release(const struct cv_backend *ops, cv_map *m)
+{
+    if (CV_LIKELY(ops->destroy != NULL)) {
+        cv_map_head *h = (cv_map_head *)m;
+        if (h != NULL && cv__refs_drop(&h->refs, 1))
+            ops->destroy(m);
+        return;
+    }
+    ops->release(m);
+}
 
 /* Inside set or del: m (a reference the write let go of: an old root, a
  * node, a parked layer) is released with ops->release once the write is
