@@ -156,19 +156,6 @@ static void *racer(void *arg)
     return NULL;
 }
 
-typedef struct run_arg {
-    fsched *s;
-    int r;
-} run_arg;
-
-static void *runner(void *p)
-{
-    run_arg *a = p;
-    a->r = fsched_run(a->s);
-    cv_thread_cleanup();
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 10;
@@ -195,11 +182,11 @@ int main(int argc, char **argv)
             fs[i].id = i;
             CHECK(fsched_spawn(s, body, &fs[i], NULL) == 0);
         }
-        run_arg ra[32];
+        fsched_runner ra[32];
         pthread_t th[32];
         for (int i = 0; i < nthreads; i++) {
-            ra[i] = (run_arg){s, -100};
-            pthread_create(&th[i], NULL, runner, &ra[i]);
+            ra[i] = (fsched_runner){s, -100};
+            pthread_create(&th[i], NULL, fsched_run_thread, &ra[i]);
         }
         for (int i = 0; i < nthreads; i++) {
             pthread_join(th[i], NULL);
