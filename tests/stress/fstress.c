@@ -24,8 +24,9 @@
 
 #include "ctxvar.h"
 #include "fsched.h"
+#include "testalloc.h" /* counts every allocation */
 
-static atomic_long failures, live_allocs, total_allocs, retains, releases;
+static atomic_long failures, retains, releases;
 
 #define CHECK(cond)                                                        \
     do {                                                                   \
@@ -34,24 +35,6 @@ static atomic_long failures, live_allocs, total_allocs, retains, releases;
             fprintf(stderr, "fstress: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
         }                                                                  \
     } while (0)
-
-static void *count_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    void *p = malloc(n);
-    if (p != NULL) {
-        atomic_fetch_add(&live_allocs, 1);
-        atomic_fetch_add(&total_allocs, 1);
-    }
-    return p;
-}
-
-static void count_free(void *p, void *ud)
-{
-    (void)ud;
-    atomic_fetch_sub(&live_allocs, 1);
-    free(p);
-}
 
 #define MAXF 64
 #define STEPS 6
@@ -166,9 +149,7 @@ int main(int argc, char **argv)
     if (rounds < 1 || nthreads < 2 || nthreads > 32 || nfibers < 2 ||
         nfibers > MAXF)
         return 2;
-    cv_allocator a = {.malloc_cb = count_malloc, .free_cb = count_free};
-    if (cv_set_allocator(&a) != 0)
-        return 2;
+    tu_alloc_install();
     cv_var_opts o = {.name = "v", .retain = hook_retain, .release = hook_release};
     if (cv_var_new_ex(&o, &var) != 0 || cv_var_new("plain", &plain) != 0)
         return 2;
@@ -213,7 +194,7 @@ int main(int argc, char **argv)
     cv_var_release(var);
     cv_var_release(plain);
     cv_thread_cleanup();
-    CHECK(atomic_load(&live_allocs) == 0);
+    CHECK(tu_alloc_live() == 0);
     CHECK(atomic_load(&retains) == atomic_load(&releases));
     for (int f = 0; f < MAXF; f++)
         for (int k = 0; k < STEPS; k++)
@@ -221,6 +202,6 @@ int main(int argc, char **argv)
     long fails = atomic_load(&failures);
     printf("fstress: %d rounds x %d threads x %d fibers, %ld migrations, "
            "%ld allocations, %ld failed checks\n",
-           rounds, nthreads, nfibers, moved, atomic_load(&total_allocs), fails);
+           rounds, nthreads, nfibers, moved, tu_alloc_calls(), fails);
     return fails == 0 ? 0 : 1;
 }
