@@ -27,6 +27,17 @@ static fsched *new_fsched(void)
     return s;
 }
 
+/* Runs fn(arg) as the one root fiber of a fresh loop, to the end, and checks
+ * what the fibers printed. */
+static void run_fibers_expect(fiber_fn fn, void *arg, const char *want)
+{
+    fsched *s = new_fsched();
+    ASSERT_OK(fsched_spawn(s, fn, arg, NULL));
+    ASSERT_OK(fsched_run(s));
+    assert_string_equal(fsched_output(s), want);
+    fsched_free(s);
+}
+
 /* ---- S5 on fibers: three requests on one loop --------------------------- */
 
 typedef struct f5_req {
@@ -106,12 +117,8 @@ TEST(fiber_s7_recursive_fibers_keep_their_level)
     f7_level lv[3];
     for (int i = 0; i < 3; i++)
         lv[i] = (f7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    fsched *s = new_fsched();
-    ASSERT_OK(fsched_spawn(s, f7_task, &lv[2], NULL));
-    ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "2\n1\n0\n0\n1\n2\n");
+    run_fibers_expect(f7_task, &lv[2], "2\n1\n0\n0\n1\n2\n");
     assert_string_equal(tu_get_str(v), "<LookupError>");
-    fsched_free(s);
     cv_var_release(v);
 }
 
@@ -162,16 +169,13 @@ TEST(fiber_s9_sleeping_fibers_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     f9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    fsched *s = new_fsched();
-    ASSERT_OK(fsched_spawn(s, f9_parent_fn, &p, NULL));
-    ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "task1 set, sleeps 1\n"
-                                          "task2 set, sleeps 2\n"
-                                          "tick 1: task1 reads task1\n"
-                                          "tick 2: task2 reads task2\n"
-                                          "tick 2: parent reads hello\n");
+    run_fibers_expect(f9_parent_fn, &p,
+                      "task1 set, sleeps 1\n"
+                      "task2 set, sleeps 2\n"
+                      "tick 1: task1 reads task1\n"
+                      "tick 2: task2 reads task2\n"
+                      "tick 2: parent reads hello\n");
     assert_string_equal(tu_get_str(v), "hello");
-    fsched_free(s);
     cv_var_release(v);
 }
 

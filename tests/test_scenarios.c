@@ -46,6 +46,17 @@ static sched *new_loop(void)
     return s;
 }
 
+/* Runs fn(arg) as the one root task of a fresh loop, to the end, and checks
+ * what the tasks printed. */
+static void run_tasks_expect(sched_step_fn fn, void *arg, const char *want)
+{
+    sched *s = new_loop();
+    ASSERT_OK(sched_spawn(s, fn, arg, NULL));
+    ASSERT_OK(sched_run(s));
+    assert_string_equal(sched_output(s), want);
+    sched_free(s);
+}
+
 /* ------------------------------------------------------------------------
  * S1-S3: get, set, reset, defaults, run
  * ------------------------------------------------------------------------ */
@@ -160,11 +171,7 @@ TEST(s4_child_task_copy_and_empty_context)
     cv_var *v = tu_var_default("var", STR("default"));
     ASSERT_OK(cv_var_set(v, STR("main value"), NULL));
 
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s4_child, v, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "child task: main value\n");
-    sched_free(s);
+    run_tasks_expect(s4_child, v, "child task: main value\n");
 
     s4_read rd = {.v = v, .seen = NULL};
     cv_context *copy, *empty;
@@ -301,11 +308,7 @@ TEST(s7_recursive_tasks_keep_their_level)
     s7_level lv[3];
     for (int i = 0; i < 3; i++)
         lv[i] = (s7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s7_task, &lv[2], NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "2\n1\n0\n0\n1\n2\n");
-    sched_free(s);
+    run_tasks_expect(s7_task, &lv[2], "2\n1\n0\n0\n1\n2\n");
     cv_var_release(v);
 }
 
@@ -333,11 +336,7 @@ TEST(s8_recursion_in_one_context)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s8_task, v, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "2\n1\n0\n0\n0\n0\n");
-    sched_free(s);
+    run_tasks_expect(s8_task, v, "2\n1\n0\n0\n0\n0\n");
     cv_var_release(v);
 }
 
@@ -402,16 +401,13 @@ TEST(s9_sleeping_tasks_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     s9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s9_parent_task, &p, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "task1 set, sleeps 1\n"
-                                         "task2 set, sleeps 2\n"
-                                         "tick 1: task1 reads task1\n"
-                                         "tick 2: task2 reads task2\n"
-                                         "tick 2: parent reads hello\n");
+    run_tasks_expect(s9_parent_task, &p,
+                     "task1 set, sleeps 1\n"
+                     "task2 set, sleeps 2\n"
+                     "tick 1: task1 reads task1\n"
+                     "tick 2: task2 reads task2\n"
+                     "tick 2: parent reads hello\n");
     assert_string_equal(tu_get_str(v), "hello");
-    sched_free(s);
     cv_var_release(v);
 }
 
