@@ -12,10 +12,8 @@
 #include <string.h>
 
 #include "sched.h"
+#include "scenarios.h"
 #include "testutil.h"
-
-/* Values are string literals; the casts drop only their const. */
-#define STR(s) ((void *)(s))
 
 /* What c maps v to, as a string: the value or "<absent>". */
 static const char *ctx_str(const cv_context *c, const cv_var *v)
@@ -192,11 +190,6 @@ TEST(s4_child_task_copy_and_empty_context)
  * S5: three concurrent requests on one event loop
  * ------------------------------------------------------------------------ */
 
-typedef struct s5_req {
-    cv_var *request_id;
-    const char *id;
-} s5_req;
-
 /* A plain call from a step: it runs in the calling task's context. */
 static void s5_nested(sched_task *t, s5_req *rq)
 {
@@ -271,14 +264,6 @@ TEST(s6_nested_calls_share_context)
  * S7, S8: recursion with and without a new task per level
  * ------------------------------------------------------------------------ */
 
-static const char *const LEVEL[] = {"0", "1", "2"};
-
-typedef struct s7_level {
-    cv_var *v;
-    int level;
-    struct s7_level *below;  /* the argument of level - 1 */
-} s7_level;
-
 /* S7: each level sets var, then awaits a new task for the level below. */
 static int s7_task(sched_task *t, void *arg)
 {
@@ -343,12 +328,6 @@ TEST(s8_recursion_in_one_context)
 /* ------------------------------------------------------------------------
  * S9: two sleeping tasks keep their own values
  * ------------------------------------------------------------------------ */
-
-typedef struct s9_child {
-    cv_var *v;
-    const char *name;
-    long ticks;
-} s9_child;
 
 static int s9_child_task(sched_task *t, void *arg)
 {
@@ -571,13 +550,6 @@ TEST(s13_copy_runs_in_worker_thread)
  * S14: callbacks in a given context; tasks capture at creation
  * ------------------------------------------------------------------------ */
 
-typedef struct s14_cb {
-    cv_var *v;
-    const char *label;
-    const char *set;         /* NULL: only read */
-    struct s14_cb *later;    /* a callback this one schedules (NULL: none) */
-} s14_cb;
-
 /* Used for the task and for the callbacks: they are steps alike. */
 static int s14_step(sched_task *t, void *arg)
 {
@@ -592,32 +564,24 @@ static int s14_step(sched_task *t, void *arg)
     return r < 0 ? r : SCHED_DONE;
 }
 
-static int s14_set_in_ctx(void *arg)
-{
-    return cv_var_set(arg, STR("in ctx"), NULL);
-}
-
 TEST(s14_callbacks_in_given_context)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    s14_cb from_task = {v, "from task", NULL, NULL};
-    s14_cb task = {v, "task", NULL, &from_task};
-    s14_cb cb1 = {v, "cb1", "set by cb1", NULL};
-    s14_cb cb2 = {v, "cb2", NULL, NULL};
-    s14_cb soon = {v, "soon", NULL, NULL};
+    s14_cbs cb;
+    s14_cbs_init(&cb, v);
 
     sched *s = new_loop();
     ASSERT_OK(cv_var_set(v, STR("main"), NULL));
-    ASSERT_OK(sched_spawn(s, s14_step, &task, NULL)); /* captures "main" */
+    ASSERT_OK(sched_spawn(s, s14_step, &cb.task, NULL)); /* captures "main" */
     ASSERT_OK(cv_var_set(v, STR("changed after spawn"), NULL));
 
     cv_context *ctx;
     ASSERT_OK(cv_context_new(&ctx));
     ASSERT_OK(cv_context_run(ctx, s14_set_in_ctx, v));
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb1, ctx));
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb2, ctx));
-    ASSERT_OK(sched_call_soon(s, s14_step, &soon, NULL));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb1, ctx));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb2, ctx));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.soon, NULL));
     ASSERT_OK(sched_run(s));
     /* cb2 runs in ctx itself, not a copy: it sees cb1's set. */
     assert_string_equal(sched_output(s), "task: main\n"
@@ -632,7 +596,7 @@ TEST(s14_callbacks_in_given_context)
     /* A context runs one flow at a time: a callback given this thread's
      * entered context fails to enter it, and the loop reports that. */
     s = new_loop();
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb2, cv_context_current()));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb2, cv_context_current()));
     ASSERT_ERR(sched_run(s), CV_EENTERED);
     assert_string_equal(sched_output(s), "");
     sched_free(s);
