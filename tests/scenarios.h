@@ -21,6 +21,13 @@ typedef struct s5_req {
     const char *id;
 } s5_req;
 
+/* What S5's three requests print, on either scheduler. */
+#define S5_OUTPUT                                                          \
+    "Start 0\nStart 1\nStart 2\n"                                          \
+    "Nested 0\nEnd 0\n"                                                    \
+    "Nested 1\nEnd 1\n"                                                    \
+    "Nested 2\nEnd 2\n"
+
 /* S7: the value each level sets. */
 static const char *const LEVEL[] = {"0", "1", "2"};
 
@@ -30,12 +37,23 @@ typedef struct s7_level {
     struct s7_level *below;  /* the argument of level - 1 */
 } s7_level;
 
+/* What S7's three levels print: each level set, then each read back. */
+#define S7_OUTPUT "2\n1\n0\n0\n1\n2\n"
+
 /* S9: a child sets its name, sleeps ticks, reads its name back. */
 typedef struct s9_child {
     cv_var *v;
     const char *name;
     long ticks;
 } s9_child;
+
+/* What S9 prints: the children, then the parent's own value. */
+#define S9_OUTPUT                                                          \
+    "task1 set, sleeps 1\n"                                                \
+    "task2 set, sleeps 2\n"                                                \
+    "tick 1: task1 reads task1\n"                                          \
+    "tick 2: task2 reads task2\n"                                          \
+    "tick 2: parent reads hello\n"
 
 /* S14: a callback (or the task) prints "label: value", sets `set` and
  * schedules `later`. */

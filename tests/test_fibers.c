@@ -66,10 +66,7 @@ TEST(fiber_s5_concurrent_requests)
     for (int i = 0; i < 3; i++)
         ASSERT_OK(fsched_spawn(s, f5_handle, &reqs[i], NULL));
     ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "Start 0\nStart 1\nStart 2\n"
-                                          "Nested 0\nEnd 0\n"
-                                          "Nested 1\nEnd 1\n"
-                                          "Nested 2\nEnd 2\n");
+    assert_string_equal(fsched_output(s), S5_OUTPUT);
     assert_string_equal(tu_get_str(request_id), "<LookupError>");
     assert_null(cv_exec_current());
     fsched_free(s);
@@ -103,7 +100,7 @@ TEST(fiber_s7_recursive_fibers_keep_their_level)
     s7_level lv[3];
     for (int i = 0; i < 3; i++)
         lv[i] = (s7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    run_fibers_expect(f7_task, &lv[2], "2\n1\n0\n0\n1\n2\n");
+    run_fibers_expect(f7_task, &lv[2], S7_OUTPUT);
     assert_string_equal(tu_get_str(v), "<LookupError>");
     cv_var_release(v);
 }
@@ -149,12 +146,7 @@ TEST(fiber_s9_sleeping_fibers_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     f9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    run_fibers_expect(f9_parent_fn, &p,
-                      "task1 set, sleeps 1\n"
-                      "task2 set, sleeps 2\n"
-                      "tick 1: task1 reads task1\n"
-                      "tick 2: task2 reads task2\n"
-                      "tick 2: parent reads hello\n");
+    run_fibers_expect(f9_parent_fn, &p, S9_OUTPUT);
     assert_string_equal(tu_get_str(v), "hello");
     cv_var_release(v);
 }

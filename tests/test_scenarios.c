@@ -224,10 +224,7 @@ TEST(s5_concurrent_requests)
     for (int i = 0; i < 3; i++)
         ASSERT_OK(sched_spawn(s, s5_handle, &reqs[i], NULL));
     ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "Start 0\nStart 1\nStart 2\n"
-                                         "Nested 0\nEnd 0\n"
-                                         "Nested 1\nEnd 1\n"
-                                         "Nested 2\nEnd 2\n");
+    assert_string_equal(sched_output(s), S5_OUTPUT);
     /* Each request set its id in its own task's copy, never here. */
     assert_string_equal(tu_get_str(request_id), "<LookupError>");
     sched_free(s);
@@ -293,7 +290,7 @@ TEST(s7_recursive_tasks_keep_their_level)
     s7_level lv[3];
     for (int i = 0; i < 3; i++)
         lv[i] = (s7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    run_tasks_expect(s7_task, &lv[2], "2\n1\n0\n0\n1\n2\n");
+    run_tasks_expect(s7_task, &lv[2], S7_OUTPUT);
     cv_var_release(v);
 }
 
@@ -380,12 +377,7 @@ TEST(s9_sleeping_tasks_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     s9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    run_tasks_expect(s9_parent_task, &p,
-                     "task1 set, sleeps 1\n"
-                     "task2 set, sleeps 2\n"
-                     "tick 1: task1 reads task1\n"
-                     "tick 2: task2 reads task2\n"
-                     "tick 2: parent reads hello\n");
+    run_tasks_expect(s9_parent_task, &p, S9_OUTPUT);
     assert_string_equal(tu_get_str(v), "hello");
     cv_var_release(v);
 }
