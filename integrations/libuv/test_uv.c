@@ -62,12 +62,19 @@ static void on_close(uv_handle_t *h)
     record();
 }
 
+/* t, initialised and started on on_timer while the value is "at start":
+ * the context its callbacks must run in. */
+static void start_timer_at_start(cv_uv_timer *t, uint64_t timeout, uint64_t repeat)
+{
+    CHECK(cv_uv_timer_init(loop, t) == 0);
+    set("at start");
+    CHECK(cv_uv_timer_start(t, on_timer, timeout, repeat) == 0);
+}
+
 static void test_timer(void)
 {
     cv_uv_timer t;
-    CHECK(cv_uv_timer_init(loop, &t) == 0);
-    set("at start");
-    CHECK(cv_uv_timer_start(&t, on_timer, 1, 1) == 0);
+    start_timer_at_start(&t, 1, 1);
     set("after start");
     nseen = 0;
     uv_run(loop, UV_RUN_DEFAULT);
@@ -313,9 +320,7 @@ static void *entering(void *p)
 static void test_fallback(void)
 {
     cv_uv_timer t;
-    CHECK(cv_uv_timer_init(loop, &t) == 0);
-    set("at start");
-    CHECK(cv_uv_timer_start(&t, on_timer, 0, 0) == 0);
+    start_timer_at_start(&t, 0, 0);
     set("main");
     holder h = {.c = t.bind.ctx};
     pthread_mutex_init(&h.mu, NULL);
