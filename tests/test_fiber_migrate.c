@@ -82,19 +82,6 @@ static int mig_body(void *arg)
     return 0;
 }
 
-typedef struct run_arg {
-    fsched *s;
-    int r;
-} run_arg;
-
-static void *runner(void *p)
-{
-    run_arg *a = p;
-    a->r = fsched_run(a->s);
-    cv_thread_cleanup();
-    return NULL;
-}
-
 TEST(r21_fibers_migrate_between_threads)
 {
     (void)state;
@@ -113,10 +100,10 @@ TEST(r21_fibers_migrate_between_threads)
         ASSERT_OK(cv_context_exit(ms[i].inner));
         ASSERT_OK(fsched_spawn(s, mig_body, &ms[i], NULL));
     }
-    run_arg a[2] = {{s, -100}, {s, -100}};
+    fsched_runner a[2] = {{s, -100}, {s, -100}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, runner, &a[i]), 0);
+        assert_int_equal(pthread_create(&th[i], NULL, fsched_run_thread, &a[i]), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     ASSERT_OK(a[0].r);

@@ -11,9 +11,8 @@
 #include <ucontext.h>
 
 #include "fsched.h"
+#include "scenarios.h"
 #include "testutil.h"
-
-#define STR(s) ((void *)(s))
 
 static const char *peek(const cv_var *v)
 {
@@ -27,21 +26,27 @@ static fsched *new_fsched(void)
     return s;
 }
 
+/* Runs fn(arg) as the one root fiber of a fresh loop, to the end, and checks
+ * what the fibers printed. */
+static void run_fibers_expect(fiber_fn fn, void *arg, const char *want)
+{
+    fsched *s = new_fsched();
+    ASSERT_OK(fsched_spawn(s, fn, arg, NULL));
+    ASSERT_OK(fsched_run(s));
+    assert_string_equal(fsched_output(s), want);
+    fsched_free(s);
+}
+
 /* ---- S5 on fibers: three requests on one loop --------------------------- */
 
-typedef struct f5_req {
-    cv_var *request_id;
-    const char *id;
-} f5_req;
-
-static void f5_nested(f5_req *rq)
+static void f5_nested(s5_req *rq)
 {
     fsched_printf(fsched_self(), "Nested %s\n", peek(rq->request_id));
 }
 
 static int f5_handle(void *arg)
 {
-    f5_req *rq = arg;
+    s5_req *rq = arg;
     int r = cv_var_set(rq->request_id, STR(rq->id), NULL);
     if (r < 0)
         return r;
@@ -56,15 +61,12 @@ TEST(fiber_s5_concurrent_requests)
 {
     (void)state;
     cv_var *request_id = tu_var("request_id");
-    f5_req reqs[] = {{request_id, "0"}, {request_id, "1"}, {request_id, "2"}};
+    s5_req reqs[] = {{request_id, "0"}, {request_id, "1"}, {request_id, "2"}};
     fsched *s = new_fsched();
     for (int i = 0; i < 3; i++)
         ASSERT_OK(fsched_spawn(s, f5_handle, &reqs[i], NULL));
     ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "Start 0\nStart 1\nStart 2\n"
-                                          "Nested 0\nEnd 0\n"
-                                          "Nested 1\nEnd 1\n"
-                                          "Nested 2\nEnd 2\n");
+    assert_string_equal(fsched_output(s), S5_OUTPUT);
     assert_string_equal(tu_get_str(request_id), "<LookupError>");
     assert_null(cv_exec_current());
     fsched_free(s);
@@ -73,17 +75,9 @@ TEST(fiber_s5_concurrent_requests)
 
 /* ---- S7 on fibers: each level awaits a new fiber for the level below ---- */
 
-static const char *const LEVEL[] = {"0", "1", "2"};
-
-typedef struct f7_level {
-    cv_var *v;
-    int level;
-    struct f7_level *below;
-} f7_level;
-
 static int f7_task(void *arg)
 {
-    f7_level *lv = arg;
+    s7_level *lv = arg;
     int r = cv_var_set(lv->v, STR(LEVEL[lv->level]), NULL);
     if (r < 0)
         return r;
@@ -103,29 +97,19 @@ TEST(fiber_s7_recursive_fibers_keep_their_level)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    f7_level lv[3];
+    s7_level lv[3];
     for (int i = 0; i < 3; i++)
-        lv[i] = (f7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    fsched *s = new_fsched();
-    ASSERT_OK(fsched_spawn(s, f7_task, &lv[2], NULL));
-    ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "2\n1\n0\n0\n1\n2\n");
+        lv[i] = (s7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
+    run_fibers_expect(f7_task, &lv[2], S7_OUTPUT);
     assert_string_equal(tu_get_str(v), "<LookupError>");
-    fsched_free(s);
     cv_var_release(v);
 }
 
 /* ---- S9 on fibers: two sleeping fibers keep their values --------------- */
 
-typedef struct f9_child {
-    cv_var *v;
-    const char *name;
-    long ticks;
-} f9_child;
-
 static int f9_child_fn(void *arg)
 {
-    f9_child *c = arg;
+    s9_child *c = arg;
     int r = cv_var_set(c->v, STR(c->name), NULL);
     if (r < 0)
         return r;
@@ -137,7 +121,7 @@ static int f9_child_fn(void *arg)
 }
 
 typedef struct f9_parent {
-    f9_child kids[2];
+    s9_child kids[2];
 } f9_parent;
 
 static int f9_parent_fn(void *arg)
@@ -162,31 +146,16 @@ TEST(fiber_s9_sleeping_fibers_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     f9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    fsched *s = new_fsched();
-    ASSERT_OK(fsched_spawn(s, f9_parent_fn, &p, NULL));
-    ASSERT_OK(fsched_run(s));
-    assert_string_equal(fsched_output(s), "task1 set, sleeps 1\n"
-                                          "task2 set, sleeps 2\n"
-                                          "tick 1: task1 reads task1\n"
-                                          "tick 2: task2 reads task2\n"
-                                          "tick 2: parent reads hello\n");
+    run_fibers_expect(f9_parent_fn, &p, S9_OUTPUT);
     assert_string_equal(tu_get_str(v), "hello");
-    fsched_free(s);
     cv_var_release(v);
 }
 
 /* ---- S14 on fibers: callbacks in a given context ----------------------- */
 
-typedef struct f14_cb {
-    cv_var *v;
-    const char *label;
-    const char *set;
-    struct f14_cb *later;
-} f14_cb;
-
 static int f14_step(void *arg)
 {
-    f14_cb *cb = arg;
+    s14_cb *cb = arg;
     fsched_printf(fsched_self(), "%s: %s\n", cb->label, peek(cb->v));
     int r = 0;
     if (cb->set != NULL)
@@ -197,30 +166,22 @@ static int f14_step(void *arg)
     return r;
 }
 
-static int f14_set_in_ctx(void *arg)
-{
-    return cv_var_set(arg, STR("in ctx"), NULL);
-}
-
 TEST(fiber_s14_callbacks_in_given_context)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    f14_cb from_task = {v, "from task", NULL, NULL};
-    f14_cb task = {v, "task", NULL, &from_task};
-    f14_cb cb1 = {v, "cb1", "set by cb1", NULL};
-    f14_cb cb2 = {v, "cb2", NULL, NULL};
-    f14_cb soon = {v, "soon", NULL, NULL};
+    s14_cbs cb;
+    s14_cbs_init(&cb, v);
 
     fsched *s = new_fsched();
     ASSERT_OK(cv_var_set(v, STR("main"), NULL));
-    ASSERT_OK(fsched_spawn(s, f14_step, &task, NULL));
+    ASSERT_OK(fsched_spawn(s, f14_step, &cb.task, NULL));
     ASSERT_OK(cv_var_set(v, STR("changed after spawn"), NULL));
     cv_context *ctx;
     ASSERT_OK(cv_context_new(&ctx));
-    ASSERT_OK(cv_context_run(ctx, f14_set_in_ctx, v));
-    ASSERT_OK(fsched_call_soon(s, f14_step, &cb1, ctx));
-    ASSERT_OK(fsched_call_soon(s, f14_step, &soon, NULL));
+    ASSERT_OK(cv_context_run(ctx, s14_set_in_ctx, v));
+    ASSERT_OK(fsched_call_soon(s, f14_step, &cb.cb1, ctx));
+    ASSERT_OK(fsched_call_soon(s, f14_step, &cb.soon, NULL));
     ASSERT_OK(fsched_run(s));
     assert_string_equal(fsched_output(s), "task: main\n"
                                           "cb1: in ctx\n"
@@ -231,7 +192,7 @@ TEST(fiber_s14_callbacks_in_given_context)
 
     /* cb2 runs in ctx itself after cb1 is done: it sees cb1's set. */
     s = new_fsched();
-    ASSERT_OK(fsched_call_soon(s, f14_step, &cb2, ctx));
+    ASSERT_OK(fsched_call_soon(s, f14_step, &cb.cb2, ctx));
     ASSERT_OK(fsched_run(s));
     assert_string_equal(fsched_output(s), "cb2: set by cb1\n");
     fsched_free(s);
@@ -239,8 +200,8 @@ TEST(fiber_s14_callbacks_in_given_context)
     /* Two callbacks in one context at once: the first yields inside its
      * run and keeps ctx entered, so the second cannot enter it (R19). */
     s = new_fsched();
-    ASSERT_OK(fsched_call_soon(s, f14_step, &cb2, ctx));
-    ASSERT_OK(fsched_call_soon(s, f14_step, &cb2, ctx));
+    ASSERT_OK(fsched_call_soon(s, f14_step, &cb.cb2, ctx));
+    ASSERT_OK(fsched_call_soon(s, f14_step, &cb.cb2, ctx));
     ASSERT_ERR(fsched_run(s), CV_EENTERED);
     fsched_free(s);
 

@@ -88,6 +88,17 @@ static void leave(cv_context *c)
     cv_context_release(c);
 }
 
+/* How a hook test ends: leaves its context c, releases its vars (w may be
+ * NULL), then checks as hook_test_end. */
+static void hook_test_leave(cv_context *c, cv_var *v, cv_var *w)
+{
+    leave(c);
+    cv_var_release(v);
+    if (w != NULL)
+        cv_var_release(w);
+    hook_test_end();
+}
+
 /* ---- the three cases of the bug report ---------------------------------- */
 
 /* A reset to MISSING releases D; D's destructor sets the var. The get must
@@ -116,10 +127,7 @@ static void reset_to_missing_case(int neighbours)
     assert_string_equal(agreed(v), "from hook");
     cv_token_release(t);
     assert_string_equal(agreed(v), "from hook");
-    leave(c);
-    cv_var_release(v);
-    cv_var_release(n);
-    hook_test_end();
+    hook_test_leave(c, v, n);
 }
 
 TEST(r14a_reset_to_missing_whose_hook_sets_the_var)
@@ -155,9 +163,7 @@ TEST(r14a_reset_restoring_then_token_release)
     cv_token_release(t);
     assert_true(a->dead);
     assert_string_equal(agreed(v), "from hook");
-    leave(c);
-    cv_var_release(v);
-    hook_test_end();
+    hook_test_leave(c, v, NULL);
 }
 
 /* A plain set (no token) whose replaced value's destructor sets the var. */
@@ -178,9 +184,7 @@ TEST(r14a_plain_set_whose_replaced_value_sets_the_var)
     rc_unref(b);                             /* ... and now nothing does */
     assert_true(b->dead);
     assert_string_equal(agreed(v), "from hook");
-    leave(c);
-    cv_var_release(v);
-    hook_test_end();
+    hook_test_leave(c, v, NULL);
 }
 
 /* ---- hooks from every releasing call ------------------------------------ */
@@ -243,10 +247,7 @@ TEST(r14a_hook_from_token_release)
     void *got = (void *)1;
     ASSERT_OK(cv_var_get(v, &got));
     assert_null(got);                        /* a NULL value is a value */
-    leave(c);
-    cv_var_release(v);
-    cv_var_release(w);
-    hook_test_end();
+    hook_test_leave(c, v, w);
 }
 
 TEST(r14a_hook_from_context_release)
@@ -264,10 +265,7 @@ TEST(r14a_hook_from_context_release)
     assert_int_equal(b.fired, 1);
     assert_string_equal(agreed(w), "busy");  /* set in outer, the current */
     assert_string_equal(agreed(v), "<absent>");
-    leave(outer);
-    cv_var_release(v);
-    cv_var_release(w);
-    hook_test_end();
+    hook_test_leave(outer, v, w);
 }
 
 /* A run whose body enters a copy and drops it: the unwind exits two
@@ -307,10 +305,7 @@ TEST(r14a_hook_from_run_unwind)
     assert_string_equal(agreed(w), "after run"); /* ... and wrote here */
     assert_string_equal(agreed(v), "<absent>");
     cv_context_release(c);
-    leave(outer);
-    cv_var_release(v);
-    cv_var_release(w);
-    hook_test_end();
+    hook_test_leave(outer, v, w);
 }
 
 /* The var's default dies with the var; its destructor writes another var. */
@@ -328,9 +323,7 @@ TEST(r14a_hook_from_var_release)
     cv_var_release(v);
     assert_int_equal(b.fired, 1);
     assert_string_equal(agreed(w), "busy");
-    leave(c);
-    cv_var_release(w);
-    hook_test_end();
+    hook_test_leave(c, w, NULL);
 }
 
 /* cv_thread_cleanup releases the thread's base context, whose value's
@@ -478,7 +471,5 @@ TEST(r14b_count_never_passes_zero_while_held)
     cv_token_release(t1);
     cv_context_release(snap);
     assert_true(x->dead);
-    leave(c);
-    cv_var_release(v);
-    hook_test_end();
+    hook_test_leave(c, v, NULL);
 }

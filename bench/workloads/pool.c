@@ -59,7 +59,7 @@ typedef struct jobarg {
 static void log_line(jobarg *j, unsigned long long *h)
 {
     for (int i = 0; i < NVARS; i++)
-        *h = *h * 31 + wl_num(cv_var_get_or(j->p->v[i], wl_val(0)));
+        *h = wl_fold(*h, j->p->v[i]);
 }
 
 static int job_fn(void *arg)

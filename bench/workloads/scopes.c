@@ -28,8 +28,7 @@ static void call(scopes *s, long n, long level)
     cv_token *t;
     WL_OK(cv_var_set(v, wl_val((uintptr_t)(n + level)), &t));
     for (long i = 0; i < 3; i++)
-        s->sum = s->sum * 31 + wl_num(cv_var_get_or(s->v[(n * 7 + i * 977 + level) % s->nvars],
-                                                     wl_val(0)));
+        s->sum = wl_fold(s->sum, s->v[(n * 7 + i * 977 + level) % s->nvars]);
     if (level + 1 < s->depth)
         call(s, n, level + 1);
     WL_OK(cv_var_reset(v, t));

@@ -51,9 +51,12 @@ static void run_in(cv_context *c, int (*fn)(void *), void *arg)
     fn(arg);
 }
 
-/* A copy of the current context, for a binding. */
-static int capture(cv_context **fresh)
+/* A copy of the current context, for a binding; UV_EINVAL instead when
+ * args_ok is 0 (a wrapper's handle, request or callback was NULL). */
+static int capture(int args_ok, cv_context **fresh)
 {
+    if (!args_ok)
+        return UV_EINVAL;
     int r = cv_copy_context(fresh);
     return r < 0 ? uv_err(r) : 0;
 }
@@ -95,6 +98,19 @@ static void install(cv_uv_bind *b, cv_context *fresh, void (*cb)(void))
     b->cb = cb;
 }
 
+/* The end of every wrapped start: r is libuv's answer. On a refusal the
+ * context captured for it goes back and the binding is left as it was;
+ * else the binding takes the context and cb. */
+static int install_started(int r, cv_uv_bind *b, cv_context *c, void (*cb)(void))
+{
+    if (r < 0) {
+        cv_context_release(c);
+        return r;
+    }
+    install(b, c, cb);
+    return 0;
+}
+
 /* ---- handles with one callback of one argument ------------------------ */
 
 #define ONE_ARG_HANDLE(kind)                                                \
@@ -117,37 +133,23 @@ ONE_ARG_HANDLE(async)
 int cv_uv_timer_start(cv_uv_timer *t, uv_timer_cb cb, uint64_t timeout,
                       uint64_t repeat)
 {
-    if (t == NULL || cb == NULL)
-        return UV_EINVAL;
     cv_context *c;
-    int r = capture(&c);
+    int r = capture(t != NULL && cb != NULL, &c);
     if (r < 0)
         return r;
     r = uv_timer_start(&t->handle, tramp_timer, timeout, repeat);
-    if (r < 0) {
-        cv_context_release(c);
-        return r;
-    }
-    install(&t->bind, c, (void (*)(void))cb);
-    return 0;
+    return install_started(r, &t->bind, c, (void (*)(void))cb);
 }
 
 #define START_HANDLE(kind)                                                  \
     int cv_uv_##kind##_start(cv_uv_##kind *h, uv_##kind##_cb cb)            \
     {                                                                       \
-        if (h == NULL || cb == NULL)                                        \
-            return UV_EINVAL;                                               \
         cv_context *c;                                                      \
-        int r = capture(&c);                                      \
+        int r = capture(h != NULL && cb != NULL, &c);                       \
         if (r < 0)                                                          \
             return r;                                                       \
         r = uv_##kind##_start(&h->handle, tramp_##kind);                    \
-        if (r < 0) {                                                        \
-            cv_context_release(c);                                          \
-            return r;                                                       \
-        }                                                                   \
-        install(&h->bind, c, (void (*)(void))cb);                           \
-        return 0;                                                           \
+        return install_started(r, &h->bind, c, (void (*)(void))cb);         \
     }
 
 START_HANDLE(idle)
@@ -156,20 +158,13 @@ START_HANDLE(prepare)
 
 int cv_uv_async_init(uv_loop_t *loop, cv_uv_async *a, uv_async_cb cb)
 {
-    if (a == NULL || cb == NULL)
-        return UV_EINVAL;
     cv_context *c;
-    int r = capture(&c);
+    int r = capture(a != NULL && cb != NULL, &c);
     if (r < 0)
         return r;
     a->bind = (cv_uv_bind){0};
     r = uv_async_init(loop, &a->handle, tramp_async);
-    if (r < 0) {
-        cv_context_release(c);
-        return r;
-    }
-    install(&a->bind, c, (void (*)(void))cb);
-    return 0;
+    return install_started(r, &a->bind, c, (void (*)(void))cb);
 }
 
 /* ---- streams ---------------------------------------------------------- */
@@ -203,20 +198,15 @@ static void tramp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 int cv_uv_read_start(cv_uv_stream *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
 {
-    if (s == NULL || alloc_cb == NULL || read_cb == NULL)
-        return UV_EINVAL;
     cv_context *c;
-    int r = capture(&c);
+    int r = capture(s != NULL && alloc_cb != NULL && read_cb != NULL, &c);
     if (r < 0)
         return r;
     r = uv_read_start(&s->handle.stream, tramp_alloc, tramp_read);
-    if (r < 0) {
-        cv_context_release(c);
-        return r;
-    }
-    install(&s->bind, c, (void (*)(void))read_cb);
-    s->bind.cb2 = (void (*)(void))alloc_cb;
-    return 0;
+    r = install_started(r, &s->bind, c, (void (*)(void))read_cb);
+    if (r == 0)
+        s->bind.cb2 = (void (*)(void))alloc_cb;
+    return r;
 }
 
 typedef struct status_args {
@@ -244,12 +234,10 @@ static void tramp_write(uv_write_t *req, int status)
 int cv_uv_write(cv_uv_write_req *w, uv_stream_t *s, const uv_buf_t bufs[],
                 unsigned nbufs, uv_write_cb cb)
 {
-    if (w == NULL || cb == NULL)
-        return UV_EINVAL;
     cv_context *c;
-    int r = cv_copy_context(&c);
+    int r = capture(w != NULL && cb != NULL, &c);
     if (r < 0)
-        return uv_err(r);
+        return r;
     w->bind = (cv_uv_bind){.ctx = c, .cb = (void (*)(void))cb};
     r = uv_write(&w->req, s, bufs, nbufs, tramp_write);
     if (r < 0) {

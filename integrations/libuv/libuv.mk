@@ -32,10 +32,13 @@ $(UV_A): $(UV_OBJ)
 $(UV_SO): $(UV_OBJ) $(LIB_SO)
 	$(CC) -shared -o $@ $(UV_OBJ) -L$(BUILD) -lctxvar $(UV_LIBS) $(LDLIBS)
 
-$(UV_TEST): $(UV_DIR)/test_uv.c $(UV_A) $(LIB_A)
+# test_uv counts and fails allocations with the unit tests' allocator.
+UV_TEST_SRC := $(UV_DIR)/test_uv.c tests/support/testalloc.c
+
+$(UV_TEST): $(UV_TEST_SRC) tests/support/testalloc.h $(UV_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE $(UV_CFLAGS) -iquote core -iquote $(UV_DIR) \
-	  -o $@ $< $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
+	  -iquote tests/support -o $@ $(UV_TEST_SRC) $(UV_A) $(LIB_A) $(UV_LIBS) $(LDLIBS)
 
 UV_EXAMPLE := $(BUILD)/$(UV_DIR)/example
 
@@ -48,10 +51,10 @@ $(UV_EXAMPLE): $(UV_DIR)/example.c $(UV_A) $(LIB_A)
 # contexts copied on the loop thread and entered on libuv's pool threads.
 UV_TSAN_TEST := build-tsan/$(UV_DIR)/test_uv
 
-$(UV_TSAN_TEST): $(UV_DIR)/test_uv.c $(UV_DIR)/ctxvar_uv.c $(UV_DIR)/ctxvar_uv.h build-tsan/libctxvar.a
+$(UV_TSAN_TEST): $(UV_TEST_SRC) tests/support/testalloc.h $(UV_DIR)/ctxvar_uv.c $(UV_DIR)/ctxvar_uv.h build-tsan/libctxvar.a
 	@mkdir -p $(dir $@)
-	clang $(STRESS_CFLAGS) $(TSAN_FLAGS) $(UV_CFLAGS) -iquote $(UV_DIR) -o $@ \
-	  $(UV_DIR)/test_uv.c $(UV_DIR)/ctxvar_uv.c build-tsan/libctxvar.a $(UV_LIBS) -lpthread
+	clang $(STRESS_CFLAGS) $(TSAN_FLAGS) $(UV_CFLAGS) -iquote $(UV_DIR) -iquote tests/support -o $@ \
+	  $(UV_TEST_SRC) $(UV_DIR)/ctxvar_uv.c build-tsan/libctxvar.a $(UV_LIBS) -lpthread
 
 uv-test: $(UV_TEST) $(UV_EXAMPLE) $(UV_TSAN_TEST)
 	@echo "== libctxvar-uv against libuv $$(pkg-config --modversion libuv)"

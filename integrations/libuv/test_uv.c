@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 
 #include "ctxvar_uv.h"
+/* the counting allocator that fails from the k-th allocation on */
+#include "testalloc.h"
 
 static int failures;
 #define CHECK(c)                                                           \
@@ -21,27 +23,6 @@ static int failures;
         }                                                                  \
     } while (0)
 #define CHECK_STR(got, want) CHECK(strcmp((got), (want)) == 0)
-
-/* a counting allocator that can fail from the k-th allocation on */
-static atomic_long live, fail_from = 0, calls;
-static void *t_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    long k = atomic_fetch_add(&calls, 1) + 1;
-    long f = atomic_load(&fail_from);
-    if (f != 0 && k >= f)
-        return NULL;
-    void *p = malloc(n);
-    if (p != NULL)
-        atomic_fetch_add(&live, 1);
-    return p;
-}
-static void t_free(void *p, void *ud)
-{
-    (void)ud;
-    atomic_fetch_sub(&live, 1);
-    free(p);
-}
 
 static cv_var *v;
 static uv_loop_t *loop;
@@ -81,12 +62,19 @@ static void on_close(uv_handle_t *h)
     record();
 }
 
+/* t, initialised and started on on_timer while the value is "at start":
+ * the context its callbacks must run in. */
+static void start_timer_at_start(cv_uv_timer *t, uint64_t timeout, uint64_t repeat)
+{
+    CHECK(cv_uv_timer_init(loop, t) == 0);
+    set("at start");
+    CHECK(cv_uv_timer_start(t, on_timer, timeout, repeat) == 0);
+}
+
 static void test_timer(void)
 {
     cv_uv_timer t;
-    CHECK(cv_uv_timer_init(loop, &t) == 0);
-    set("at start");
-    CHECK(cv_uv_timer_start(&t, on_timer, 1, 1) == 0);
+    start_timer_at_start(&t, 1, 1);
     set("after start");
     nseen = 0;
     uv_run(loop, UV_RUN_DEFAULT);
@@ -224,7 +212,7 @@ static void test_work(void)
     set("top level");
     CHECK(cv_uv_queue_work(loop, &j[1].w, do_work, after_work) == 0);
     set("main");
-    long before = atomic_load(&live);
+    long before = tu_alloc_live();
     uv_run(loop, UV_RUN_DEFAULT);
     CHECK_STR(j[0].work_saw, "request");
     CHECK_STR(j[0].after_saw, "request");
@@ -236,7 +224,7 @@ static void test_work(void)
     CHECK_STR(val(), "set by after_work");
     /* the pool threads hold nothing: the copies are gone, and so are the
      * blocks their sets cached there */
-    CHECK(atomic_load(&live) < before);
+    CHECK(tu_alloc_live() < before);
     cv_context_release(req);
     set("main");
 }
@@ -332,9 +320,7 @@ static void *entering(void *p)
 static void test_fallback(void)
 {
     cv_uv_timer t;
-    CHECK(cv_uv_timer_init(loop, &t) == 0);
-    set("at start");
-    CHECK(cv_uv_timer_start(&t, on_timer, 0, 0) == 0);
+    start_timer_at_start(&t, 0, 0);
     set("main");
     holder h = {.c = t.bind.ctx};
     pthread_mutex_init(&h.mu, NULL);
@@ -376,14 +362,14 @@ static void test_oom(void)
             cv_uv_work_req w;
             CHECK(cv_uv_timer_init(loop, &t) == 0);
             cv_thread_cleanup();         /* no cached blocks: copies allocate */
-            long l = atomic_load(&live);
+            long l = tu_alloc_live();
             set("x");
-            long c0 = atomic_load(&calls);
-            atomic_store(&fail_from, c0 + k);
+            long c0 = tu_alloc_calls();
+            tu_alloc_fail_at(k, 1);  /* the k-th from now, and every one after */
             int r = which == 0 ? cv_uv_timer_start(&t, count_timer, 0, 0)
                                : cv_uv_queue_work(loop, &w, nop_work, count_after);
-            long hit = atomic_load(&calls) >= c0 + k;
-            atomic_store(&fail_from, 0);
+            long hit = tu_alloc_calls() >= c0 + k;
+            tu_alloc_fail_at(0, 0);
             fired = 0;
             if (hit) {
                 if (r != UV_ENOMEM)
@@ -394,7 +380,7 @@ static void test_oom(void)
                 /* what the failed call made went back (or to the thread's
                  * cache of blocks, which the cleanup empties) */
                 cv_thread_cleanup();
-                CHECK(atomic_load(&live) == l);
+                CHECK(tu_alloc_live() == l);
             } else {
                 CHECK(r == 0);
             }
@@ -410,8 +396,8 @@ static void test_oom(void)
 
 int main(void)
 {
-    cv_allocator al = {.malloc_cb = t_malloc, .free_cb = t_free};
-    if (cv_set_allocator(&al) != 0 || cv_var_new("v", &v) != 0)
+    tu_alloc_install();
+    if (cv_var_new("v", &v) != 0)
         return 2;
     loop = uv_default_loop();
     test_timer();
@@ -425,7 +411,7 @@ int main(void)
     CHECK(uv_loop_close(loop) == 0);
     cv_var_release(v);
     cv_thread_cleanup();
-    CHECK(atomic_load(&live) == 0);
+    CHECK(tu_alloc_live() == 0);
     printf("test_uv: libuv %s, %s\n", uv_version_string(),
            failures ? "FAILED" : "all checks passed");
     return failures ? 1 : 0;

@@ -37,7 +37,7 @@ abi-layout: $(LIB_SO)
 	@echo "== abi: another inline-cache layout fails at link and load time"
 	@CC=$(CC) sh tests/abi/layout.sh $(BUILD)
 
-$(ABI_DIR)/dlopen_host: tests/abi/dlopen_host.c core/ctxvar.h
+$(ABI_DIR)/dlopen_host: tests/abi/dlopen_host.c tests/abi/abi_check.h core/ctxvar.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -o $@ $< -ldl
 
@@ -57,7 +57,7 @@ $(ABI_DIR)/plugin.so: tests/abi/plugin.c core/ctxvar.h $(LIB_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -fPIC -shared -o $@ $< -L$(BUILD) -lctxvar $(ABI_RPATH)
 
-$(ABI_DIR)/plugin_host: tests/abi/plugin_host.c core/ctxvar.h $(LIB_SO)
+$(ABI_DIR)/plugin_host: tests/abi/plugin_host.c tests/abi/abi_check.h core/ctxvar.h $(LIB_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -o $@ $< -L$(BUILD) -lctxvar -ldl -lpthread $(ABI_RPATH)
 
@@ -95,7 +95,7 @@ abi-cxx: $(LIB_A) deps-clang
 	    tests/abi/cxx.cc $(LIB_A) -lpthread; \
 	  printf '%s -std=%s: ' $$cxx $$std; ./$(ABI_DIR)/cxx; done; done
 
-$(ABI_DIR)/diag: tests/abi/diag.c core/ctxvar.h $(LIB_SO)
+$(ABI_DIR)/diag: tests/abi/diag.c tests/abi/abi_check.h core/ctxvar.h $(LIB_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(ABI_CFLAGS) -o $@ $< -L$(BUILD) -lctxvar $(ABI_RPATH)
 

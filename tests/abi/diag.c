@@ -11,14 +11,8 @@
 
 #include "ctxvar.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "diag: %s:%d: check failed: %s\n", __FILE__,     \
-                    __LINE__, #cond);                                        \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#define ABI_CHECK_WHO "diag"
+#include "abi_check.h"
 
 static char line[512];
 

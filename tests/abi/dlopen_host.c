@@ -16,14 +16,8 @@
 
 #include "ctxvar.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "dlopen_host: %s:%d: check failed: %s\n",        \
-                    __FILE__, __LINE__, #cond);                              \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#define ABI_CHECK_WHO "dlopen_host"
+#include "abi_check.h"
 
 /* One pointer per function, typed from the header's own declaration. */
 #define API(X)                                                               \

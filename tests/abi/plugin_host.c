@@ -26,14 +26,8 @@
 #define CALLGRIND_DUMP_STATS_AT(s) ((void)(s))
 #endif
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "plugin_host: %s:%d: check failed: %s\n",        \
-                    __FILE__, __LINE__, #cond);                              \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#define ABI_CHECK_WHO "plugin_host"
+#include "abi_check.h"
 
 static int (*p_get)(const cv_var *, void **);
 static void *(*p_get_or)(const cv_var *, void *);

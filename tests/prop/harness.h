@@ -153,34 +153,38 @@ inline size_t model_len(const cv_context *c)
     return g_sink && cv_context_get(c, g_sink, &x) == 1 ? n - 1 : n;
 }
 
-extern "C" inline void hook_retain(void *v, void *ud)
+/* What both hooks check first: their ud, their count, and that v is a value
+ * the test set and has not seen die (R14b). Returns v's id, or -1 when v
+ * is NULL or an error was recorded. */
+inline int hook_value(void *v, void *ud, long &calls, const char *hook, const char *done)
 {
     if (ud != &g_hook_ud)
-        g_hook_error = "retain hook got a foreign ud";
-    g_retains++;
+        g_hook_error = std::string(hook) + " hook got a foreign ud";
+    calls++;
     if (v == nullptr)
-        return;
+        return -1;
     int id = val_id(v);
     if (id < 0)
-        g_hook_error = "retain hook got a pointer never set";
+        g_hook_error = std::string(hook) + " hook got a pointer never set";
     else if (g_vals[id].dead)
-        g_hook_error = "value retained after its count reached zero (R14b)";
+        g_hook_error = std::string("value ") + done + " after its count reached zero (R14b)";
     else
+        return id;
+    return -1;
+}
+
+extern "C" inline void hook_retain(void *v, void *ud)
+{
+    int id = hook_value(v, ud, g_retains, "retain", "retained");
+    if (id >= 0)
         g_vals[id].refs++;
 }
 extern "C" inline void hook_release(void *v, void *ud)
 {
-    if (ud != &g_hook_ud)
-        g_hook_error = "release hook got a foreign ud";
-    g_releases++;
-    if (v == nullptr)
-        return;
-    int id = val_id(v);
+    int id = hook_value(v, ud, g_releases, "release", "released");
     if (id < 0)
-        g_hook_error = "release hook got a pointer never set";
-    else if (g_vals[id].dead)
-        g_hook_error = "value released after its count reached zero (R14b)";
-    else if (--g_vals[id].refs < 0)
+        return;
+    if (--g_vals[id].refs < 0)
         g_hook_error = "value released more often than retained";
     else if (g_vals[id].refs == 0 && !g_vals[id].user) {
         g_vals[id].dead = true;
@@ -323,6 +327,72 @@ inline void check_hooks()
 /* Resolves "-1: the current context" against the model. */
 inline int resolve(const Model &s, int c) { return c < 0 ? s.top() : c; }
 
+/* Preconditions every command that names a var, context or token shares: the
+ * model still holds it (shrinking may have dropped the command that made
+ * it, or moved a release before it). */
+inline void pre_var_held(const Model &s, int var)
+{
+    RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+}
+inline void pre_ctx_held(const Model &s, int ctx)
+{
+    RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+}
+inline void pre_tok_held(const Model &s, int tok)
+{
+    RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+}
+/* ctx is -1 (the current context, always there) or a held one. */
+inline void pre_ctx_or_current(const Model &s, int ctx)
+{
+    if (ctx >= 0)
+        pre_ctx_held(s, ctx);
+}
+
+/* A token against the model's: its var, whether it was used, and the old
+ * value it recorded (none: the out-parameter stays untouched). */
+inline void check_token(cv_token *tp, const MTok &t, const cv_var *var)
+{
+    static char untouched; /* sentinel: not a value the test ever set */
+    RC_ASSERT(truth(cv_token_var(tp) == var));
+    RC_ASSERT(cv_token_used(tp) == (t.used ? 1 : 0));
+    void *old = &untouched;
+    int h = cv_token_old_value(tp, &old);
+    RC_ASSERT(h == (t.has_old ? 1 : 0));
+    if (t.has_old)
+        RC_ASSERT(val_id(old) == t.old);
+    else
+        RC_ASSERT(truth(old == (void *)&untouched));
+}
+
+/* A command on one var, and one on one token, with no other
+ * precondition than that the model holds it. */
+struct VarCmd : Cmd {
+    int var;
+    explicit VarCmd(int v) : var(v) {}
+    void checkPreconditions(const Model &s) const override { pre_var_held(s, var); }
+};
+struct TokCmd : Cmd {
+    int tok;
+    explicit TokCmd(int t) : tok(t) {}
+    void checkPreconditions(const Model &s) const override { pre_tok_held(s, tok); }
+};
+
+/* How set and reset show the var they write: through a token's var or
+ * by name. */
+inline std::string var_expr(int via_tok, int var)
+{
+    return via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")" : vname(var);
+}
+
+/* A command on one context, -1 for the current one, and no other
+ * precondition. */
+struct CtxCmd : Cmd {
+    int ctx;
+    explicit CtxCmd(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override { pre_ctx_or_current(s, ctx); }
+};
+
 /* ------------------------------------------------------------------------
  * Commands
  * ------------------------------------------------------------------------ */
@@ -417,9 +487,9 @@ struct Set : Cmd {
     void checkPreconditions(const Model &s) const override
     {
         if (via_tok >= 0)
-            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+            pre_tok_held(s, via_tok);
         else
-            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+            pre_var_held(s, var);
     }
     void apply(Model &s) const override { s.set(target(s), val, tok); }
     void run(const Model &s, Sut &sut) const override
@@ -439,16 +509,7 @@ struct Set : Cmd {
         Model s2 = s;
         int tid = s2.set(v, val, tok);
         if (tok) {
-            const MTok &mt = s2.toks[tid];
-            RC_ASSERT(truth(cv_token_var(t) == vp));
-            RC_ASSERT(cv_token_used(t) == 0);
-            void *old = (void *)&sut; /* sentinel: must stay untouched */
-            int h = cv_token_old_value(t, &old);
-            RC_ASSERT(h == (mt.has_old ? 1 : 0));
-            if (mt.has_old)
-                RC_ASSERT(val_id(old) == mt.old);
-            else
-                RC_ASSERT(truth(old == (void *)&sut));
+            check_token(t, s2.toks[tid], vp); /* fresh: not used */
         }
         if (sut.py) {
             int pr = sut.py->set(v, val, tok ? tid : -1);
@@ -457,19 +518,13 @@ struct Set : Cmd {
     }
     void show(std::ostream &os) const override
     {
-        os << "set(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
-                                      : vname(var))
-           << ", " << valname(val) << (tok ? ", &tok)" : ", NULL)");
+        os << "set(" << var_expr(via_tok, var) << ", " << valname(val)
+           << (tok ? ", &tok)" : ", NULL)");
     }
 };
 
-struct Get : Cmd {
-    int var;
-    explicit Get(int v) : var(v) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
-    }
+struct Get : VarCmd {
+    explicit Get(int v) : VarCmd(v) {}
     void run(const Model &s, Sut &sut) const override
     {
         Out e = s.get(var);
@@ -490,13 +545,9 @@ struct Get : Cmd {
     void show(std::ostream &os) const override { os << "get(" << vname(var) << ")"; }
 };
 
-struct GetOr : Cmd {
-    int var, d;
-    GetOr(int v, int d_) : var(v), d(d_) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
-    }
+struct GetOr : VarCmd {
+    int d;
+    GetOr(int v, int d_) : VarCmd(v), d(d_) {}
     void run(const Model &s, Sut &sut) const override
     {
         int e = s.get_or(var, d);
@@ -519,11 +570,11 @@ struct Reset : Cmd {
     }
     void checkPreconditions(const Model &s) const override
     {
-        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+        pre_tok_held(s, tok);
         if (via_tok >= 0)
-            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+            pre_tok_held(s, via_tok);
         else
-            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+            pre_var_held(s, var);
     }
     void apply(Model &s) const override { s.reset(target(s), tok); }
     void run(const Model &s, Sut &sut) const override
@@ -542,32 +593,17 @@ struct Reset : Cmd {
     }
     void show(std::ostream &os) const override
     {
-        os << "reset(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
-                                        : vname(var))
-           << ", t" << tok << ")";
+        os << "reset(" << var_expr(via_tok, var) << ", t" << tok << ")";
     }
 };
 
-struct TokInfo : Cmd {
-    int tok;
-    explicit TokInfo(int t) : tok(t) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
-    }
+struct TokInfo : TokCmd {
+    explicit TokInfo(int t) : TokCmd(t) {}
     void run(const Model &s, Sut &sut) const override
     {
         const MTok &t = s.toks[tok];
         cv_token *tp = sut.toks[tok];
-        RC_ASSERT(truth(cv_token_var(tp) == sut.vars[t.var]));
-        RC_ASSERT(cv_token_used(tp) == (t.used ? 1 : 0));
-        void *old = (void *)&sut;
-        int h = cv_token_old_value(tp, &old);
-        RC_ASSERT(h == (t.has_old ? 1 : 0));
-        if (t.has_old)
-            RC_ASSERT(val_id(old) == t.old);
-        else
-            RC_ASSERT(truth(old == (void *)&sut));
+        check_token(tp, t, sut.vars[t.var]);
         if (sut.py) {
             RC_ASSERT(sut.py->token_var(tok) == t.var);
             Out p = sut.py->token_old(tok);
@@ -580,14 +616,8 @@ struct TokInfo : Cmd {
 };
 
 /* Copy of the current context (ctx -1) or of a held one. */
-struct Copy : Cmd {
-    int ctx;
-    explicit Copy(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Copy : CtxCmd {
+    explicit Copy(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.copy(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -636,14 +666,8 @@ struct NewCtx : Cmd {
     }
 };
 
-struct Enter : Cmd {
-    int ctx; /* -1: the current one (always CV_EENTERED) */
-    explicit Enter(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Enter : CtxCmd { /* ctx -1: the current one (always CV_EENTERED) */
+    explicit Enter(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.enter(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -662,14 +686,8 @@ struct Enter : Cmd {
     }
 };
 
-struct Exit : Cmd {
-    int ctx; /* -1: the current one */
-    explicit Exit(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Exit : CtxCmd { /* ctx -1: the current one */
+    explicit Exit(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.exit(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -736,7 +754,7 @@ struct Run : Cmd {
     }
     void checkPreconditions(const Model &s) const override
     {
-        RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+        pre_ctx_held(s, ctx);
         if (s.ctxs[ctx].entered)
             return;
         Model m = s;
@@ -795,9 +813,8 @@ struct CtxGet : Cmd {
     CtxGet(int c, int v) : ctx(c), var(v) {}
     void checkPreconditions(const Model &s) const override
     {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+        pre_ctx_or_current(s, ctx);
+        pre_var_held(s, var);
     }
     void run(const Model &s, Sut &sut) const override
     {
@@ -840,15 +857,9 @@ extern "C" inline int visit_cb(cv_var *v, void *value, void *arg)
     return x->stop != 0 && x->seen.size() >= x->stop ? 4242 : 0;
 }
 
-struct Foreach : Cmd {
-    int ctx;
+struct Foreach : CtxCmd {
     size_t stop; /* 0: walk all; k: the callback stops after k pairs */
-    Foreach(int c, size_t st) : ctx(c), stop(st) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+    Foreach(int c, size_t st) : CtxCmd(c), stop(st) {}
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
@@ -874,14 +885,8 @@ struct Foreach : Cmd {
     }
 };
 
-struct Len : Cmd {
-    int ctx;
-    explicit Len(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Len : CtxCmd {
+    explicit Len(int c) : CtxCmd(c) {}
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
@@ -899,11 +904,11 @@ struct Release : Cmd {
     void checkPreconditions(const Model &s) const override
     {
         if (kind == 0)
-            RC_PRE(truth(id < (int)s.vars.size() && s.vars[id].held));
+            pre_var_held(s, id);
         else if (kind == 1)
             RC_PRE(truth(id > 0 && id < (int)s.ctxs.size() && s.ctxs[id].held));
         else
-            RC_PRE(truth(id < (int)s.toks.size() && s.toks[id].held));
+            pre_tok_held(s, id);
     }
     void apply(Model &s) const override
     {

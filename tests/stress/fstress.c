@@ -24,8 +24,9 @@
 
 #include "ctxvar.h"
 #include "fsched.h"
+#include "testalloc.h" /* counts every allocation */
 
-static atomic_long failures, live_allocs, total_allocs, retains, releases;
+static atomic_long failures, retains, releases;
 
 #define CHECK(cond)                                                        \
     do {                                                                   \
@@ -34,24 +35,6 @@ static atomic_long failures, live_allocs, total_allocs, retains, releases;
             fprintf(stderr, "fstress: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
         }                                                                  \
     } while (0)
-
-static void *count_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    void *p = malloc(n);
-    if (p != NULL) {
-        atomic_fetch_add(&live_allocs, 1);
-        atomic_fetch_add(&total_allocs, 1);
-    }
-    return p;
-}
-
-static void count_free(void *p, void *ud)
-{
-    (void)ud;
-    atomic_fetch_sub(&live_allocs, 1);
-    free(p);
-}
 
 #define MAXF 64
 #define STEPS 6
@@ -156,19 +139,6 @@ static void *racer(void *arg)
     return NULL;
 }
 
-typedef struct run_arg {
-    fsched *s;
-    int r;
-} run_arg;
-
-static void *runner(void *p)
-{
-    run_arg *a = p;
-    a->r = fsched_run(a->s);
-    cv_thread_cleanup();
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 10;
@@ -179,9 +149,7 @@ int main(int argc, char **argv)
     if (rounds < 1 || nthreads < 2 || nthreads > 32 || nfibers < 2 ||
         nfibers > MAXF)
         return 2;
-    cv_allocator a = {.malloc_cb = count_malloc, .free_cb = count_free};
-    if (cv_set_allocator(&a) != 0)
-        return 2;
+    tu_alloc_install();
     cv_var_opts o = {.name = "v", .retain = hook_retain, .release = hook_release};
     if (cv_var_new_ex(&o, &var) != 0 || cv_var_new("plain", &plain) != 0)
         return 2;
@@ -195,11 +163,11 @@ int main(int argc, char **argv)
             fs[i].id = i;
             CHECK(fsched_spawn(s, body, &fs[i], NULL) == 0);
         }
-        run_arg ra[32];
+        fsched_runner ra[32];
         pthread_t th[32];
         for (int i = 0; i < nthreads; i++) {
-            ra[i] = (run_arg){s, -100};
-            pthread_create(&th[i], NULL, runner, &ra[i]);
+            ra[i] = (fsched_runner){s, -100};
+            pthread_create(&th[i], NULL, fsched_run_thread, &ra[i]);
         }
         for (int i = 0; i < nthreads; i++) {
             pthread_join(th[i], NULL);
@@ -226,7 +194,7 @@ int main(int argc, char **argv)
     cv_var_release(var);
     cv_var_release(plain);
     cv_thread_cleanup();
-    CHECK(atomic_load(&live_allocs) == 0);
+    CHECK(tu_alloc_live() == 0);
     CHECK(atomic_load(&retains) == atomic_load(&releases));
     for (int f = 0; f < MAXF; f++)
         for (int k = 0; k < STEPS; k++)
@@ -234,6 +202,6 @@ int main(int argc, char **argv)
     long fails = atomic_load(&failures);
     printf("fstress: %d rounds x %d threads x %d fibers, %ld migrations, "
            "%ld allocations, %ld failed checks\n",
-           rounds, nthreads, nfibers, moved, atomic_load(&total_allocs), fails);
+           rounds, nthreads, nfibers, moved, tu_alloc_calls(), fails);
     return fails == 0 ? 0 : 1;
 }

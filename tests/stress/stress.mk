@@ -37,14 +37,14 @@ endif
 
 # Fibers under threads (fstress.c on tests/support/fsched.c): migrations,
 # yields inside run and enters, racing swaps.
-FSTRESS_SRC    := tests/stress/fstress.c tests/support/fsched.c
+FSTRESS_SRC    := tests/stress/fstress.c tests/support/fsched.c tests/support/testalloc.c
 FSTRESS_ARGS   ?= 6 4 16
 FSTRESS_CFLAGS := $(STRESS_CFLAGS) -iquote tests/support
 
-build-tsan/fstress: $(FSTRESS_SRC) tests/support/fsched.h core/ctxvar.h build-tsan/libctxvar.a
+build-tsan/fstress: $(FSTRESS_SRC) tests/support/fsched.h tests/support/textbuf.h tests/support/testalloc.h core/ctxvar.h build-tsan/libctxvar.a
 	clang $(FSTRESS_CFLAGS) $(TSAN_FLAGS) -o $@ $(FSTRESS_SRC) build-tsan/libctxvar.a -lpthread
 
-build-asan/fstress: $(FSTRESS_SRC) tests/support/fsched.h core/ctxvar.h build-asan/libctxvar.a
+build-asan/fstress: $(FSTRESS_SRC) tests/support/fsched.h tests/support/textbuf.h tests/support/testalloc.h core/ctxvar.h build-asan/libctxvar.a
 	clang $(FSTRESS_CFLAGS) $(ASAN_FLAGS) -o $@ $(FSTRESS_SRC) build-asan/libctxvar.a -lpthread
 
 build-tsan/stress: $(STRESS_SRC) core/ctxvar.h build-tsan/libctxvar.a

@@ -15,6 +15,7 @@
 #include <ucontext.h>
 
 #include "fsched.h"
+#include "textbuf.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -410,16 +411,21 @@ long fsched_migrations(const fsched *s)
     return s->migrations;
 }
 
+void *fsched_run_thread(void *runner)
+{
+    fsched_runner *a = runner;
+    a->r = fsched_run(a->s);
+    cv_thread_cleanup();
+    return NULL;
+}
+
 void fsched_printf(fsched *s, const char *fmt, ...)
 {
     pthread_mutex_lock(&s->mu);
-    size_t room = sizeof s->out - s->out_len;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(s->out + s->out_len, room, fmt, ap);
+    textbuf_vappend(s->out, sizeof s->out, &s->out_len, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        s->out_len += (size_t)n < room ? (size_t)n : room - 1;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -62,6 +62,15 @@ long fsched_now(const fsched *s);
 /* How many times a fiber was resumed on a thread other than its last. */
 long fsched_migrations(const fsched *s);
 
+/* A pthread body for running one loop on several threads: runs
+ * fsched_run(s), keeps its result in r and cleans up the thread's state
+ * (cv_thread_cleanup) before the thread ends. */
+typedef struct fsched_runner {
+    fsched *s;
+    int r;
+} fsched_runner;
+void *fsched_run_thread(void *runner);
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
