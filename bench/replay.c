@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replay.c -- replays a CTXVAR_TRACE trace (docs/TRACE.md) on every backend.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * trace.h -- the recorder's hooks (core/trace.c; format: docs/TRACE.md).
  * Private to core/: not installed.
