@@ -9,7 +9,7 @@
 #   make clean      build outputs only
 #
 # Other targets: deps, unit, valgrind, clang-check, fuzz, prop, tsan,
-# coverage, bench-instr (see the fragments included at the bottom).
+# coverage, bench-instr, mutate (see the fragments included at the bottom).
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -96,9 +96,9 @@ $(LIB_SO): $(LIB_SO_ABI)
 # ---------------------------------------------------------------------------
 DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
                librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3 \
-               binutils pkg-config cmake meson ninja-build git
+               binutils pkg-config cmake meson ninja-build git libuv1-dev wrk zip unzip
 DEPS_REPORT := gcc g++ make libbenchmark-dev hyperfine gnuplot-nox \
-               libpython3.11-dev python3 valgrind
+               libpython3.11-dev python3 valgrind libuv1-dev pkg-config wrk
 DEPS_EXTRA  := lcov afl++
 
 define apt_ensure
@@ -243,6 +243,7 @@ include examples/examples.mk
 -include tests/coverage.mk
 -include tests/trace/trace.mk
 -include fuzz/fuzz.mk
+-include tests/mutate/mutate.mk
 -include bench/bench.mk
 
 # What the test binaries link (cmocka, RapidCheck, Google Benchmark,
@@ -256,3 +257,4 @@ $(BUILD)/tests/unit build-prop/prop build-prop/prop_cpython $(BUILD)/bench/bench
 # Last step of make test: every tracked source file has its SPDX line
 # (tests/docs/docs.mk; tools/spdx.sh adds them), after every other step.
 test-run: docs-spdx
+-include integrations/libuv/libuv.mk

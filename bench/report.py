@@ -1387,6 +1387,12 @@ the gets alone).
     else:
         w("Not measured.")
     w("")
+    # ---- the request-scoped server (integrations/libuv/libuv.mk: uv-http-bench)
+    uvh = os.path.join(outdir, "uv_http.md")
+    if os.path.exists(uvh):
+        w("## Request-scoped HTTP server (libuv + wrk)\n")
+        with open(uvh) as f:
+            w(f.read())
     # ---- limits
     w("## What limits the missed targets\n")
     if floor:

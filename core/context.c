@@ -7,7 +7,9 @@
  * context the thread got on first use. The base sits at the bottom of the
  * stack and is marked entered, so no other thread can run it and it cannot
  * be exited. A pthread key destructor releases the stack when the thread
- * exits; cv_thread_cleanup does the same on demand.
+ * exits; cv_thread_cleanup does the same on demand. The stack, its depth
+ * and the base belong to the execution state in place (tstate.h, exec.c):
+ * a fiber scheduler swaps them, four words, on every fiber switch.
  *
  *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
@@ -534,6 +536,7 @@ int cv_context_enter(cv_context *c)
     if (atomic_fetch_or_explicit(&c->c_state, CTX_ENTERED,
                                  memory_order_acq_rel) & CTX_ENTERED)
         return CV_EENTERED;
+    CV_TEST_YIELD_POINT(CV_YIELD_ENTER);
     c->c_link = (uintptr_t)ts.current;
     if (ts.depth < GEN_RING)
         ts.below_gen[ts.depth] = cv_i_tcache_v1.gen;

@@ -21,6 +21,30 @@ _Static_assert(CV_MAP_ENOMEM == CV_ENOMEM, "maps/map.h's CV_MAP_ENOMEM");
 #endif
 
 /* ------------------------------------------------------------------------
+ * Test-only yield points (core/testhooks.c). Built with -DCV_TEST_HOOKS
+ * (the unit tests' library), CV_TEST_YIELD_POINT(p) calls the hook a test
+ * installed, so that a test can park one thread at point p while another
+ * acts: a race is then forced on every run instead of hoped for. Without
+ * CV_TEST_HOOKS it is nothing.
+ *   CV_YIELD_ENTER  cv_context_enter, after the entered bit was tested and
+ *                   claimed, before the context is pushed (where an enter
+ *                   that tests and sets in two steps has its window)
+ * ------------------------------------------------------------------------ */
+enum { CV_YIELD_ENTER = 1 };
+CV_HIDDEN extern void (*_Atomic cv__test_yield_hook)(int point);
+CV_HIDDEN int cv__test_hooks_compiled(void);
+#ifdef CV_TEST_HOOKS
+#define CV_TEST_YIELD_POINT(p)                                            \
+    do {                                                                  \
+        void (*cv_h_)(int) = atomic_load(&cv__test_yield_hook);           \
+        if (cv_h_ != NULL)                                                \
+            cv_h_(p);                                                     \
+    } while (0)
+#else
+#define CV_TEST_YIELD_POINT(p) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------------
  * Allocation: every byte the library holds comes from here (alloc.c;
  * cv__malloc and cv__free are declared in maps/map.h).
  * ------------------------------------------------------------------------ */

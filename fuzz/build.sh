@@ -8,11 +8,19 @@
 #                        /usr/lib/afl/libAFLDriver.a (AFL++ with
 #                        CC=afl-clang-fast), or fuzz/replay_main.o (no engine)
 #   $OUT                 where binaries, .dict, .options, seed zips go
-#   $SRC                 the repository (default: this script's parent)
+#   $SRC                 the repository, or (OSS-Fuzz, ClusterFuzzLite) the
+#                        directory holding it as $SRC/ctxvar; default: this
+#                        script's parent
 #   $WORK                scratch objects (default: $OUT/obj)
 #   FUZZ_CANARY=1        also build ctx_ops_canary (never for OSS-Fuzz: it
 #                        crashes on purpose)
 #   FUZZ_NO_SEEDS=1      skip the seed zips
+#   FUZZ_SKIP="t ..."    targets of fuzz/targets not to build (the engines'
+#                        builds skip cpython_diff: libpython is not in their
+#                        runner image)
+#   FUZZ_WARN            the warning flags (default: -std=c11 -Wall -Wextra
+#                        -Wpedantic -Werror; the engines' newer clang builds
+#                        without -Werror, make mutate without warnings)
 #
 # The library is compiled here from core/*.c and maps/*.c with $CC $CFLAGS
 # (never the normal build's libctxvar.a), so it carries the same
@@ -22,7 +30,17 @@
 # cpython_diff also links libpython3.11 (python3.11-config --embed); it is
 # skipped with a notice when that is missing.
 
-SRC=${SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+SRC=${SRC:-$HERE}
+# OSS-Fuzz and ClusterFuzzLite set $SRC to /src, the repository's parent.
+if [ ! -f "$SRC/fuzz/targets" ]; then
+    if [ -f "$SRC/ctxvar/fuzz/targets" ]; then
+        SRC=$SRC/ctxvar
+    else
+        echo "build.sh: \$SRC=$SRC holds neither fuzz/targets nor ctxvar/fuzz/targets" >&2
+        exit 1
+    fi
+fi
 OUT=${OUT:?set OUT}
 WORK=${WORK:-$OUT/obj}
 CC=${CC:-clang}
@@ -33,7 +51,8 @@ PYCONFIG=${PYCONFIG:-/usr/bin/python3.11-config}
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(cd "$WORK" && pwd)
-WARN="-std=c11 -Wall -Wextra -Wpedantic -Werror"
+# FUZZ_WARN: the warning flags (make mutate builds mutants without -Werror).
+WARN=${FUZZ_WARN:-"-std=c11 -Wall -Wextra -Wpedantic -Werror"}
 INC="-iquote $SRC/core -iquote $SRC/maps -iquote $SRC/fuzz -iquote $SRC/tests/support"
 # -D_GNU_SOURCE as the top-level Makefile builds the library; -DCV_DEBUG:
 # invariant asserts, and the backend's check() after every write.
@@ -76,6 +95,7 @@ link() { # link <name> <objects...> [-- extra link flags]
 
 while read -r t; do
     case "$t" in ''|'#'*) continue ;; esac
+    case " ${FUZZ_SKIP:-} " in *" $t "*) echo "build.sh: $t skipped (FUZZ_SKIP)" >&2; continue ;; esac
     if [ "$t" = cpython_diff ]; then
         if [ -z "$PYLDFLAGS" ]; then
             echo "build.sh: $PYCONFIG missing: cpython_diff skipped" >&2
@@ -94,8 +114,11 @@ while read -r t; do
     done
     if [ "${FUZZ_NO_SEEDS:-0}" != 1 ] && [ -d "$SRC/fuzz/corpus/$t" ]; then
         rm -f "$OUT/${t}_seed_corpus.zip"
-        (cd "$SRC/fuzz/corpus/$t" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./* ) ||
-            echo "build.sh: zip missing: no seed zip for $t" >&2
+        if ! command -v zip >/dev/null 2>&1; then
+            echo "build.sh: zip missing (make deps-test installs it): no seed zip for $t" >&2
+            exit 1
+        fi
+        (cd "$SRC/fuzz/corpus/$t" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./*)
     fi
 done < "$SRC/fuzz/targets"
 

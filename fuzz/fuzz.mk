@@ -7,8 +7,17 @@
 #                                driver (gcc, no libFuzzer)         [test]
 #   make fuzz-short              each target FUZZ_SHORT_SECONDS (15 s) [test]
 #   make fuzz-canary             ctx_ops must catch the canary backend [test]
+#   make fuzz-merge              new inputs of make fuzz / fuzz-short merged
+#                                (libFuzzer -merge=1) into fuzz/corpus/<t>
+#                                as merged-<sha1>, the merged set minimized
+#   make fuzz-engine-build       .clusterfuzzlite/build.sh under the
+#                                ClusterFuzzLite / OSS-Fuzz environment ($CC
+#                                $CFLAGS $LIB_FUZZING_ENGINE $OUT $SRC): every
+#                                target built, runs on its seed zip   [test]
 #   make fuzz-afl                the targets built with afl-clang-fast
 #   make fuzz-build              the libFuzzer binaries only
+#
+# The targets that need clang fail, naming `make deps`, when it is missing.
 #
 # Everything is built by fuzz/build.sh (the OSS-Fuzz entry point) into
 # $(FUZZ_DIR); the library is compiled there from core/ and maps/ with the
@@ -44,11 +53,17 @@ LF_OUT     := $(FUZZ_DIR)/libfuzzer
 REPLAY_OUT := $(FUZZ_DIR)/replay
 AFL_OUT    := $(FUZZ_DIR)/afl
 
-.PHONY: fuzz fuzz-build fuzz-replay fuzz-short fuzz-canary fuzz-afl fuzz-corpus
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-short fuzz-canary fuzz-afl fuzz-corpus fuzz-merge fuzz-engine-build
 
 test-run: fuzz-replay
+test-run: fuzz-engine-build
 test-run: fuzz-short
 test-run: fuzz-canary
+
+# A missing clang is a failure that names the fix, never a silent skip.
+define fuzz_no_clang
+	@echo "$(1): $(FUZZ_CLANG) not found: run 'make deps' (or 'make deps-test') to install it"; exit 1
+endef
 
 # ---------------------------------------------------------------------------
 # Builds
@@ -73,7 +88,12 @@ $(REPLAY_OUT)/.built: $(FUZZ_DEPS) fuzz/replay_main.c
 	  { cat $(REPLAY_OUT)/build.log; exit 1; }
 	@touch $@
 
+ifeq ($(FUZZ_HAVE_CLANG),1)
 fuzz-build: $(LF_OUT)/.built
+else
+fuzz-build:
+	$(call fuzz_no_clang,fuzz-build)
+endif
 
 # AFL++: the same sources through afl-clang-fast and AFL++'s libFuzzer driver.
 # Run one with: afl-fuzz -i fuzz/corpus/ctx_ops -o build-fuzz/afl-out \
@@ -155,6 +175,93 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	done
 	@ls $(FUZZ_DIR)/artifacts/ 2>/dev/null | grep -q . && \
 	  echo "crashes in $(FUZZ_DIR)/artifacts/: minimise with <target> -minimize_crash=1 -runs=10000 <input>, keep as fuzz/corpus/<target>/regress-*" || true
+else
+	@$(FUZZ_RETRY_OR_FAIL)
+endif
+
+# ---------------------------------------------------------------------------
+# Merging new inputs back into the committed corpora
+# ---------------------------------------------------------------------------
+# For each target: the merged-* inputs already committed and the new ones
+# (build-fuzz/corpus/<t> from make fuzz, build-fuzz/short/<t> from
+# fuzz-short) are merged with -merge=1 against the readable seed-* and
+# regress-* inputs, which always stay; what adds coverage beyond them is
+# kept as fuzz/corpus/<t>/merged-<sha1>, the rest is dropped, so the merged
+# part is minimized on every merge. Review and commit fuzz/corpus/.
+FUZZ_MERGE_DIR := $(FUZZ_DIR)/merge
+fuzz-merge:
+ifeq ($(FUZZ_HAVE_CLANG),1)
+	@$(MAKE) --no-print-directory $(LF_OUT)/.built
+	@echo "== fuzz-merge: new inputs into fuzz/corpus/<target> (libFuzzer -merge=1)"
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  [ -x $(LF_OUT)/$$t ] || continue; \
+	  rm -rf $(FUZZ_MERGE_DIR)/$$t && mkdir -p $(FUZZ_MERGE_DIR)/$$t/old; \
+	  before=$$(ls fuzz/corpus/$$t | wc -l); \
+	  for f in fuzz/corpus/$$t/merged-*; do [ -e "$$f" ] && mv "$$f" $(FUZZ_MERGE_DIR)/$$t/old/; done; \
+	  new=""; for d in $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/short/$$t; do [ -d $$d ] && new="$$new $$d"; done; \
+	  $(FUZZ_ENV) $(LF_OUT)/$$t -merge=1 -max_len=4096 \
+	    -merge_control_file=$(FUZZ_MERGE_DIR)/$$t.control \
+	    fuzz/corpus/$$t $(FUZZ_MERGE_DIR)/$$t/old $$new > $(FUZZ_MERGE_DIR)/$$t.log 2>&1 || \
+	    { tail -20 $(FUZZ_MERGE_DIR)/$$t.log; \
+	      mv $(FUZZ_MERGE_DIR)/$$t/old/* fuzz/corpus/$$t/ 2>/dev/null || true; \
+	      echo "fuzz-merge: $$t failed (the old merged-* inputs are back)"; exit 1; }; \
+	  for f in fuzz/corpus/$$t/*; do \
+	    b=$$(basename "$$f"); \
+	    case "$$b" in seed-*|regress-*|merged-*) ;; *) mv "$$f" "fuzz/corpus/$$t/merged-$$b" ;; esac; \
+	  done; \
+	  echo "fuzz-merge $$t: $$before -> $$(ls fuzz/corpus/$$t | wc -l) inputs ($$(ls fuzz/corpus/$$t | grep -c '^merged-' || true) merged-*)"; \
+	done
+else
+	@$(FUZZ_RETRY_OR_FAIL)
+endif
+
+# ---------------------------------------------------------------------------
+# The ClusterFuzzLite / OSS-Fuzz build, as their engines run it
+# ---------------------------------------------------------------------------
+# .clusterfuzzlite/build.sh with the environment their base-builder image
+# gives it (the flags of OSS-Fuzz's ASan + libFuzzer build, $SRC holding
+# the repository as $SRC/ctxvar, the working directory the Dockerfile's
+# WORKDIR), then: every target of fuzz/targets but those the engines' build
+# skips is in $OUT, runs 50 inputs from its unzipped seed corpus, and has
+# its .dict, .options and <target>_seed_corpus.zip with every corpus file;
+# no canary build is there (it crashes on purpose). Docker itself is not
+# run here; fuzz/oss-fuzz/ is the same script.
+ENGINE_DIR    := $(FUZZ_DIR)/engine
+ENGINE_CFLAGS := -O1 -fno-omit-frame-pointer -gline-tables-only \
+                 -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+                 -fsanitize=address -fsanitize-address-use-after-scope \
+                 -fsanitize=fuzzer-no-link
+ENGINE_SKIP   := cpython_diff
+fuzz-engine-build:
+ifeq ($(FUZZ_HAVE_CLANG),1)
+	@echo "== fuzz-engine-build: .clusterfuzzlite/build.sh with the ClusterFuzzLite environment"
+	@rm -rf $(ENGINE_DIR) && mkdir -p $(ENGINE_DIR)/src $(ENGINE_DIR)/out $(ENGINE_DIR)/work
+	@ln -s $(CURDIR) $(ENGINE_DIR)/src/ctxvar
+	@cp .clusterfuzzlite/build.sh $(ENGINE_DIR)/src/build.sh
+	@cd $(ENGINE_DIR)/src/ctxvar && env -u FUZZ_CANARY -u FUZZ_NO_SEEDS -u FUZZ_SKIP -u FUZZ_WARN \
+	  CC=$(FUZZ_CLANG) CXX=clang++ CFLAGS="$(ENGINE_CFLAGS)" CXXFLAGS="$(ENGINE_CFLAGS)" \
+	  LIB_FUZZING_ENGINE=-fsanitize=fuzzer SANITIZER=address FUZZING_ENGINE=libfuzzer \
+	  SRC=$(CURDIR)/$(ENGINE_DIR)/src OUT=$(CURDIR)/$(ENGINE_DIR)/out WORK=$(CURDIR)/$(ENGINE_DIR)/work \
+	  bash $(CURDIR)/$(ENGINE_DIR)/src/build.sh > $(CURDIR)/$(ENGINE_DIR)/build.log 2>&1 || \
+	  { tail -30 $(CURDIR)/$(ENGINE_DIR)/build.log; echo "fuzz-engine-build: the build failed"; exit 1; }
+	@set -e; out=$(ENGINE_DIR)/out; n=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  case " $(ENGINE_SKIP) " in *" $$t "*) continue ;; esac; \
+	  [ -x $$out/$$t ] || { echo "fuzz-engine-build: $$t not built"; exit 1; }; \
+	  for f in $$t.dict $$t.options $${t}_seed_corpus.zip; do \
+	    [ -s $$out/$$f ] || { echo "fuzz-engine-build: $$out/$$f missing"; exit 1; }; done; \
+	  want=$$(ls fuzz/corpus/$$t | wc -l); \
+	  rm -rf $(ENGINE_DIR)/seed/$$t && mkdir -p $(ENGINE_DIR)/seed/$$t; \
+	  unzip -q $$out/$${t}_seed_corpus.zip -d $(ENGINE_DIR)/seed/$$t; \
+	  got=$$(ls $(ENGINE_DIR)/seed/$$t | wc -l); \
+	  [ "$$got" = "$$want" ] || { echo "fuzz-engine-build: $${t}_seed_corpus.zip has $$got of $$want inputs"; exit 1; }; \
+	  ASAN_OPTIONS=detect_leaks=0 $$out/$$t -runs=50 -seed=1 -dict=$$out/$$t.dict \
+	    $(ENGINE_DIR)/seed/$$t > $(ENGINE_DIR)/$$t.run.log 2>&1 || \
+	    { tail -30 $(ENGINE_DIR)/$$t.run.log; echo "fuzz-engine-build: $$t failed on its seed corpus"; exit 1; }; \
+	  n=$$((n + 1)); \
+	done; \
+	[ ! -e $$out/ctx_ops_canary ] || { echo "fuzz-engine-build: the canary build is in \$$OUT"; exit 1; }; \
+	echo "fuzz-engine-build: $$n targets built and run on their seed zips (.dict, .options present; skipped: $(ENGINE_SKIP))"
 else
 	@$(FUZZ_RETRY_OR_FAIL)
 endif

@@ -50,15 +50,15 @@
  *
  * FAILURE SEMANTICS
  *   Every allocation (growth, clone) happens before the table is touched;
- *   if it fails the call returns CV_MAP_ENOMEM with the map as it was. Hooks
- *   (value release) run after the table is consistent again, so a hook
- *   that reads the context sees a whole map. Shrinking after a delete is
- *   an optimisation: when its allocation fails the delete still succeeds.
+ *   if it fails the call returns CV_MAP_ENOMEM with the map as it was.
+ *   What a write lets go of goes to the core (maps/key.h), whose hooks run
+ *   once the write is whole (R14a). Shrinking after a delete is an
+ *   optimisation: when its allocation fails the delete still succeeds.
  *
  * TEST AND DEBUG HOOKS
  *   dict_check walks the table and verifies the invariant, the count, the
- *   load bounds and the reference counts; the conformance suite and the
- *   fuzzers call it after every step. Forced var hashes
+ *   load bounds and the reference counts; the test builds run it after
+ *   every write (maps/map.h). Forced var hashes
  *   (cv__var_new_hashed) build long probe runs and wrap-around.
  *
  * FURTHER READING

@@ -109,11 +109,12 @@
  * FAILURE SEMANTICS
  *   All allocations of a write happen in phase 2, before anything is
  *   modified or retained; if one fails, the blocks already obtained are
- *   freed raw (they hold nothing yet) and the call returns CV_MAP_ENOMEM with
- *   the map, *m and every refcount as they were. The build phase cannot
- *   fail. Value hooks that release (old values, removed pairs, nodes that
- *   die) run after *m points at a consistent map; retain hooks run while
- *   new nodes are filled, never on a failing call.
+ *   freed raw (they hold nothing yet) and the call returns CV_MAP_ENOMEM
+ *   with the map, *m and every refcount as they were. The build phase
+ *   cannot fail. What a write lets go of (old values, removed pairs, the
+ *   first shared node) goes to the core (maps/key.h), whose hooks run
+ *   once the write is whole; retain hooks run while new nodes are filled,
+ *   never on a failing call.
  *
  * TEST AND DEBUG HOOKS
  *   hamt_check walks the trie: header counts against bitmaps, per-node

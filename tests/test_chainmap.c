@@ -654,102 +654,48 @@ TEST(chainmap_history_releases_shadowed_values)
  * set, key 1 deleted, key 2 set, then key 3 over and over), every layer
  * held by a snapshot. */
 enum { MN = 40 };
+_Static_assert(MN + 1 <= MM_MAXK && D + 2 <= MM_MAXHELD, "harness sizes");
 
-static void build_mergeable(hist *h, tu_val *v, cv_map **m, cv_map **held)
+/* held[0]: the chain; held[1 .. D]: a snapshot of each layer as it was
+ * pushed; held[D + 1]: the top itself, so the next write is shared. */
+static void build_mergeable(const world *w, cv_map **held, model *md)
 {
-    for (int k = 0; k < MN; k++) {
-        ASSERT_OK(B->set(m, h->keys[k], &v[k]));
-        h->cur[k] = &v[k];
-    }
-    h->cur[MN] = NULL;
+    mm_fill(w, &held[0], md, MN);
     for (int d = 1; d <= D; d++) {
-        ASSERT_OK(B->share(*m, &held[d - 1]));
+        ASSERT_OK(B->share(held[0], &held[d]));
         int k = d <= 3 ? d - 1 : 3;
-        if (k == 1) {
-            assert_int_equal(B->del(m, h->keys[k]), 1);
-            h->cur[k] = NULL;
-        } else {
-            ASSERT_OK(B->set(m, h->keys[k], &v[MN + d]));
-            h->cur[k] = &v[MN + d];
-        }
+        if (k == 1)
+            mm_del(w, &held[0], md, k);
+        else
+            mm_set(w, &held[0], md, k, (void *)&w->vals[MN + d]);
     }
-    ASSERT_OK(B->share(*m, &held[D]));
-    assert_int_equal(cv__chainmap_depth(*m), D);
+    ASSERT_OK(B->share(held[0], &held[D + 1]));
+    assert_int_equal(cv__chainmap_depth(held[0]), D);
 }
 
-/* The writes a merge makes: a new key, an existing one, a tombstone for a
- * bottom key, re-setting the deleted key (its tombstone is dropped). */
-static int merge_op(hist *h, tu_val *v, cv_map **m, int op, void **cur)
+/* Once it succeeds the write is a merge (depth 1, over the bottom). */
+static const char *merged(const cv_map *m)
 {
-    int k = op == 0 ? MN : op == 1 ? 3 : op == 2 ? 5 : 1;
-    int r;
-    if (op == 2) {
-        r = B->del(m, h->keys[k]);
-        if (r == 1)
-            cur[k] = NULL;
-        return r == 1 ? 0 : r;
-    }
-    r = B->set(m, h->keys[k], &v[2 * MN + op]);
-    if (r == 0)
-        cur[k] = &v[2 * MN + op];
-    return r;
+    return cv__chainmap_depth(m) == 1 ? NULL : "not a merge onto the bottom";
 }
 
 /* OOM at every allocation of a merge (there is one: the merged layer,
- * counted first): the call fails with CV_ENOMEM and the map, every
- * snapshot, the blocks and the value retains are exactly as before. Once
- * it succeeds the write is a merge (depth 1, over the bottom), not a
- * flatten. */
+ * counted first), for the writes a merge makes: a new key, an existing
+ * one, a tombstone for a bottom key, re-setting the deleted key (its
+ * tombstone is dropped). The harness checks that a failed call leaves the
+ * chain, every snapshot, the blocks and the value retains as they were. */
+static const mm_oom_case merge_cases[] = {
+    {"merge: set new", build_mergeable, 0, MM_SET(MN, 60), 0, merged},
+    {"merge: set existing", build_mergeable, 0, MM_SET(3, 61), 0, merged},
+    {"merge: tombstone", build_mergeable, 0, MM_DEL(5), 1, merged},
+    {"merge: re-set deleted", build_mergeable, 0, MM_SET(1, 63), 0, merged},
+};
+
 TEST(chainmap_oom_every_allocation_of_a_merge)
 {
     (void)state;
-    hist h;
-    hist_init(&h, MN + 1);
-    tu_val v[3 * MN];
-    memset(v, 0, sizeof v);
-    for (int op = 0; op < 4; op++) {
-        for (int forever = 0; forever <= 1; forever++) {
-            int failures_seen = 0;
-            for (long k = 1;; k++) {
-                cv_map *m = NULL, *held[D + 1];
-                build_mergeable(&h, v, &m, held);
-                void *before_cur[MN + 1], *cur[MN + 1];
-                memcpy(before_cur, h.cur, sizeof before_cur);
-                memcpy(cur, h.cur, sizeof cur);
-                cv_map *before = m;
-                long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
-                long hooks = tu_hook_balance();
-                tu_alloc_fail_at(k, forever);
-                int r = merge_op(&h, v, &m, op, cur);
-                tu_alloc_fail_at(0, 0);
-                if (r == CV_ENOMEM) {
-                    failures_seen++;
-                    assert_ptr_equal(m, before);
-                    assert_int_equal(tu_alloc_live(), live);
-                    assert_int_equal(tu_alloc_live_bytes(), bytes);
-                    assert_int_equal(tu_hook_balance(), hooks);
-                    hist_expect(&h, m, before_cur);
-                } else {
-                    ASSERT_OK(r);
-                    assert_int_equal(cv__chainmap_depth(m), 1);
-                    hist_expect(&h, m, cur);
-                }
-                assert_null(B->check(m));
-                /* the snapshot of the old top still reads it */
-                hist_expect(&h, held[D], before_cur);
-                mm_release_all(B, held, D + 1);
-                B->release(m);
-                if (r != CV_ENOMEM)
-                    break;
-                assert_true(k < 10);
-            }
-            if (failures_seen == 0)
-                fail_msg("merge op %d: no allocation failed", op);
-        }
-    }
-    for (int i = 0; i < 3 * MN; i++)
-        assert_int_equal(v[i].refs, 0);
-    hist_free(&h);
+    mm_oom_run(B, MN + 1, mm_hash_spread, merge_cases,
+               sizeof merge_cases / sizeof merge_cases[0], D + 2, 1);
 }
 
 /* A merge that keeps nothing -- a tombstone for a key the bottom lacks,

@@ -201,11 +201,28 @@
 #define CV_EXEC_THREAD_TESTS(X)              \
     X(r20_state_in_place_elsewhere_is_refused) \
 
+/* tests/test_gaps.c: what mutation testing found only the fuzz corpus or
+ * the property run checking (per backend), and forced races (once) */
+#define CV_GAP_TESTS(X)                      \
+    X(gaps_foreach_callback_inserts_and_deletes) \
+    X(gaps_foreach_callback_writes_a_shared_map) \
+    X(gaps_null_value_is_a_value)            \
+    X(gaps_null_values_in_a_big_map)         \
+    X(gaps_null_default)                     \
+    X(gaps_oom_first_use_unmakes_the_base)   \
+    X(gaps_deleted_var_not_held_after_history) \
+
+#define CV_RACE_TESTS(X)                     \
+    X(race_enter_forced_one_winner)          \
+    X(race_release_while_enter_is_parked)    \
+    X(gaps_allocator_refuses_half_a_hook)    \
+    X(gaps_exit_past_the_ring_never_reuses_a_generation) \
+
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
-    CV_OOM_TESTS(X) CV_FIBER_TESTS(X)
+    CV_OOM_TESTS(X) CV_FIBER_TESTS(X) CV_GAP_TESTS(X)
 #define CV_UNIT_TESTS(X) \
-    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_EXEC_THREAD_TESTS(X) \
+    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_EXEC_THREAD_TESTS(X) CV_RACE_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
 
 #endif

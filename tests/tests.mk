@@ -15,7 +15,9 @@ VALGRIND    := valgrind --quiet --leak-check=full --show-leak-kinds=definite,ind
 # own: CV_ASSERT is compiled in and the core runs the backend's check()
 # after every write (maps/map.h). The release library ($(LIB_A)) has
 # neither. The property, fuzz and stress builds define CV_DEBUG too.
-DEBUG_DEFS := -DCV_DEBUG
+# -DCV_TEST_HOOKS adds the test-only yield points of core/internal.h, so
+# that the race tests force their interleavings (tests/test_threads.c).
+DEBUG_DEFS := -DCV_DEBUG -DCV_TEST_HOOKS
 TEST_LIB    := $(BUILD)/debug/libctxvar.a
 
 $(TEST_LIB): $(LIB_SRC) $(LIB_HDR)

@@ -56,9 +56,7 @@ int main(int argc, char **argv)
         WL_OK(cv_context_run(top, level_fn, &f));
         cv_context_release(top);
     }
-    for (long i = 0; i < n.nvars; i++)
-        cv_var_release(n.v[i]);
-    free(n.v);
+    wl_vars_free(n.v, n.nvars);
     wl_finish("nesting", n.sum);
     cv_thread_cleanup();
     return 0;

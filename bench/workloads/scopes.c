@@ -49,13 +49,9 @@ int main(int argc, char **argv)
         s.nvars = 1;
     if (s.snap_every < 1)
         s.snap_every = 1;
-    s.v = calloc((size_t)s.nvars, sizeof *s.v);
-    for (long i = 0; i < s.nvars; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "cfg%ld", i);
-        s.v[i] = wl_var(name);
+    s.v = wl_vars("cfg", s.nvars);
+    for (long i = 0; i < s.nvars; i++)
         WL_OK(cv_var_set(s.v[i], wl_val((uintptr_t)i), NULL));
-    }
     for (long n = 0; n < s.calls; n++) {
         call(&s, n, 0);
         if (n % s.snap_every == 0) {
@@ -66,9 +62,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < SNAPS; i++)
         cv_context_release(s.ring[i]);
-    for (long i = 0; i < s.nvars; i++)
-        cv_var_release(s.v[i]);
-    free(s.v);
+    wl_vars_free(s.v, s.nvars);
     wl_finish("scopes", s.sum);
     cv_thread_cleanup();
     return 0;

@@ -41,9 +41,7 @@ int main(int argc, char **argv)
         WL_OK(cv_context_run(c, fork_fn, &w));
         cv_context_release(c);
     }
-    for (long i = 0; i < w.nvars; i++)
-        cv_var_release(w.v[i]);
-    free(w.v);
+    wl_vars_free(w.v, w.nvars);
     wl_finish("wide", w.sum);
     cv_thread_cleanup();
     return 0;

@@ -53,6 +53,14 @@ static inline cv_var **wl_vars(const char *prefix, long n)
     return v;
 }
 
+/* Releases the n vars of wl_vars and frees the array. */
+static inline void wl_vars_free(cv_var **v, long n)
+{
+    for (long i = 0; i < n; i++)
+        cv_var_release(v[i]);
+    free(v);
+}
+
 static inline void wl_finish(const char *name, unsigned long long checksum)
 {
     const cv_backend *b = cv_backend_default();

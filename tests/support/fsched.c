@@ -44,9 +44,9 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
                                      const void **bottom_old, size_t *size_old);
 #endif
 
-/* Valgrind is told where a fiber's stack is, or a fiber resumed on
- * another thread looks to memcheck like accesses below that thread's
- * stack pointer. */
+/* Under valgrind a switch onto a fiber stack near a thread's own stack
+ * looks like that stack shrinking, and the thread's TLS above it turns
+ * "inaccessible"; registered stacks are known to be stacks of their own. */
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -73,12 +73,12 @@ struct fiber {
     const void *ret_stack;       /* ASan: that loop's stack */
     size_t ret_size;
     int last_thread;             /* an id of the thread it last ran on */
-#ifdef FS_VALGRIND
-    unsigned vg_stack;           /* VALGRIND_STACK_REGISTER's id */
-#endif
 #ifdef FS_TSAN
     void *tsan;
     void *ret_tsan;
+#endif
+#ifdef FS_VALGRIND
+    unsigned vg_stack;
 #endif
 };
 
@@ -169,7 +169,8 @@ static void switch_out(fiber *f)
 #endif
     swapcontext(&f->uc, f->ret);
 #ifdef FS_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+    /* resumed, perhaps by another thread: its stack is the one to go back to */
+    __sanitizer_finish_switch_fiber(fake, &f->ret_stack, &f->ret_size);
 #endif
 }
 
@@ -204,9 +205,6 @@ static int add_fiber(fsched *s, cv_bound *body, fiber **out)
     }
     f->s = s;
     f->stack = stack;
-#ifdef FS_VALGRIND
-    f->vg_stack = VALGRIND_STACK_REGISTER(stack, (char *)stack + STACK_SIZE);
-#endif
     f->body = body;
     getcontext(&f->uc);
     f->uc.uc_stack.ss_sp = stack;
@@ -217,6 +215,9 @@ static int add_fiber(fsched *s, cv_bound *body, fiber **out)
                 (unsigned)(p & 0xffffffffu), (unsigned)(p >> 16 >> 16));
 #ifdef FS_TSAN
     f->tsan = __tsan_create_fiber(0);
+#endif
+#ifdef FS_VALGRIND
+    f->vg_stack = VALGRIND_STACK_REGISTER(stack, (char *)stack + STACK_SIZE);
 #endif
     pthread_mutex_lock(&s->mu);
     if (s->all_tail != NULL)
