@@ -16,7 +16,7 @@ UV_SO     := $(BUILD)/libctxvar-uv.so
 UV_OBJ    := $(BUILD)/$(UV_DIR)/ctxvar_uv.o
 UV_TEST   := $(BUILD)/$(UV_DIR)/test_uv
 
-.PHONY: uv uv-test install-uv
+.PHONY: uv uv-test install-uv uninstall-uv
 
 ifeq ($(UV_OK),1)
 uv: $(UV_A) $(UV_SO)
@@ -66,12 +66,15 @@ uv-test: $(UV_TEST) $(UV_EXAMPLE) $(UV_TSAN_TEST)
 	@echo "libctxvar-uv: TSan clean"
 
 install-uv: uv
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 $(UV_DIR)/ctxvar_uv.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(UV_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(UV_SO) $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|' $(UV_DIR)/ctxvar-uv.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ctxvar-uv.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(UV_DIR)/ctxvar_uv.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(UV_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(UV_SO) $(DESTDIR)$(LIBDIR)/
+	sed $(PC_SED) $(UV_DIR)/ctxvar-uv.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/ctxvar-uv.pc
+
+uninstall-uv:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/ctxvar_uv.h $(DESTDIR)$(LIBDIR)/libctxvar-uv.a \
+	  $(DESTDIR)$(LIBDIR)/libctxvar-uv.so $(DESTDIR)$(PKGCONFIGDIR)/ctxvar-uv.pc
 
 # The request-scoped server (bench/workloads/uv_http.c) under wrk: a short
 # correctness run in make test, throughput per backend in make report.
@@ -97,9 +100,14 @@ uv-http-bench: $(UV_HTTP)
 	  --seconds $(UV_HTTP_SECONDS) --rounds $(UV_HTTP_ROUNDS)
 
 install: install-uv
+uninstall: uninstall-uv
 test-run: uv-test uv-http-check
 report-run: uv-http-bench
 else
 uv uv-test install-uv uv-http-check uv-http-bench:
-	@echo "libctxvar-uv: libuv not found (apt-get install libuv1-dev); skipped"
+	@echo "$@: libuv not found: run 'make deps' (as root) to install libuv1-dev"; exit 1
+uninstall-uv:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/ctxvar_uv.h $(DESTDIR)$(LIBDIR)/libctxvar-uv.a \
+	  $(DESTDIR)$(LIBDIR)/libctxvar-uv.so $(DESTDIR)$(PKGCONFIGDIR)/ctxvar-uv.pc
+uninstall: uninstall-uv
 endif
