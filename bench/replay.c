@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replay.c -- replays a CTXVAR_TRACE trace (docs/TRACE.md) on every backend.
  *
@@ -46,12 +47,12 @@ enum {
     OP_END, OP_THREAD, OP_VAR_NEW, OP_VAR_RELEASE, OP_GET, OP_SET, OP_RESET,
     OP_TOKEN_RELEASE, OP_CTX_NEW, OP_CTX_BASE, OP_COPY, OP_ENTER, OP_EXIT,
     OP_RUN, OP_RUN_END, OP_CTX_RELEASE, OP_CLEANUP, OP_CTX_GET, OP_FOREACH,
-    OP_COUNT
+    OP_CTX_RETAIN, OP_COUNT
 };
 static const char *const op_name[OP_COUNT] = {
     "end", "thread", "var_new", "var_release", "get", "set", "reset",
     "token_release", "ctx_new", "ctx_base", "copy", "enter", "exit", "run",
-    "run_end", "ctx_release", "cleanup", "ctx_get", "foreach"};
+    "run_end", "ctx_release", "cleanup", "ctx_get", "foreach", "ctx_retain"};
 #define TF_FOUND 1u
 #define TF_GET_OR 2u
 #define TF_DEFAULT 1u
@@ -305,7 +306,7 @@ static void load(const char *path)
             case OP_RESET: v = r->a; tk = r->b; break;
             case OP_TOKEN_RELEASE: tk = r->a; break;
             case OP_CTX_NEW: case OP_CTX_BASE: case OP_ENTER: case OP_EXIT: case OP_RUN:
-            case OP_CTX_RELEASE: case OP_FOREACH: c1 = r->a; break;
+            case OP_CTX_RELEASE: case OP_FOREACH: case OP_CTX_RETAIN: c1 = r->a; break;
             case OP_COPY: c1 = r->a; c2 = r->b; break;
             case OP_CTX_GET: c1 = r->a; v = r->b; break;
             default: break;
@@ -411,7 +412,7 @@ static void load(const char *path)
             case OP_VAR_RELEASE: case OP_GET: case OP_SET: case OP_RESET: v = r->a; break;
             case OP_CTX_GET: v = r->b; c = r->a; break;
             case OP_ENTER: case OP_EXIT: case OP_RUN: case OP_CTX_RELEASE: case OP_FOREACH:
-            case OP_COPY: c = r->a; break;
+            case OP_COPY: case OP_CTX_RETAIN: c = r->a; break;
             default: break;
             }
             if (r->op == OP_RESET) tk = r->b;
@@ -426,7 +427,7 @@ static void load(const char *path)
                 die(2, "context %u used but never made (thread %u, record %zu)", c, t, i);
             if ((r->op == OP_ENTER || r->op == OP_EXIT || r->op == OP_RUN ||
                  r->op == OP_CTX_RELEASE || r->op == OP_FOREACH || r->op == OP_COPY ||
-                 r->op == OP_CTX_GET) && c == 0)
+                 r->op == OP_CTX_GET || r->op == OP_CTX_RETAIN) && c == 0)
                 die(2, "%s of context 0 (thread %u, record %zu)", op_name[r->op], t, i);
             if ((r->op == OP_RESET || r->op == OP_TOKEN_RELEASE) && (tk == 0 || !tok_made[tk]))
                 die(2, "token %u used but never made (thread %u, record %zu)", tk, t, i);
@@ -514,7 +515,9 @@ static void print_summary_json(FILE *o)
  * ------------------------------------------------------------------------ */
 typedef struct ctx_slot {
     cv_context *p;
-    _Atomic int owned;   /* the user's reference is held */
+    _Atomic int owned;   /* references the program holds (new/copy: 1, each
+                          * retain one more); the library's one is dropped
+                          * when the last goes */
     _Atomic int entered; /* entered by some replay thread */
     _Atomic int alive;   /* made and not yet freed (as far as we know) */
     int is_base;
@@ -956,13 +959,25 @@ static int exec(rthread *rt, int in_run)
             if (mode_null)
                 break;
             ctx_slot *cs = &ctxs[r->a];
-            if (cs->is_base || !atomic_load(&cs->owned) || !atomic_load(&cs->alive))
+            if (cs->is_base || atomic_load(&cs->owned) <= 0 || !atomic_load(&cs->alive))
                 return fail(rt, "release of context %u, which the program did not own",
                             r->a);
-            atomic_store(&cs->owned, 0);
+            if (atomic_fetch_sub(&cs->owned, 1) > 1)
+                break; /* another holder remains (a retain) */
             if (!atomic_load(&cs->entered))
                 atomic_store(&cs->alive, 0);
             cv_context_release(cs->p);
+            break;
+        }
+        case OP_CTX_RETAIN: {
+            if (mode_null)
+                break;
+            ctx_slot *cs = &ctxs[r->a];
+            if (!ctx_usable(cs) || cs->is_base)
+                return fail(rt, "retain of context %u, which is not alive (or a base)", r->a);
+            if (atomic_load(&cs->owned) == 0) /* the public API cannot take it back */
+                return fail(rt, "retain of context %u, which only its entering holds", r->a);
+            atomic_fetch_add(&cs->owned, 1);
             break;
         }
         case OP_CLEANUP:

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """validate.py -- checks bench/advise against real programs.
 
     validate.py --build build/bench --results results [--quick]

@@ -393,6 +393,7 @@ static CV_ALWAYS_INLINE void ctx_drop(cv_context *c, size_t amount)
 
 void cv__context_retain(cv_context *c)
 {
+    CV_TRACE_CTX(0, CTX_RETAIN, c, NULL);
     ctx_incref(c);
 }
 

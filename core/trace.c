@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * trace.c -- the recorder behind CTXVAR_TRACE=path (core/trace.h; the
  * format is docs/TRACE.md, the reader bench/replay.c).

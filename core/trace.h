@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * trace.h -- the recorder's hooks (core/trace.c; format: docs/TRACE.md).
  * Private to core/: not installed.
@@ -71,6 +72,8 @@ enum cv_trace_op {
     CV_TOP_CLEANUP = 16,   /* cv_thread_cleanup (also at thread exit) */
     CV_TOP_CTX_GET = 17,   /* cv_context_get: a = context, b = var */
     CV_TOP_FOREACH = 18,   /* a = context */
+    CV_TOP_CTX_RETAIN = 19, /* a = context: a holder inside the library
+                             * (cv_bound_new_in), released by CTX_RELEASE */
     CV_TOP__COUNT
 };
 /* In the op byte: a short record (4 bytes: op, flags, u16 var; gets only). */

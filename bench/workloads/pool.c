@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.c -- a thread pool: the main thread accepts jobs, each in a copy of
  * its context (with the job's own request vars set), and hands the copy to

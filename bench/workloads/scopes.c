@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scopes.c -- one long-lived context with many vars (a configuration-heavy
  * service: feature flags, tenants, limits), nested scopes that set and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """badtraces.py GOOD_TRACE REPLAY OUTDIR -- bad traces must be refused.
 
 Each case below damages a good trace in one way and runs `replay --check`

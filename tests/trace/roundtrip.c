@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * roundtrip.c -- a program that uses the public API the way a runtime
  * does (vars with and without defaults and hooks, tokens, copies run on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/trace/trace.mk -- the recorder (CTXVAR_TRACE, core/trace.c) and the
 # replayer (bench/replay.c): part of `make test` (about 10 s).
 #
