@@ -41,6 +41,7 @@
 
 #define CV_NO_INLINE_GET /* every get through the library, as traced */
 #include "ctxvar.h"
+#include "digest.h"
 
 /* The format (core/trace.h has the same numbers). */
 enum {
@@ -698,28 +699,12 @@ static void drop_base(rthread *rt)
     }
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
-
-typedef struct digest {
-    uint64_t sum;
-    size_t n;
-} digest;
-
 static int digest_cb(cv_var *v, void *value, void *arg)
 {
     digest *d = arg;
     uint64_t vid = strtoull(cv_var_name(v) + 1, NULL, 10);
     uint64_t xid = value ? (uint64_t)((char *)value - val_base) : 0;
-    d->sum += mix64((vid << 32) ^ xid);
-    d->n++;
+    digest_add(d, vid, xid);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "ctxvar.h"
+#include "../../bench/digest.h"
 
 #define NPOOL 64
 #define NVARS 9
@@ -57,21 +58,6 @@ static void release(void *v, void *ud)
     pthread_mutex_unlock(&hook_lock);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
-
-typedef struct digest {
-    uint64_t sum;
-    size_t n;
-} digest;
-
 static int digest_cb(cv_var *v, void *value, void *arg)
 {
     digest *d = arg;
@@ -79,8 +65,7 @@ static int digest_cb(cv_var *v, void *value, void *arg)
     for (int i = 0; i < NVARS; i++)
         if (vars[i] == v)
             vid = (uint64_t)i + 1;
-    d->sum += mix64((vid << 32) ^ xid);
-    d->n++;
+    digest_add(d, vid, xid);
     return 0;
 }
 
