@@ -21,7 +21,7 @@ TRACE_RT  := $(TRACE_DIR)/roundtrip
 
 .PHONY: trace-test
 
-$(TRACE_RT): tests/trace/roundtrip.c core/ctxvar.h $(LIB_A)
+$(TRACE_RT): tests/trace/roundtrip.c bench/digest.h core/ctxvar.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -D_GNU_SOURCE -iquote core -o $@ $< $(LIB_A) -lpthread
 
