@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # ctxvar -- one entry point. `make help` lists every target.
 #
 #   make            libctxvar.a and libctxvar.so* in build/

@@ -1,4 +1,5 @@
 #!/bin/bash -eu
+# SPDX-License-Identifier: MIT
 # ClusterFuzzLite / OSS-Fuzz build script: run by the base-builder image's
 # `compile` with $CC, $CFLAGS, $LIB_FUZZING_ENGINE, $OUT, $SRC and $WORK set
 # by the engine. Everything is fuzz/build.sh's: it builds every target of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h -- what the Google Benchmark files share: the world caches and the
  * registration entry points. No globals: main() owns one Worlds of each kind

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/bench.mk -- benchmarks, workloads, memory, instruction counts, the
 # report and the backend advisor. Included by the top-level Makefile.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_cpython.cc -- the anchor: every op of ops.h through CPython 3.11's C
  * API (ops_py.h), registered as the backend "cpython". main() registers one

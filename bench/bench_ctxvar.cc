@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_ctxvar.cc -- every op of ops.h on one ctxvar backend, through the
  * public API only. The backend comes from cv_backend_list() at run time

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_main.cc -- registers every op for every backend and its CPython
  * anchor, records the machine, runs Google Benchmark.

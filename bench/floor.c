@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * floor.c -- what one locked read-modify-write costs on this machine.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * instr.c -- instruction counts per operation, for `make bench-instr`.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops.h -- the benchmarked operations, once, for every harness.
  *

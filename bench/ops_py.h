@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops_py.h -- the anchor: the ops of ops.h through CPython's C API.
  *

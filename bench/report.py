@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """report.py -- runs ctxvar's benchmark suite and writes results/<cpu-tag>/.
 
     report.py run    --build DIR --results DIR   everything, then generate

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xthread.c -- cross-thread costs of copy and enter/exit (issue #16).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * alloc.c -- the allocation hook (cv_set_allocator) and the error strings.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend.c -- the registry of map backends and the default choice (R15).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bound.c -- bound callbacks (R23-R25): fn(arg) and a context, captured
  * when the callback is scheduled and entered when it runs, as asyncio's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * context.c -- contexts, tokens, and each thread's stack of entered
  * contexts (R3-R13, R16).

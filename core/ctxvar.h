@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctxvar.h -- context variables for C (PEP 567 semantics).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exec.c -- execution states for stackful runtimes (R17-R22).
  *

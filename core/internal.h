@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h -- what core/ shares with maps/, tests and fuzzers, and no one
  * else. Not installed. C only (it uses C11 atomics).

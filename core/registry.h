@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * registry.h -- the map backends of the library and the recommended
  * default (R15). Core-private: backend.c builds the registry from the list,

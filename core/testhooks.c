@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testhooks.c -- the test-only yield points of core/internal.h.
  *

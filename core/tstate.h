@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tstate.h -- the thread state, shared by context.c and exec.c. Private.
  *

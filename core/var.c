@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * var.c -- context variables: creation, hashing, lifetime (R1, R2, R14).
  *

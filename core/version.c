@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.c -- the library's own version (ctxvar.h: CTXVAR_VERSION*).
  *

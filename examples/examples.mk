@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # examples/examples.mk -- every examples/<name>.c is built against the
 # library (ctxvar.h from core/, libctxvar.a), run, and its output compared
 # with examples/<name>.expected (part of `make test`). To add an example,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fibers.c -- ctxvar on stackful fibers (ucontext): each fiber gets an
  * execution state, and the scheduler swaps it in on every switch. Fibers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * runtime.c -- wiring ctxvar into a runtime (README "Wiring it into a
  * runtime"): every task gets its own context, copied when the task is

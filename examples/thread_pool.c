@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_pool.c -- ctxvar on a thread pool: a job runs in a copy of the
  * submitter's context (Python's executor hand-off, S13), bound with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include <ctxvar.h>
 #include <stdio.h>
 

@@ -1,4 +1,5 @@
 #!/bin/bash -eu
+# SPDX-License-Identifier: MIT
 # fuzz/build.sh -- builds every fuzz target of fuzz/targets, OSS-Fuzz /
 # ClusterFuzzLite style (the model: libxml2's oss-fuzz-build.sh and
 # curl-fuzzer's scripts).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpython_diff.c -- the ctx language (fuzz.h) run through CPython's
  * contextvars (embedded libpython3.11) and through ctxvar, side by side:

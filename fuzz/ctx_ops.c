@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctx_ops.c -- the public API under a command language (fuzz.h), on every
  * backend, against the model (model.c).

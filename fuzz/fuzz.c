@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz.c -- the shared part of the fuzz targets: bytes, values with counted
  * hooks, and the interpreter of the ctx language (see fuzz.h) that runs

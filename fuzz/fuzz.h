@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz.h -- what the fuzz targets of fuzz/ share: the byte reader, the
  * counting and failing allocator (testalloc.h, shared with the unit

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # fuzz/fuzz.mk -- the fuzz targets (fuzz/README.md). Included by the
 # top-level Makefile.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the hand-made seed inputs of fuzz/corpus/<target>/ (seed-*).
 
 Each seed is a few commands of the language its target reads (fuzz.h for

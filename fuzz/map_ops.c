@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * map_ops.c -- the backend interface of maps/map.h driven directly, every
  * backend side by side in lockstep, each against a model per snapshot.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * model.c -- the reference model of the ctx language: plain C arrays,
  * written from SPEC.md alone (no code of core/ or maps/ is used or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * oom.c -- allocation failure anywhere in a ctx-language program (fuzz.h).
  *

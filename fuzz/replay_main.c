@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replay_main.c -- runs files (or every file of directories) through
  * LLVMFuzzerTestOneInput without libFuzzer, as libxml2's testFuzzer.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adaptive.c -- a small array scanned by identity, promoted to a HAMT when
  * it grows past K pairs and demoted back when it shrinks to K / 2.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * adaptive.h -- the tuning constant and the debug hook of the adaptive
  * backend (maps/adaptive.c), for its tests and benchmarks. Not installed;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chainmap.c -- a chain of small layers, frozen by sharing, compacted when
  * deep: O(1) copies with real snapshot isolation and bounded lookups.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chainmap.h -- the tuning constant and the debug hook of the chainmap
  * backend (maps/chainmap.c), for its tests and benchmarks. Not installed;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dictcopy.c -- an open-addressing table shared by reference count and
  * cloned on the first write after a share.

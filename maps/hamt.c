@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hamt.c -- a persistent hash array mapped trie with reference-counted,
  * structurally shared nodes, written in place while a map owns its path.

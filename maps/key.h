@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * key.h -- what a map may know about its keys, and nothing else.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slots.h -- the open-addressing slot array that dictcopy and chainmap
  * share: {key, val} slots, home slot = hash & mask, linear probing, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/coverage.mk -- line and branch coverage of core/ and maps/ (included
 # by the top-level Makefile; not part of `make test`).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c -- runs the test lists of tests/test_list.h with cmocka.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scenarios.h -- the data of the scenarios (SPEC.md) that run on both test
  * schedulers: test_scenarios.c on the step scheduler (sched.h) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_adaptive.c -- the adaptive backend's internals, through map.h and
  * the map harness (tests/support/mapmodel.h): promotion exactly above K and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_api.c -- error codes, bad input, the backend registry, the allocator.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_chainmap.c -- the chainmap backend's internals, through map.h:
  * isolation at every depth against a model, tombstones, compaction at the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_debug.c -- the test build is a debug build: CV_ASSERT is compiled
  * into the library the suite links, and the core runs the backend's

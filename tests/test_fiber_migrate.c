@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fiber_migrate.c -- fibers that move between threads (R21).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fibers.c -- execution states (R17-R22) on a real stackful runtime,
  * the ucontext fiber scheduler of tests/support/fsched.c, and bound

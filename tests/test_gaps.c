@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_gaps.c -- what the unit suite did not check before mutation testing
  * (issue #12, results/mutation/SUMMARY.md) showed that only the fuzz corpus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hamt.c -- the hamt backend's internals: node kinds and their
  * transitions, canonical deletion, every depth, big maps, snapshot chains,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hooks.c -- value and var hooks that call back into ctxvar (R14a,
  * R14b), on every backend.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_maps.c -- the backend interface (maps/map.h) against a model, on
  * every backend, through the map harness (tests/support/mapmodel.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_oom.c -- allocation failure injection for every public function that
  * allocates, on every backend.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_rules.c -- the rules R1-R16 of SPEC.md, on every backend.
  *

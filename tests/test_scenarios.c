@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_scenarios.c -- the scenarios S1-S16 of SPEC.md, on every backend.
  *

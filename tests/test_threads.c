@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_threads.c -- R13 and R16 across threads: each thread its own current
  * context, contexts released at thread exit, objects released by other

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/tests.mk -- the unit + conformance suite, valgrind, the clang build.
 # Included by the top-level Makefile. Other fragments add their own steps
 # to `test` with `test: <step>` lines.

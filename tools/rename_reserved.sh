@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tools/rename_reserved.sh -- renames the identifiers of core/ctxvar.h that
 # contained a double underscore (reserved in C++) to the cv_i_ / CV_I_
 # prefix. Idempotent: run it again after merging a branch written against

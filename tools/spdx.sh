@@ -19,9 +19,9 @@ syntax() {
         fuzz/corpus/*|results/*|*.md|*.json|*.expected|LICENSE|VERSION|.gitignore) return ;;
         *.c|*.h|*.cc|*.cpp|*.hpp|*.map.in) echo c ;;
         *.py|*.sh|*.mk|*/Makefile|Makefile|*CMakeLists.txt|*.cmake|*.cmake.in|*meson.build|\
-        *.pc.in|*.options|*.dict|fuzz/targets|.ci/*) echo hash ;;
+        *.pc.in|*.options|*.dict|fuzz/targets|.ci/*|*Dockerfile|*.yaml) echo hash ;;
         *)  # an extensionless script: by its shebang
-            head -c 2 "$1" 2>/dev/null | grep -q '^#!' && echo hash ;;
+            if head -c 2 "$1" 2>/dev/null | grep -q '^#!'; then echo hash; fi ;;
     esac
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * nesting.c -- deep nesting: a chain of D nested tasks, each running in a
  * copy of its parent's context (copy + run, as a task spawned and awaited

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c -- a request server on the cooperative scheduler.
  *

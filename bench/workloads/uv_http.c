@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uv_http.c -- a request-scoped HTTP/1.1 server on libuv and
  * libctxvar-uv: the Flask `g` / request-id pattern, measured.

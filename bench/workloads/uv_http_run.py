@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """uv_http_run.py -- drives bench/workloads/uv_http.c with wrk (loopback only).
 
   uv_http_run.py check --server BIN      make test: zero mismatches over at

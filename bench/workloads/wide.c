@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wide.c -- a wide context: N vars set once, then many forks (copy, run in
  * the copy) that each read a handful of vars and write only a few.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * workload.h -- what the whole-program workloads share. Each workload runs on
  * the backend named by $CTXVAR_BACKEND (the library's default otherwise),

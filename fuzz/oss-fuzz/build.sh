@@ -1,4 +1,5 @@
 #!/bin/bash -eu
+# SPDX-License-Identifier: MIT
 # OSS-Fuzz build script (projects/ctxvar/build.sh; the same as
 # .clusterfuzzlite/build.sh): run by the base-builder image's
 # `compile` with $CC, $CFLAGS, $LIB_FUZZING_ENGINE, $OUT, $SRC and $WORK set

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctxvar_uv.c -- libctxvar-uv (ctxvar_uv.h). Every wrapper has the binding
  * in front of the libuv object, at one offset for all of them, so a

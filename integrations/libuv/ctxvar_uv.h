@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctxvar_uv.h -- libctxvar-uv: libuv callbacks that run in the context of
  * whoever scheduled them (the asyncio rule: a callback runs in a copy of

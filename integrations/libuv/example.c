@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * example.c -- ctxvar on a libuv callback loop with libctxvar-uv: three
  * "requests", each in its own context, each with a pool step and a timer

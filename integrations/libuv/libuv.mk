@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # integrations/libuv/libuv.mk -- libctxvar-uv, the optional libuv companion
 # library (included by the top-level Makefile). Built and tested when
 # libuv's development files are present (pkg-config libuv); `make test`

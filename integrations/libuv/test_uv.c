@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_uv.c -- libctxvar-uv against the real libuv: every wrapped callback
  * runs in the context its R-rule says (ctxvar_uv.h), pool threads give back

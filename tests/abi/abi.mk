@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/abi/abi.mk -- the library as others load it (included by the
 # top-level Makefile; every step is part of `make test`):
 #

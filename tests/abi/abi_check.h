@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * abi_check.h -- CHECK for the ABI test programs (no test framework): on a
  * false condition, print where and what, prefixed with ABI_CHECK_WHO (the

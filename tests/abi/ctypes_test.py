@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tests/abi/ctypes_test.py -- the system python3 loads libctxvar.so with
 ctypes (a plain dlopen into a process that has long started, no LD_PRELOAD,
 no GLIBC_TUNABLES) and runs a set, a copy, a run and a get through it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // tests/abi/cxx.cc -- ctxvar.h from C++: compiles warning-free at
 // -Wall -Wextra -Werror -pedantic (g++ and clang++), and its inline get
 // works there. The header defines no reserved identifier (abi.mk checks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * diag.c -- misuse a program can diagnose (ctxvar.h): a refused
  * $CTXVAR_BACKEND is named by cv_backend_env_refused and explained by

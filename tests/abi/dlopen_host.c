@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dlopen_host.c -- a process that was not linked to ctxvar loads
  * libctxvar.so with dlopen(RTLD_NOW | RTLD_LOCAL), binds the API with

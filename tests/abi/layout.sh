@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tests/abi/layout.sh -- a binary built against one inline-cache layout (or
 # one ABI node) cannot run against another: it fails at link time or at
 # load time, never later. The "other" library is this one's objects with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plugin.c -- a shared object that uses ctxvar the way a plugin or a Python
  * extension module does: compiled -fPIC with ctxvar.h's inline get (so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plugin_host.c -- an executable that uses ctxvar (linked to libctxvar.so,
  * inline get with the initial-exec cache) and dlopens a plugin that uses

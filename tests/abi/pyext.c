@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pyext.c -- a Python extension module that links libctxvar.so and uses
  * ctxvar.h's inline get: `import ctxvar_pyext` in the system python3

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tests/abi/pyext_test.py -- imports the extension module of pyext.c
 (dlopened by the system python3, with libctxvar.so behind it) and checks
 set / get / a run in a copy / per-thread contexts through ctxvar.h's

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tests/abi/roads.sh -- instructions per get on each road to the lookup
 # cache (docs/design/tls.md), counted by callgrind:
 #   inline_exe     ctxvar.h's inline get in an executable (linked to the .so)

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tests/abi/symbols.sh -- the shared library exports exactly the public API
 # of ctxvar.h and the inline get's symbols, each in the version node the
 # file VERSION gives, under the SONAME it gives; the version script lists

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consumer.c -- a program built against an installed (or embedded) ctxvar
  * the way a user builds one: `#include <ctxvar.h>`, the inline get, a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/consumers/consumers.mk -- ctxvar as its users take it (included by
 # the top-level Makefile; `make consumers` is part of `make test`):
 # `make install` into a staging tree (DESTDIR, PREFIX, LIBDIR, INCLUDEDIR),

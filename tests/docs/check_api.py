@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tests/docs/check_api.py -- docs/API.md documents exactly the public
 names of core/ctxvar.h, so that neither can drift from the other:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tests/docs/check_paths.py -- no tracked file refers to a path outside
 the repository: no relative path that climbs above the root (from the
 file's directory, which is how an #include, a Markdown link or a script

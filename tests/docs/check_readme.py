@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tests/docs/check_readme.py -- the code the README shows is the code
 `make test` builds and runs (examples/), so that neither can rot.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/docs/docs.mk -- the repository's papers are true and complete
 # (included by the top-level Makefile; `make docs-check` is part of
 # `make test`):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/mutate/mutate.mk -- mutation testing of the suite (included by the
 # top-level Makefile; NOT part of `make test`: it takes many minutes).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """tests/mutate/mutate.py -- mutation testing of the verification suite.
 
 Every mutant of tests/mutate/catalogue.txt is applied to a scratch copy of

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # canary.sh BIN LOG RC_PARAMS -- runs the property test on the canary backend
 # (naive ChainMap.new_child, breaks R9 on purpose) and succeeds only if the
 # test fails on it. RapidCheck's report, with the shrunk command sequence,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h -- the RapidCheck state machine shared by prop.cc (model vs
  * ctxvar, every backend) and prop_cpython.cc (model and CPython's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * model.h -- the reference model of the property tests: PEP 567 written
  * with plain C++ containers, independently of core/ and maps/.

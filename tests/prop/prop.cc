@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * prop.cc -- stateful property test: the PEP 567 model (model.h) against
  * ctxvar, on every backend of cv_backend_list() (or only the one named by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/prop/prop.mk -- RapidCheck stateful property tests (included by the
 # top-level Makefile).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * prop_cpython.cc -- CPython's contextvars as the oracle: the command
  * sequences of prop.cc run through embedded libpython3.11 (PyContextVar_New

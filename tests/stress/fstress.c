@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fstress.c -- fibers under threads, for TSan and ASan (make tsan,
  * make asan-stress): R17-R22 under contention.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.c -- many threads on shared vars and contexts, with invariants.
  *

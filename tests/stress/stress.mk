@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/stress/stress.mk -- thread stress under ThreadSanitizer and under
 # AddressSanitizer + UndefinedBehaviorSanitizer (included by the top-level
 # Makefile).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * canary.c -- a test-only backend with the naive ChainMap.new_child
  * semantics, so that the suite can prove it catches an isolation bug.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * extra_backends.h -- backends that exist only in the tests (never in the
  * library build): the ChainMap canary with naive new_child semantics, which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fsched.c -- the fiber scheduler of fsched.h, on ucontext.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fsched.h -- a stackful fiber scheduler on ucontext: the second kind of
  * runtime ctxvar wires into (sched.h is the first, a loop of step

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapmodel.c -- the map-level test harness (mapmodel.h).
  */

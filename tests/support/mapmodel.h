@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapmodel.h -- the one harness for tests that drive a backend through
  * maps/map.h: a world of keys and values, a model of one map, a random

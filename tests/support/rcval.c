@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rcval.c -- values with a real reference count (rcval.h). Single-threaded:
  * the hook tests run on one thread, or hand values between threads at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rcval.h -- values with a real reference count, for the hook tests.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sched.c -- the cooperative scheduler of sched.h.
  *

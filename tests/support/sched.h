@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sched.h -- a small cooperative scheduler: how a runtime gives every task
  * its own context. It is the event loop of scenarios S4, S5, S7, S8, S9 and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testalloc.c -- the counting and failing test allocator (testalloc.h).
  *

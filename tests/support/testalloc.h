@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testalloc.h -- the test allocator: counts live blocks and bytes, and
  * fails the k-th allocation on demand (SQLite's and libuv's OOM loops).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.c -- counted values and assert helpers. The test allocator is
  * in testalloc.c (no cmocka there, so that the fuzz targets link it too).

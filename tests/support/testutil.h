@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.h -- what every test file of tests/ uses: the TEST macro, the
  * counting and failing allocator (from testalloc.h), value hooks that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * textbuf.h -- the printed-text buffer shared by the two test schedulers
  * (sched.c and fsched.c): tests compare what their tasks print.
