@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -56,5 +57,55 @@ benchmark::internal::Benchmark *register_cv(CvWorlds *ws, const std::string &op,
                                             const cv_backend *b, long arg);
 benchmark::internal::Benchmark *register_py(PyWorlds *ws, const std::string &op,
                                             const std::string &pair, long arg);
+
+/*
+ * What run_cv and run_py (bench_ctxvar.cc, bench_cpython.cc) share, so that a
+ * backend and its CPython anchor are measured by one loop: enter the world,
+ * loop the body, leave it, then the counters bench_main.cc and report.py
+ * read. get(n, depth) returns the world; Enter and Exit are template
+ * arguments, called directly.
+ */
+template <typename World, void (*Enter)(World *), void (*Exit)(World *), typename Get>
+void bench_measure(benchmark::State &st, Get get, void (*fn)(World *), const char *op,
+                   bool depth_sweep)
+{
+    /* range(0) is N, or for the depth sweep the depth at N = BENCH_DEPTH_N */
+    size_t arg = (size_t)st.range(0);
+    size_t n = depth_sweep ? BENCH_DEPTH_N : arg;
+    World *w = get(n, depth_sweep ? arg : 0);
+    Enter(w);
+    for (auto _ : st)
+        fn(w);
+    Exit(w);
+    double units = (double)bench_op_units(op, n, w->nsw);
+    st.counters["units"] = units;
+    st.counters["n"] = (double)n;
+    st.counters["depth"] = depth_sweep ? (double)arg : 0.0;
+    st.SetItemsProcessed((int64_t)(st.iterations() * units));
+}
+
+/* One op of a kind of world: its BENCH_OP_LIST name and its body. */
+template <typename World> struct bench_op_entry {
+    const char *name;
+    void (*fn)(World *);
+};
+
+/* Registers the entry of ops named op as `name` at Arg(arg); make(fn, opname,
+ * depth) returns the benchmark's body. Throws on an unknown op. */
+template <typename World, size_t N, typename Make>
+benchmark::internal::Benchmark *bench_register(const bench_op_entry<World> (&ops)[N],
+                                               const std::string &op,
+                                               const std::string &name, long arg,
+                                               Make make)
+{
+    for (const bench_op_entry<World> &e : ops) {
+        if (op != e.name)
+            continue;
+        return benchmark::RegisterBenchmark(name.c_str(),
+                                            make(e.fn, e.name, op == "get_depth"))
+            ->Arg(arg);
+    }
+    throw std::invalid_argument("unknown op " + op);
+}
 
 #endif

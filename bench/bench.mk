@@ -25,13 +25,14 @@ BENCH_BIN  := $(BENCH_DIR)/bench
 INSTR_BIN  := $(BENCH_DIR)/instr
 MEM_BIN    := $(BENCH_DIR)/memory
 FLOOR_BIN  := $(BENCH_DIR)/floor
-WORKLOADS  := server nesting wide
+REPLAY_BIN := $(BENCH_DIR)/replay
+WORKLOADS  := server nesting wide pool scopes
 WL_BINS    := $(addprefix $(BENCH_DIR)/wl_,$(WORKLOADS))
 SCHED_SRC  := tests/support/sched.c
 
 .PHONY: bench-build bench-smoke bench-instr report-run advise
 
-bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(FLOOR_BIN) $(WL_BINS)
+bench-build: $(BENCH_BIN) $(INSTR_BIN) $(MEM_BIN) $(FLOOR_BIN) $(WL_BINS) $(REPLAY_BIN)
 
 $(BENCH_BIN): $(BENCH_CC) $(BENCH_HDR) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -45,6 +46,11 @@ $(INSTR_BIN): bench/instr.c $(BENCH_HDR) $(LIB_A)
 $(MEM_BIN): bench/memory.c $(BENCH_HDR) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ bench/memory.c $(LIB_A) $(PY_EMBED_LDFLAGS) -lpthread
+
+# The trace replayer (docs/TRACE.md): C11 + pthreads, the public API only.
+$(REPLAY_BIN): bench/replay.c bench/digest.h core/ctxvar.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(BENCH_OPT) -g -D_GNU_SOURCE -iquote core -o $@ bench/replay.c $(LIB_A) -lpthread
 
 $(FLOOR_BIN): bench/floor.c
 	@mkdir -p $(dir $@)
@@ -74,5 +80,30 @@ report-run: $(LIB_A) bench-build
 bench-instr: deps-report $(LIB_A) $(INSTR_BIN)
 	@FULL=$(FULL) $(BENCH_PY) bench/report.py instr --build $(BENCH_DIR) --results results
 
-advise:
-	@$(BENCH_PY) bench/advise $(if $(REPORT),--report $(REPORT)) $(PROFILE)
+# make advise PROFILE="..." (the cost model) or make advise TRACE=path (a
+# recorded program replayed on every backend).
+advise: $(if $(TRACE),$(REPLAY_BIN))
+	@$(BENCH_PY) bench/advise $(if $(REPORT),--report $(REPORT)) $(if $(TRACE),--trace $(TRACE) --replay $(REPLAY_BIN)) $(PROFILE)
+
+# ---------------------------------------------------------------------------
+# make validate: the advisor checked against real programs (bench/validate.py):
+# per workload the recording overhead, the replayed ranking and the model's
+# prediction, and the programs themselves under each backend. Writes
+# results/<cpu-tag>/validation.json, which the report's "Which backend for
+# which program" section reads (regenerate with report.py generate).
+# ---------------------------------------------------------------------------
+.PHONY: validate
+validate: $(WL_BINS) $(REPLAY_BIN) $(INSTR_BIN)
+	@$(BENCH_PY) bench/validate.py --build $(BENCH_DIR) --results results $(if $(RUNS),--runs $(RUNS))
+
+# Cross-thread costs of copy and enter/exit (bench/xthread.c).
+XTHREAD_BIN := $(BENCH_DIR)/xthread
+bench-build: $(XTHREAD_BIN)
+
+$(XTHREAD_BIN): bench/xthread.c core/ctxvar.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CCFLAGS) -iquote core -o $@ bench/xthread.c $(LIB_A) -lpthread
+
+.PHONY: bench-xthread
+bench-xthread: $(XTHREAD_BIN)
+	@$(XTHREAD_BIN)

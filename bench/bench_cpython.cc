@@ -31,31 +31,19 @@ namespace {
 
 typedef void (*py_op_fn)(py_world *);
 
+/* One benchmark run of the CPython world, labelled with the backend it
+ * anchors. */
 void run_py(benchmark::State &st, PyWorlds *ws, py_op_fn fn, const char *op,
             const std::string &pair, bool depth_sweep)
 {
-    size_t arg = (size_t)st.range(0);
-    size_t n = depth_sweep ? BENCH_DEPTH_N : arg;
-    py_world *w = ws->get(n, depth_sweep ? arg : 0);
-    py_world_enter(w);
-    for (auto _ : st)
-        fn(w);
-    py_world_exit(w);
-    double units = (double)bench_op_units(op, n, w->nsw);
-    st.counters["units"] = units;
-    st.counters["n"] = (double)n;
-    st.counters["depth"] = depth_sweep ? (double)arg : 0.0;
-    st.SetItemsProcessed((int64_t)(st.iterations() * units));
+    auto get = [=](size_t n, size_t depth) { return ws->get(n, depth); };
+    bench_measure<py_world, py_world_enter, py_world_exit>(st, get, fn, op, depth_sweep);
     st.SetLabel("anchor-for:" + pair);
 }
 
-struct py_op_entry {
-    const char *name;
-    py_op_fn fn;
-};
-
 #define PY_OP_ENTRY(name) {#name, pyop_##name},
-const py_op_entry py_ops[] = {BENCH_OP_LIST(PY_OP_ENTRY){"get_depth", pyop_get_depth}};
+const bench_op_entry<py_world> py_ops[] = {
+    BENCH_OP_LIST(PY_OP_ENTRY){"get_depth", pyop_get_depth}};
 #undef PY_OP_ENTRY
 
 } // namespace
@@ -63,17 +51,10 @@ const py_op_entry py_ops[] = {BENCH_OP_LIST(PY_OP_ENTRY){"get_depth", pyop_get_d
 benchmark::internal::Benchmark *register_py(PyWorlds *ws, const std::string &op,
                                             const std::string &pair, long arg)
 {
-    for (const py_op_entry &e : py_ops) {
-        if (op != e.name)
-            continue;
-        std::string name = op + "/cpython";
-        bool depth = op == "get_depth";
-        py_op_fn fn = e.fn;
-        const char *opname = e.name;
-        return benchmark::RegisterBenchmark(
-                   name.c_str(),
-                   [=](benchmark::State &st) { run_py(st, ws, fn, opname, pair, depth); })
-            ->Arg(arg);
-    }
-    throw std::invalid_argument("unknown op " + op);
+    return bench_register(py_ops, op, op + "/cpython", arg,
+                          [=](py_op_fn fn, const char *opname, bool depth) {
+                              return [=](benchmark::State &st) {
+                                  run_py(st, ws, fn, opname, pair, depth);
+                              };
+                          });
 }

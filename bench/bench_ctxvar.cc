@@ -35,31 +35,18 @@ namespace {
 
 typedef void (*cv_op_fn)(bench_world *);
 
-/* One benchmark run: enter the world, loop the body, leave it. */
+/* One benchmark run of a backend's world. */
 void run_cv(benchmark::State &st, CvWorlds *ws, cv_op_fn fn, const char *op,
             const cv_backend *b, bool depth_sweep)
 {
-    size_t arg = (size_t)st.range(0);
-    size_t n = depth_sweep ? BENCH_DEPTH_N : arg;
-    bench_world *w = ws->get(b, n, depth_sweep ? arg : 0);
-    bench_world_enter(w);
-    for (auto _ : st)
-        fn(w);
-    bench_world_exit(w);
-    double units = (double)bench_op_units(op, n, w->nsw);
-    st.counters["units"] = units;
-    st.counters["n"] = (double)n;
-    st.counters["depth"] = depth_sweep ? (double)arg : 0.0;
-    st.SetItemsProcessed((int64_t)(st.iterations() * units));
+    auto get = [=](size_t n, size_t depth) { return ws->get(b, n, depth); };
+    bench_measure<bench_world, bench_world_enter, bench_world_exit>(st, get, fn, op,
+                                                                     depth_sweep);
 }
 
-struct cv_op_entry {
-    const char *name;
-    cv_op_fn fn;
-};
-
 #define CV_OP_ENTRY(name) {#name, cvop_##name},
-const cv_op_entry cv_ops[] = {BENCH_OP_LIST(CV_OP_ENTRY){"get_depth", cvop_get_depth}};
+const bench_op_entry<bench_world> cv_ops[] = {
+    BENCH_OP_LIST(CV_OP_ENTRY){"get_depth", cvop_get_depth}};
 #undef CV_OP_ENTRY
 
 } // namespace
@@ -67,17 +54,10 @@ const cv_op_entry cv_ops[] = {BENCH_OP_LIST(CV_OP_ENTRY){"get_depth", cvop_get_d
 benchmark::internal::Benchmark *register_cv(CvWorlds *ws, const std::string &op,
                                             const cv_backend *b, long arg)
 {
-    for (const cv_op_entry &e : cv_ops) {
-        if (op != e.name)
-            continue;
-        std::string name = op + "/" + cv_backend_name(b);
-        bool depth = op == "get_depth";
-        cv_op_fn fn = e.fn;
-        const char *opname = e.name;
-        return benchmark::RegisterBenchmark(
-                   name.c_str(),
-                   [=](benchmark::State &st) { run_cv(st, ws, fn, opname, b, depth); })
-            ->Arg(arg);
-    }
-    throw std::invalid_argument("unknown op " + op);
+    return bench_register(cv_ops, op, op + "/" + cv_backend_name(b), arg,
+                          [=](cv_op_fn fn, const char *opname, bool depth) {
+                              return [=](benchmark::State &st) {
+                                  run_cv(st, ws, fn, opname, b, depth);
+                              };
+                          });
 }

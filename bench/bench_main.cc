@@ -139,6 +139,8 @@ int main(int argc, char **argv)
             for (const char *op : ops) {
                 if (!full.count(n) && strcmp(op, "mix") != 0)
                     continue;
+                if (!bench_op_fits(op, (size_t)n))
+                    continue;
                 for (const cv_backend *b : chosen) {
                     register_cv(&cv_worlds, op, b, n);
                     if (anchor)

@@ -53,6 +53,37 @@ static void dump(const char *op, const char *backend, size_t arg, size_t iters, 
     CALLGRIND_DUMP_STATS_AT(desc);
 }
 
+/* The measured loop, one protocol for both sides: a switch op collects the
+ * gets alone, between an enter and an exit of each of the world's two
+ * copies (ENTER and EXIT are the side's calls, checked); any other op is
+ * collected whole over its iterations. */
+#define MEASURE(w, opfn, getsfn, ENTER, EXIT, iters, sw)                  \
+    do {                                                                  \
+        if (sw) {                                                         \
+            for (size_t i_ = 0; i_ < (iters); i_++) {                     \
+                ENTER((w).other);                                         \
+                CALLGRIND_TOGGLE_COLLECT;                                 \
+                getsfn(&(w));                                             \
+                CALLGRIND_TOGGLE_COLLECT;                                 \
+                EXIT((w).other);                                          \
+                ENTER((w).other2);                                        \
+                CALLGRIND_TOGGLE_COLLECT;                                 \
+                getsfn(&(w));                                             \
+                CALLGRIND_TOGGLE_COLLECT;                                 \
+                EXIT((w).other2);                                         \
+            }                                                             \
+        } else {                                                          \
+            CALLGRIND_TOGGLE_COLLECT;                                     \
+            for (size_t i_ = 0; i_ < (iters); i_++)                       \
+                opfn(&(w));                                               \
+            CALLGRIND_TOGGLE_COLLECT;                                     \
+        }                                                                 \
+    } while (0)
+#define CV_ENTER(c) BENCH_OK(cv_context_enter(c))
+#define CV_EXIT(c) BENCH_OK(cv_context_exit(c))
+#define PY_ENTER(c) PY_OK(PyContext_Enter(c))
+#define PY_EXIT(c) PY_OK(PyContext_Exit(c))
+
 static void run_cv(const cv_backend *b, bench_pool *pool, const op_desc *op,
                    size_t arg, size_t k)
 {
@@ -64,25 +95,7 @@ static void run_cv(const cv_backend *b, bench_pool *pool, const op_desc *op,
     bench_world_enter(&w);
     size_t iters = iters_for(op->name, n, k);
     op->cv(&w); /* warm */
-    if (is_switch(op->name)) {
-        for (size_t i = 0; i < iters; i++) {
-            BENCH_OK(cv_context_enter(w.other));
-            CALLGRIND_TOGGLE_COLLECT;
-            cvop_gets(&w);
-            CALLGRIND_TOGGLE_COLLECT;
-            BENCH_OK(cv_context_exit(w.other));
-            BENCH_OK(cv_context_enter(w.other2));
-            CALLGRIND_TOGGLE_COLLECT;
-            cvop_gets(&w);
-            CALLGRIND_TOGGLE_COLLECT;
-            BENCH_OK(cv_context_exit(w.other2));
-        }
-    } else {
-        CALLGRIND_TOGGLE_COLLECT;
-        for (size_t i = 0; i < iters; i++)
-            op->cv(&w);
-        CALLGRIND_TOGGLE_COLLECT;
-    }
+    MEASURE(w, op->cv, cvop_gets, CV_ENTER, CV_EXIT, iters, is_switch(op->name));
     dump(op->name, cv_backend_name(b), arg, iters, bench_op_units(op->name, n, w.nsw));
     bench_world_exit(&w);
     bench_world_free(&w);
@@ -96,26 +109,8 @@ static void run_py(py_pool *pool, const op_desc *op, size_t arg, size_t k)
     py_world_init(&w, pool, n, depth ? arg : 0);
     py_world_enter(&w);
     size_t iters = iters_for(op->name, n, k);
-    op->py(&w);
-    if (is_switch(op->name)) {
-        for (size_t i = 0; i < iters; i++) {
-            PY_OK(PyContext_Enter(w.other));
-            CALLGRIND_TOGGLE_COLLECT;
-            pyop_gets(&w);
-            CALLGRIND_TOGGLE_COLLECT;
-            PY_OK(PyContext_Exit(w.other));
-            PY_OK(PyContext_Enter(w.other2));
-            CALLGRIND_TOGGLE_COLLECT;
-            pyop_gets(&w);
-            CALLGRIND_TOGGLE_COLLECT;
-            PY_OK(PyContext_Exit(w.other2));
-        }
-    } else {
-        CALLGRIND_TOGGLE_COLLECT;
-        for (size_t i = 0; i < iters; i++)
-            op->py(&w);
-        CALLGRIND_TOGGLE_COLLECT;
-    }
+    op->py(&w); /* warm */
+    MEASURE(w, op->py, pyop_gets, PY_ENTER, PY_EXIT, iters, is_switch(op->name));
     dump(op->name, "cpython", arg, iters, bench_op_units(op->name, n, w.nsw));
     py_world_exit(&w);
     py_world_free(&w);
@@ -156,6 +151,8 @@ int main(int argc, char **argv)
             size_t arg = strtoul(tok, NULL, 10);
             for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
                 if ((pass == 1) != (strcmp(ops[i].name, "get_depth") == 0))
+                    continue;
+                if (pass == 0 && !bench_op_fits(ops[i].name, arg))
                     continue;
                 if (py)
                     run_py(&ppool, &ops[i], arg, k);

@@ -31,6 +31,20 @@
  *   mix          PEP 550: 10 gets on distinct vars, copy, enter,
  *                set one var, exit, release                         1 mix
  *   get_depth    get_switch on a context D copies+sets deep         2k gets
+ *   snap_set     copy the current context into a ring of 64 kept
+ *                snapshots (releasing the oldest), then set one var
+ *                in the current context, which they share: the write
+ *                after a snapshot on the side that stays (N <= 16384)  1 snapshot
+ *   snap_burst   snap_set with 64 sets after each snapshot instead of
+ *                one, on vars spread over N: with snap_set, it splits
+ *                a snapshot's cost into a fixed part and a per-write
+ *                part (N <= 16384)                                 1 snapshot
+ *   snap_get     get_switch on two contexts whose histories are 64
+ *                kept snapshots with 8 sets between each (N <= 4096) 2k gets
+ *   snap_write   the same, k sets instead of k gets, each on the next
+ *                of the N vars in a scattered order: writes spread over
+ *                a context whose snapshots are kept (a ChainMap's top
+ *                layer grows and is compacted under them)             2k sets
  *
  * get_switch exists because CPython caches the last value per var: its hot
  * get never reaches the HAMT. Entering another context bumps CPython's
@@ -64,13 +78,23 @@
     X(enter_exit)        \
     X(run_empty)         \
     X(foreach)           \
-    X(mix)
+    X(mix)               \
+    X(snap_set)          \
+    X(snap_burst)        \
+    X(snap_get)          \
+    X(snap_write)
 
 /* Gets per side of a switch, and vars read by one mix. */
 #define BENCH_SWITCH_K 8
 #define BENCH_MIX_GETS 10
 /* Vars in the context of the get_depth sweep. */
 #define BENCH_DEPTH_N 64
+/* Snapshots kept by snap_set and in each history of snap_get; sets between
+ * two snapshots of a snap_get history; the largest N of each. */
+#define BENCH_SNAPS 64
+#define BENCH_SNAP_W 8
+#define BENCH_SNAP_SET_MAX_N 16384
+#define BENCH_SNAP_GET_MAX_N 4096
 
 /* Keeps a value alive for the optimiser (benchmark::DoNotOptimize in C++). */
 #if defined(__cplusplus)
@@ -153,7 +177,22 @@ typedef struct bench_world {
     size_t mix[BENCH_MIX_GETS];   /* vars read by a mix */
     size_t hot;                   /* the var of get_hot and the sets */
     long sink;                    /* foreach's accumulator */
+    cv_context *snaps[BENCH_SNAPS]; /* snap_set's ring (emptied at exit) */
+    size_t snap_i;
+    cv_context *hist[2];          /* snap_get's two contexts, or NULL */
+    cv_context *hist_snaps[2][BENCH_SNAPS];
 } bench_world;
+
+/* Whether op is measured at N (the snapshot ops hold 64 snapshots, which a
+ * dict-copy makes O(N) each). */
+static inline int bench_op_fits(const char *op, size_t n)
+{
+    if (strcmp(op, "snap_set") == 0 || strcmp(op, "snap_burst") == 0)
+        return n <= BENCH_SNAP_SET_MAX_N;
+    if (strcmp(op, "snap_get") == 0 || strcmp(op, "snap_write") == 0)
+        return n <= BENCH_SNAP_GET_MAX_N;
+    return 1;
+}
 
 static inline void *bench_val(bench_world *w, unsigned i)
 {
@@ -201,6 +240,23 @@ static inline void bench_world_init(bench_world *w, const cv_backend *b,
     }
     BENCH_OK(cv_copy_context(&w->other));
     BENCH_OK(cv_copy_context(&w->other2));
+    memset(w->snaps, 0, sizeof w->snaps);
+    w->snap_i = 0;
+    w->hist[0] = w->hist[1] = NULL;
+    if (depth == 0 && n > 0 && n <= BENCH_SNAP_GET_MAX_N) {
+        /* two histories: 64 snapshots kept, 8 sets after each */
+        for (int h = 0; h < 2; h++) {
+            BENCH_OK(cv_copy_context(&w->hist[h]));
+            BENCH_OK(cv_context_enter(w->hist[h]));
+            for (size_t s = 0; s < BENCH_SNAPS; s++) {
+                BENCH_OK(cv_copy_context(&w->hist_snaps[h][s]));
+                for (size_t k = 0; k < BENCH_SNAP_W; k++)
+                    BENCH_OK(cv_var_set(w->vars[((s * BENCH_SNAP_W + k) * 7919) % n],
+                                        bench_val(w, (unsigned)(s + k + 1)), NULL));
+            }
+            BENCH_OK(cv_context_exit(w->hist[h]));
+        }
+    }
     for (size_t d = depth; d > 0; d--)
         BENCH_OK(cv_context_exit(w->chain[d - 1]));
     BENCH_OK(cv_context_exit(w->ctx));
@@ -221,6 +277,12 @@ static inline void bench_world_enter(bench_world *w)
 
 static inline void bench_world_exit(bench_world *w)
 {
+    /* snap_set's snapshots go: they share ctx's map, and the next op must
+     * find it as before */
+    for (size_t s = 0; s < BENCH_SNAPS; s++) {
+        cv_context_release(w->snaps[s]);
+        w->snaps[s] = NULL;
+    }
     for (size_t d = w->depth; d > 0; d--)
         BENCH_OK(cv_context_exit(w->chain[d - 1]));
     BENCH_OK(cv_context_exit(w->ctx));
@@ -230,6 +292,14 @@ static inline void bench_world_free(bench_world *w)
 {
     cv_context_release(w->other);
     cv_context_release(w->other2);
+    for (int h = 0; h < 2; h++) {
+        if (w->hist[h] == NULL)
+            continue;
+        for (size_t s = 0; s < BENCH_SNAPS; s++)
+            cv_context_release(w->hist_snaps[h][s]);
+        cv_context_release(w->hist[h]);
+        w->hist[h] = NULL;
+    }
     for (size_t d = 0; d < w->depth; d++)
         cv_context_release(w->chain[d]);
     free(w->chain);
@@ -241,7 +311,8 @@ static inline void bench_world_free(bench_world *w)
 /* How many units one iteration of op does (see the table above). */
 static inline size_t bench_op_units(const char *op, size_t n, size_t nsw)
 {
-    if (strcmp(op, "get_switch") == 0 || strcmp(op, "get_depth") == 0)
+    if (strcmp(op, "get_switch") == 0 || strcmp(op, "get_depth") == 0 ||
+        strcmp(op, "snap_get") == 0 || strcmp(op, "snap_write") == 0)
         return 2 * nsw;
     if (strcmp(op, "foreach") == 0)
         return n > 0 ? n : 1;
@@ -384,6 +455,59 @@ static inline void cvop_mix(bench_world *w)
 static inline void cvop_get_depth(bench_world *w)
 {
     cvop_get_switch(w);
+}
+
+static inline void cvop_snap_set(bench_world *w)
+{
+    cv_context **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    cv_context_release(*slot);
+    BENCH_OK(cv_copy_context(slot));
+    /* var i of the nsw in turn, its value flipping each time round: never
+     * a no-op set */
+    BENCH_OK(cv_var_set(w->vars[w->sw[w->snap_i % w->nsw]],
+                        bench_val(w, (unsigned)(w->snap_i / w->nsw)), NULL));
+}
+
+#define BENCH_SNAP_BURST 64
+
+static inline void cvop_snap_burst(bench_world *w)
+{
+    cv_context **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    cv_context_release(*slot);
+    BENCH_OK(cv_copy_context(slot));
+    for (size_t k = 0; k < BENCH_SNAP_BURST; k++) {
+        size_t i = w->snap_i * BENCH_SNAP_BURST + k;
+        BENCH_OK(cv_var_set(w->vars[(i * 7919) % w->n], bench_val(w, (unsigned)(i / w->n + 1)),
+                            NULL));
+    }
+}
+
+static inline void cvop_snap_get(bench_world *w)
+{
+    if (w->hist[0] == NULL)
+        bench_die("snap_get beyond BENCH_SNAP_GET_MAX_N", CV_EINVAL);
+    BENCH_OK(cv_context_enter(w->hist[0]));
+    cvop_gets(w);
+    BENCH_OK(cv_context_exit(w->hist[0]));
+    BENCH_OK(cv_context_enter(w->hist[1]));
+    cvop_gets(w);
+    BENCH_OK(cv_context_exit(w->hist[1]));
+}
+
+static inline void cvop_snap_write(bench_world *w)
+{
+    if (w->hist[0] == NULL)
+        bench_die("snap_write beyond BENCH_SNAP_GET_MAX_N", CV_EINVAL);
+    for (int h = 0; h < 2; h++) {
+        BENCH_OK(cv_context_enter(w->hist[h]));
+        for (size_t k = 0; k < w->nsw; k++) {
+            size_t i = w->snap_i++;
+            /* var i*7919 mod N, its value flipping each time round */
+            BENCH_OK(cv_var_set(w->vars[(i * 7919) % w->n],
+                                bench_val(w, (unsigned)(i / w->n + 1)), NULL));
+        }
+        BENCH_OK(cv_context_exit(w->hist[h]));
+    }
 }
 
 #endif /* CV_BENCH_OPS_H */

@@ -89,6 +89,10 @@ typedef struct py_world {
     PyMethodDef noop_def;     /* the empty function of run_empty */
     PyObject *noop;
     PyObject *str_run, *str_items;
+    PyObject *snaps[BENCH_SNAPS];   /* as bench_world */
+    size_t snap_i;
+    PyObject *hist[2];
+    PyObject *hist_snaps[2][BENCH_SNAPS];
 } py_world;
 
 static inline PyObject *py_noop(PyObject *self, PyObject *unused)
@@ -140,6 +144,21 @@ static inline void py_world_init(py_world *w, py_pool *pool, size_t n, size_t de
         py_die("PyContext_CopyCurrent");
     if ((w->other2 = PyContext_CopyCurrent()) == NULL)
         py_die("PyContext_CopyCurrent");
+    if (depth == 0 && n > 0 && n <= BENCH_SNAP_GET_MAX_N) {
+        for (int h = 0; h < 2; h++) {
+            if ((w->hist[h] = PyContext_CopyCurrent()) == NULL)
+                py_die("PyContext_CopyCurrent");
+            PY_OK(PyContext_Enter(w->hist[h]));
+            for (size_t s = 0; s < BENCH_SNAPS; s++) {
+                if ((w->hist_snaps[h][s] = PyContext_CopyCurrent()) == NULL)
+                    py_die("PyContext_CopyCurrent");
+                for (size_t k = 0; k < BENCH_SNAP_W; k++)
+                    py_set_quiet(w->vars[((s * BENCH_SNAP_W + k) * 7919) % n],
+                                 w->vals[(s + k + 1) & 1]);
+            }
+            PY_OK(PyContext_Exit(w->hist[h]));
+        }
+    }
     for (size_t d = depth; d > 0; d--)
         PY_OK(PyContext_Exit(w->chain[d - 1]));
     PY_OK(PyContext_Exit(w->ctx));
@@ -158,6 +177,10 @@ static inline void py_world_enter(py_world *w)
 
 static inline void py_world_exit(py_world *w)
 {
+    for (size_t s = 0; s < BENCH_SNAPS; s++) {
+        Py_XDECREF(w->snaps[s]);
+        w->snaps[s] = NULL;
+    }
     for (size_t d = w->depth; d > 0; d--)
         PY_OK(PyContext_Exit(w->chain[d - 1]));
     PY_OK(PyContext_Exit(w->ctx));
@@ -167,6 +190,14 @@ static inline void py_world_free(py_world *w)
 {
     Py_DECREF(w->other);
     Py_DECREF(w->other2);
+    for (int h = 0; h < 2; h++) {
+        if (w->hist[h] == NULL)
+            continue;
+        for (size_t s = 0; s < BENCH_SNAPS; s++)
+            Py_DECREF(w->hist_snaps[h][s]);
+        Py_DECREF(w->hist[h]);
+        w->hist[h] = NULL;
+    }
     for (size_t d = 0; d < w->depth; d++)
         Py_DECREF(w->chain[d]);
     free(w->chain);
@@ -290,5 +321,54 @@ static inline void pyop_mix(py_world *w)
 }
 
 static inline void pyop_get_depth(py_world *w) { pyop_get_switch(w); }
+
+static inline void pyop_snap_set(py_world *w)
+{
+    PyObject **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    Py_XDECREF(*slot);
+    if ((*slot = PyContext_CopyCurrent()) == NULL)
+        py_die("PyContext_CopyCurrent");
+    py_set_quiet(w->vars[w->sw[w->snap_i % w->nsw]], w->vals[(w->snap_i / w->nsw) & 1]);
+}
+
+static inline void pyop_snap_burst(py_world *w)
+{
+    PyObject **slot = &w->snaps[w->snap_i++ % BENCH_SNAPS];
+    Py_XDECREF(*slot);
+    if ((*slot = PyContext_CopyCurrent()) == NULL)
+        py_die("PyContext_CopyCurrent");
+    for (size_t k = 0; k < BENCH_SNAP_BURST; k++) {
+        size_t i = w->snap_i * BENCH_SNAP_BURST + k;
+        py_set_quiet(w->vars[(i * 7919) % w->n], w->vals[(i / w->n + 1) & 1]);
+    }
+}
+
+static inline void pyop_snap_get(py_world *w)
+{
+    if (w->hist[0] == NULL)
+        py_die("snap_get beyond BENCH_SNAP_GET_MAX_N");
+    PY_OK(PyContext_Enter(w->hist[0]));
+    for (size_t k = 0; k < w->nsw; k++)
+        pyop_get1(w->vars[w->sw[k]]);
+    PY_OK(PyContext_Exit(w->hist[0]));
+    PY_OK(PyContext_Enter(w->hist[1]));
+    for (size_t k = 0; k < w->nsw; k++)
+        pyop_get1(w->vars[w->sw[k]]);
+    PY_OK(PyContext_Exit(w->hist[1]));
+}
+
+static inline void pyop_snap_write(py_world *w)
+{
+    if (w->hist[0] == NULL)
+        py_die("snap_write beyond BENCH_SNAP_GET_MAX_N");
+    for (int h = 0; h < 2; h++) {
+        PY_OK(PyContext_Enter(w->hist[h]));
+        for (size_t k = 0; k < w->nsw; k++) {
+            size_t i = w->snap_i++;
+            py_set_quiet(w->vars[(i * 7919) % w->n], w->vals[(i / w->n + 1) & 1]);
+        }
+        PY_OK(PyContext_Exit(w->hist[h]));
+    }
+}
 
 #endif /* CV_BENCH_OPS_PY_H */

@@ -72,6 +72,8 @@ const char *cv_strerror(int err)
 #define CV__ERR_STR(name, val, msg) case CV_##name: return msg;
         CV_ERRNO_MAP(CV__ERR_STR)
 #undef CV__ERR_STR
+    case 0:
+        return "success";
     default:
         return "unknown error";
     }
@@ -83,7 +85,21 @@ const char *cv_err_name(int err)
 #define CV__ERR_NAME(name, val, msg) case CV_##name: return "CV_" #name;
         CV_ERRNO_MAP(CV__ERR_NAME)
 #undef CV__ERR_NAME
+    case 0:
+        return "CV_OK";
     default:
         return "CV_UNKNOWN";
     }
 }
+
+#ifdef CV_DEBUG
+#include <stdio.h>
+
+/* CV_ASSERT's failure (maps/map.h): debug builds only. */
+void cv__assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "%s:%d: ctxvar invariant violated: %s\n", file, line,
+            expr);
+    abort();
+}
+#endif

@@ -1,17 +1,19 @@
 /*
  * backend.c -- the registry of map backends and the default choice (R15).
  *
- * The library's backends are the lines of CV_BACKEND_LIST in maps/map.h.
+ * The library's backends are the lines of CV_BACKEND_LIST in registry.h.
  * The default is, in order: the one set by cv_backend_set_default, else the
  * backend named by $CTXVAR_BACKEND, else CV_BACKEND_RECOMMENDED. An unknown
  * name in the environment is an error (cv_backend_default returns NULL and
- * context creation fails with CV_ENOBACKEND), never a silent fallback.
+ * context creation fails with CV_ENOBACKEND), never a silent fallback;
+ * cv_backend_env_refused and cv_backend_describe tell a program which name
+ * was refused and which exist.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "../maps/map.h"
 #include "internal.h"
+#include "registry.h"
 
 #define CV__BACKEND_PTR(name) &cv__backend_##name,
 static const cv_backend *const registry[] = {CV_BACKEND_LIST(CV__BACKEND_PTR)};
@@ -66,4 +68,64 @@ const cv_backend *cv_backend_default(void)
     if (env != NULL && env[0] != '\0')
         return cv_backend_get(env);
     return cv_backend_get(CV__STR(CV_BACKEND_RECOMMENDED));
+}
+
+/* $CTXVAR_BACKEND when it decides the default (nothing chosen), else NULL. */
+static const char *env_choice(void)
+{
+    if (atomic_load_explicit(&chosen, memory_order_acquire) != NULL)
+        return NULL;
+    const char *env = getenv("CTXVAR_BACKEND");
+    return env != NULL && env[0] != '\0' ? env : NULL;
+}
+
+const char *cv_backend_env_refused(void)
+{
+    const char *env = env_choice();
+    return env != NULL && cv_backend_get(env) == NULL ? env : NULL;
+}
+
+/* Appends like snprintf into buf[*len ...] (cap bytes in all); *len counts
+ * the whole line even past cap. */
+static void put(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len < cap) {
+        size_t room = cap - *len - 1;
+        size_t k = n < room ? n : room;
+        memcpy(buf + *len, s, k);
+        buf[*len + k] = '\0';
+    }
+    *len += n;
+}
+
+size_t cv_backend_describe(char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (buf == NULL)
+        cap = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    const cv_backend *set = atomic_load_explicit(&chosen, memory_order_acquire);
+    const char *env = env_choice();
+    const cv_backend *b = set ? set : env ? cv_backend_get(env) : NULL;
+    if (env != NULL && b == NULL) {
+        put(buf, cap, &len, "CTXVAR_BACKEND=\"");
+        put(buf, cap, &len, env);
+        put(buf, cap, &len, "\" names no backend (known:");
+        for (size_t i = 0; i < REGISTRY_LEN; i++) {
+            put(buf, cap, &len, i ? ", " : " ");
+            put(buf, cap, &len, registry[i]->name);
+        }
+        put(buf, cap, &len, "); contexts cannot be made (CV_ENOBACKEND)");
+        return len;
+    }
+    if (b == NULL)
+        b = cv_backend_get(CV__STR(CV_BACKEND_RECOMMENDED));
+    put(buf, cap, &len, "backend \"");
+    put(buf, cap, &len, b ? b->name : "?");
+    put(buf, cap, &len, set   ? "\" (set by cv_backend_set_default)"
+                        : env ? "\" (from CTXVAR_BACKEND)"
+                              : "\" (the recommended default)");
+    return len;
 }

@@ -7,7 +7,9 @@
  * context the thread got on first use. The base sits at the bottom of the
  * stack and is marked entered, so no other thread can run it and it cannot
  * be exited. A pthread key destructor releases the stack when the thread
- * exits; cv_thread_cleanup does the same on demand.
+ * exits; cv_thread_cleanup does the same on demand. The stack, its depth
+ * and the base belong to the execution state in place (tstate.h, exec.c):
+ * a fiber scheduler swaps them, four words, on every fiber switch.
  *
  *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
@@ -19,8 +21,7 @@
  * a per-thread ring of GEN_RING slots indexed by depth; a level deeper than
  * that gets a fresh generation at exit instead (its cache refills). So a
  * context is four words, 32 bytes, and a snapshot that differs by one set
- * is that plus one layer (PERFORMANCE.md sets it at 0.1x of CPython's 790
- * bytes for chainmap).
+ * is that plus what the map retains for the set.
  *
  * Entering is exclusive across threads, and an entered context stays alive
  * whatever the user released (R16). Both live in one atomic word, c_state:
@@ -30,9 +31,9 @@
  * exit is one fetch-and-subtract of 1, and whoever brings the word to 0
  * (exit or the last release) frees the context. Two atomic operations per
  * enter/exit pair, not three, and no window in which the flag and the
- * count disagree. Those two locked instructions (about 11 ns on the project
- * machine) are the floor of enter + exit while contexts may move between
- * threads; CPython's pair is plain stores under its GIL (4.4 ns).
+ * count disagree. Those two locked instructions are the floor of enter +
+ * exit while contexts may move between threads (figures, against CPython's
+ * plain stores under its GIL: docs/design/context.md).
  *
  * A context is written only by the thread that has it entered. The map
  * behind it is a persistent value (maps/map.h): copying a context shares
@@ -41,8 +42,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "../maps/map.h"
 #include "internal.h"
+#include "tstate.h"
+#include "trace.h"
 
 struct cv_context {
     _Atomic size_t c_state;      /* 2 * (users + tokens) + entered bit */
@@ -50,8 +52,10 @@ struct cv_context {
     cv_map *c_map;               /* owned reference; NULL is empty */
     uintptr_t c_link;            /* while entered: the context below, and
                                   * LINK_BY_RUN if cv_context_run entered
-                                  * it (only the owning thread touches it;
-                                  * a bit of the pointer, not a field) */
+                                  * it or it is a base (only the owning
+                                  * thread touches it; a bit of the
+                                  * pointer, not a field); stale once
+                                  * exited, never read then */
 };
 
 #define LINK_BY_RUN ((uintptr_t)1)
@@ -64,16 +68,12 @@ struct cv_token {
     int t_used;                  /* set by a successful reset */
 };
 
-/* Cache generations of covered contexts, kept for the first GEN_RING
- * levels above the base (see the top). */
-#define GEN_RING 64
-
 /*
  * The lookup cache. A get is answered from a small direct-mapped table of
  * (var, value, generation) entries, indexed by a hash of the var's address
  * (ctxvar.h declares it, so that the hit can be inlined into the caller).
  * Entering a context (and cleanup, and first use) gives the thread's
- * generation cv__tc.gen a value never used before, which invalidates every
+ * generation cv_i_tcache_v1.gen a value never used before, which invalidates every
  * entry at once; a set or reset in the current context rewrites the var's
  * own entry instead. That is exact because a context is written only by the
  * thread that has it entered (R13): nothing outside this thread can change
@@ -92,18 +92,17 @@ struct cv_token {
  * believed. (CPython keeps one such cache per var, which is why it is not
  * thread-safe and is off in its free-threaded build; this one is per thread.)
  *
- * "Absent" is a bit of the entry's generation (CV__GEN_ABSENT), not a
+ * "Absent" is a bit of the entry's generation (CV_I_GEN_ABSENT), not a
  * sentinel value, so that the inlined hit needs no third compare: an
  * absent entry fails it and the call answers the default or CV_ELOOKUP.
  */
-typedef struct cv__centry cache_entry;
+typedef struct cv_i_centry cache_entry;
 
-#if defined(__GNUC__)
-__thread struct cv__tcache cv__tc __attribute__((tls_model("initial-exec"))) =
-    {.gen = 1};
-#else
-_Thread_local struct cv__tcache cv__tc = {.gen = 1};
-#endif
+/* The default TLS model here and for ts below, never initial-exec: the
+ * library must stay dlopen-able (docs/design/tls.md). The build uses TLS
+ * descriptors (-mtls-dialect=gnu2), which cost a few instructions when the
+ * library's TLS is static and still work when it is not. */
+_Thread_local struct cv_i_tcache cv_i_tcache_v1 = {.gen = 1};
 
 /* What lookups return for "not in the current context". */
 static char cache_absent;
@@ -120,32 +119,125 @@ static char cache_absent;
  */
 #define FREE_MAX 64
 
-typedef struct free_block {
-    struct free_block *next;
-} free_block;
+/* The thread state (tstate.h; `ts` names cv__ts): what a fiber takes with
+ * it on a swap (exec.c) and what stays with the thread. The TLS model is
+ * the build's, as for the cache above (docs/design/tls.md). */
+_Thread_local tstate cv__ts;
 
-typedef struct tstate {
-    cv_context *current;         /* top of the stack; NULL before first use */
-    uint64_t gen_seq;            /* the last generation handed out */
-    free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
-    unsigned n_free;             /* length of free_list, <= FREE_MAX */
-    size_t depth;                /* contexts entered above the base */
-    unsigned cleanups;           /* cv_thread_cleanup calls (for run) */
-    uint64_t below_gen[GEN_RING]; /* [d]: the generation covered by level d+1 */
-    cv_context *base;            /* this thread's own context, or NULL */
-    int registered;              /* the exit destructor is armed */
-} tstate;
+/* ------------------------------------------------------------------------
+ * Hooks run on a whole state (R14a)
+ *
+ * A map write (set, del) can let go of the value it replaces, of a key's
+ * last reference, of a node or layer it no longer needs. Each of those can
+ * run a hook of the user's, and a hook may call back into the library:
+ * set the var whose value it releases, copy the context, run another. So
+ * nothing of the user's runs while the write is under way. The core marks
+ * the write (write_begin), the map hands what it lets go of to the drops
+ * below, which hold it in this thread; the core finishes its own state --
+ * the map stored in the context, the lookup cache noted, the token filled
+ * -- and write_end then runs what was held, last first. A hook that writes
+ * is a write of its own: it runs its own drops when it ends, and the loop
+ * here goes on with what is left. Vars without hooks run no user code on
+ * a drop, so theirs are made at once and cost nothing to hold.
+ * ------------------------------------------------------------------------ */
 
-#if defined(__GNUC__)
-/* initial-exec: a plain %fs-relative load instead of __tls_get_addr. */
-static _Thread_local tstate ts __attribute__((tls_model("initial-exec")));
+static void drop_now(cv_var *k, void *val, unsigned what)
+{
+    if (what & DROP_VALUE)
+        cv__value_release(k, val);
+    if (what & DROP_KEY)
+        cv__var_decref(k); /* last: may free k */
+}
+
+static void slot_drop_push(cv_var *k, void *val, unsigned what)
+{
+    if (CV_LIKELY(ts.writing == 0 || k->v_release == NULL)) {
+        drop_now(k, val, what);
+        return;
+    }
+    CV_ASSERT(ts.n_slot_drops < CV_SLOT_DROPS_MAX);
+    if (CV_UNLIKELY(ts.n_slot_drops == CV_SLOT_DROPS_MAX)) {
+        drop_now(k, val, what); /* cannot happen: the maps stay below */
+        return;
+    }
+    ts.slot_drops[ts.n_slot_drops++] = (slot_drop){k, val, what};
+}
+
+void cv__slot_drop(cv_var *k, void *val)
+{
+    slot_drop_push(k, val, DROP_VALUE | DROP_KEY);
+}
+
+void cv__slot_drop_key(cv_var *k)
+{
+    slot_drop_push(k, NULL, DROP_KEY);
+}
+
+void cv__slot_drop_value(const cv_var *k, void *val)
+{
+    slot_drop_push((cv_var *)k, val, DROP_VALUE);
+}
+
+void cv__map_drop_later(const cv_backend *ops, cv_map *m)
+{
+    if (m == NULL)
+        return;
+    if (ts.writing == 0) {
+        ops->release(m);
+        return;
+    }
+    CV_ASSERT(ts.n_map_drops < CV_MAP_DROPS_MAX);
+    if (CV_UNLIKELY(ts.n_map_drops == CV_MAP_DROPS_MAX)) {
+        ops->release(m); /* cannot happen: the maps stay below */
+        return;
+    }
+    ts.map_drops[ts.n_map_drops++] = (map_drop){ops, m};
+}
+
+static void drops_run(void)
+{
+    while (ts.n_slot_drops + ts.n_map_drops > 0) {
+        if (ts.n_slot_drops > 0) {
+            slot_drop d = ts.slot_drops[--ts.n_slot_drops];
+            drop_now(d.key, d.val, d.what);
+        } else {
+            map_drop d = ts.map_drops[--ts.n_map_drops];
+            d.ops->release(d.map);
+        }
+    }
+}
+
+static inline void write_begin(void)
+{
+    ts.writing++;
+}
+
+/* After the caller's state is whole: runs what the write held back. */
+static inline void write_end(void)
+{
+    if (--ts.writing == 0 &&
+        CV_UNLIKELY(ts.n_slot_drops + ts.n_map_drops > 0))
+        drops_run();
+}
+
+/* Test builds (CV_DEBUG): the backend's whole invariant after every
+ * successful write, so every test that writes checks every step
+ * (CPython's Py_DEBUG, SQLite's debug builds). O(n) a write: never in the
+ * release library. */
+#ifdef CV_DEBUG
+static void write_check(const cv_context *c)
+{
+    const char *why = c->c_ops->check(c->c_map);
+    if (why != NULL)
+        cv__assert_fail(why, "check() after a write", 0);
+}
 #else
-static _Thread_local tstate ts;
+#define write_check(c) ((void)0)
 #endif
 
 static inline cache_entry *cache_slot(const cv_var *v)
 {
-    return &cv__tc.e[cv__cache_index(v)];
+    return &cv_i_tcache_v1.e[cv_i_cache_index(v)];
 }
 
 /* A new current context: one whose entries, if any, are not to be
@@ -155,19 +247,20 @@ static inline cache_entry *cache_slot(const cv_var *v)
 static inline void set_current(cv_context *c)
 {
     ts.current = c;
-    cv__tc.gen = ++ts.gen_seq + 1;
+    cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
 }
 
 /* Makes v's entry say val (a value or ABSENT) in the current context. */
 static inline void cache_fill(cache_entry *e, const cv_var *v, void *val)
 {
+    uint64_t gen = cv_i_tcache_v1.gen | CV_TRACE_GEN_BITS(); /* core/trace.h */
     e->var = v;
     if (val == ABSENT) {
         e->val = NULL;
-        e->gen = cv__tc.gen | CV__GEN_ABSENT;
+        e->gen = gen | CV_I_GEN_ABSENT;
     } else {
         e->val = val;
-        e->gen = cv__tc.gen;
+        e->gen = gen;
     }
 }
 
@@ -211,9 +304,10 @@ static void block_unalloc(void *p, unsigned n_free_before)
 
 /* Keeps p for reuse; the exit destructor must be armed first, or the
  * cached block would outlive the thread. */
-static void block_free(void *p)
+static inline void block_free(void *p)
 {
-    if (ts.n_free < FREE_MAX && arm_exit_cleanup() == 0) {
+    if (ts.n_free < FREE_MAX &&
+        (CV_LIKELY(ts.registered) || arm_exit_cleanup() == 0)) {
         free_block *b = p;
         b->next = ts.free_list;
         ts.free_list = b;
@@ -254,17 +348,58 @@ static void ctx_incref(cv_context *c)
     atomic_fetch_add_explicit(&c->c_state, CTX_REF, memory_order_relaxed);
 }
 
-/* Drops `amount` (a reference or the entered bit); frees at 0. */
-static void ctx_drop(cv_context *c, size_t amount)
+/* Frees c, whose count has reached 0. The context is gone before its
+ * values' hooks run (R14a). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ctx_free_slow(cv_context *c)
 {
-    if (!cv__refs_drop(&c->c_state, amount))
-        return;
-    c->c_ops->release(c->c_map);
+    CV_TRACE_CTX_FREE(c);
+    const cv_backend *ops = c->c_ops;
+    cv_map *map = c->c_map;
     block_free(c);
+    cv__map_release(ops, map);
+}
+
+/* The same; inline, and with no frame on its common road: a backend with
+ * destroy and room on the armed free list. The map's count is dropped
+ * first (no hook runs on that), the block cached, and only a last
+ * reference costs a call (a tail call, once c is gone). */
+static CV_ALWAYS_INLINE void ctx_free(cv_context *c)
+{
+    const cv_backend *ops = c->c_ops;
+    cv_map_head *h = (cv_map_head *)c->c_map;
+    if (CV_LIKELY(ops->destroy != NULL && h != NULL &&
+                  ts.n_free < FREE_MAX && ts.registered)) {
+        int last = cv__refs_drop(&h->refs, 1);
+        free_block *b = (free_block *)c;
+        b->next = ts.free_list;
+        ts.free_list = b;
+        ts.n_free++;
+        if (CV_UNLIKELY(last))
+            ops->destroy((cv_map *)h);
+        return;
+    }
+    ctx_free_slow(c);
+}
+
+/* Drops `amount` (a reference or the entered bit); frees at 0. */
+static CV_ALWAYS_INLINE void ctx_drop(cv_context *c, size_t amount)
+{
+    if (cv__refs_drop(&c->c_state, amount))
+        ctx_free(c);
+}
+
+void cv__context_retain(cv_context *c)
+{
+    CV_TRACE_CTX(0, CTX_RETAIN, c, NULL);
+    ctx_incref(c);
 }
 
 void cv_context_release(cv_context *c)
 {
+    CV_TRACE_CTX(c != NULL ? 0 : -1, CTX_RELEASE, c, NULL);
     if (c != NULL)
         ctx_drop(c, CTX_REF);
 }
@@ -292,6 +427,7 @@ static void thread_exit_cb(void *arg)
     /* Disarmed first: a block cached after this (by another destructor
      * releasing a context) re-arms, and glibc runs destructors again. */
     ts.registered = 0;
+    cv__exec_thread_exit();
     cv_thread_cleanup();
 }
 
@@ -334,12 +470,16 @@ static cv_context *current_or_make(int *err, int *made)
         *err = r;
         return NULL;
     }
-    /* the base: entered for good, and its reference is the thread's */
+    /* the base: entered for good, and its reference is the thread's;
+     * marked as run's own, so that exit's one test of that bit also
+     * refuses the base (nothing is below it: c_link is never followed) */
     atomic_store_explicit(&c->c_state, CTX_REF | CTX_ENTERED,
                           memory_order_relaxed);
+    c->c_link = LINK_BY_RUN;
     ts.base = c;
     set_current(c);
     *made = 1;
+    CV_TRACE_CTX(0, CTX_BASE, c, NULL);
     return c;
 }
 
@@ -357,31 +497,61 @@ cv_context *cv_context_current(void)
 }
 
 /* Pops the top of this thread's stack (ts.depth > 0). */
-static void stack_pop(void)
+/* Drops `amount` from c; if that was its last hold, links c onto *dead
+ * (through c_link, free once c is off the stack) instead of freeing it:
+ * a call that exits several contexts (run's unwind, cleanup) frees them
+ * with contexts_free once the stack is whole, so that their values' hooks
+ * see the state the call leaves (R14a), at any depth, allocating nothing. */
+static void ctx_drop_later(cv_context *c, size_t amount, cv_context **dead)
+{
+    if (!cv__refs_drop(&c->c_state, amount))
+        return;
+    c->c_link = (uintptr_t)*dead;
+    *dead = c;
+}
+
+static void contexts_free(cv_context *dead)
+{
+    while (dead != NULL) {
+        cv_context *next = (cv_context *)dead->c_link;
+        CV_TRACE_CTX_FREE(dead);
+        const cv_backend *ops = dead->c_ops;
+        cv_map *map = dead->c_map;
+        block_free(dead);
+        cv__map_release(ops, map); /* hooks may run: dead is freed, next is not */
+        dead = next;
+    }
+}
+
+/* Pops the top of this thread's stack (ts.depth > 0). */
+static void stack_pop(cv_context **dead)
 {
     cv_context *c = ts.current;
     ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
     c->c_link = 0;
     size_t d = --ts.depth;
     if (d < GEN_RING)
-        cv__tc.gen = ts.below_gen[d];
+        cv_i_tcache_v1.gen = ts.below_gen[d];
     else
-        cv__tc.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
-    ctx_drop(c, CTX_ENTERED);
+        cv_i_tcache_v1.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
+    ctx_drop_later(c, CTX_ENTERED, dead);
 }
 
 void cv_thread_cleanup(void)
 {
+    CV_TRACE_CTX(0, CLEANUP, NULL, NULL);
     /* Contexts the user left entered are exited, top first. */
+    cv_context *dead = NULL;
     ts.cleanups++;
     while (ts.depth > 0)
-        stack_pop();
+        stack_pop(&dead);
     if (ts.base != NULL) {
         cv_context *b = ts.base;
         ts.base = NULL;
         set_current(NULL);
-        ctx_drop(b, CTX_ENTERED | CTX_REF);
+        ctx_drop_later(b, CTX_ENTERED | CTX_REF, &dead);
     }
+    contexts_free(dead);
     blocks_drain();
 }
 
@@ -389,13 +559,24 @@ void cv_thread_cleanup(void)
  * Enter, exit, run (R11, R12)
  * ------------------------------------------------------------------------ */
 
+/* enter's first call on a thread, out of line: the hot enter then needs
+ * no frame (callgrind: 34 instructions an enter with it inline, see
+ * docs/design/refcount.md). */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
+static int enter_arm(cv_context *c)
+{
+    int r = arm_exit_cleanup();
+    return r < 0 ? r : cv_context_enter(c);
+}
+
 int cv_context_enter(cv_context *c)
 {
     if (c == NULL)
         return CV_EINVAL;
-    int r = arm_exit_cleanup();
-    if (r < 0)
-        return r;
+    if (CV_UNLIKELY(!ts.registered))
+        return enter_arm(c);
     /* One locked OR, not a compare-and-swap loop (5.3 ns against 9.2 on
      * the project machine): setting a bit that is already set changes
      * nothing, so the loser of a race learns it from the old value and
@@ -406,9 +587,10 @@ int cv_context_enter(cv_context *c)
     CV_TEST_YIELD_POINT(CV_YIELD_ENTER);
     c->c_link = (uintptr_t)ts.current;
     if (ts.depth < GEN_RING)
-        ts.below_gen[ts.depth] = cv__tc.gen;
+        ts.below_gen[ts.depth] = cv_i_tcache_v1.gen;
     ts.depth++;
     set_current(c);
+    CV_TRACE_CTX(0, ENTER, c, NULL);
     return 0;
 }
 
@@ -418,10 +600,44 @@ int cv_context_exit(cv_context *c)
         return CV_EINVAL;
     /* A context entered by cv_context_run is exited by that run: fn exiting
      * it would leave run nothing to restore (CPython refuses it too). */
-    if (c != ts.current || ts.depth == 0 || (c->c_link & LINK_BY_RUN))
+    /* The base (depth 0) carries LINK_BY_RUN too: one test refuses both. */
+    if (c != ts.current || (c->c_link & LINK_BY_RUN))
         return CV_ENOTENTERED;
-    stack_pop();
+    /* stack_pop, inline (no LINK_BY_RUN to mask: tested above). c_link is
+     * left as it is: only an entered context's is read, and enter sets it. */
+    ts.current = (cv_context *)c->c_link;
+    size_t d = --ts.depth;
+    if (CV_LIKELY(d < GEN_RING))
+        cv_i_tcache_v1.gen = ts.below_gen[d];
+    else
+        cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
+    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED))) {
+        c->c_link = 0; /* off the stack: a dead list of one */
+        contexts_free(c);
+    }
+    CV_TRACE_CTX(0, EXIT, c, NULL);
     return 0;
+}
+
+/* fn may have left contexts of its own entered: unwind them, so that
+ * the previous context is restored whatever fn did (R11). If fn called
+ * cv_thread_cleanup, c is gone from the stack (and maybe freed: it is
+ * not touched, not even compared, as its block may be a new context
+ * now) and whatever fn entered afterwards is unwound down to the base:
+ * levels are counted, not addresses. Out of line: a fiber that yielded
+ * inside fn may come back on another thread (R21), and a compiler may keep
+ * the thread pointer it read before the call in a register; a function of
+ * its own reads it afresh. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void run_unwind(size_t level, unsigned cleanups)
+{
+    size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
+    cv_context *dead = NULL;
+    while (ts.depth > keep)
+        stack_pop(&dead);
+    contexts_free(dead); /* the whole unwind first (R14a) */
 }
 
 int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
@@ -434,16 +650,10 @@ int cv_context_run(cv_context *c, int (*fn)(void *arg), void *arg)
     size_t level = ts.depth; /* c's */
     unsigned cleanups = ts.cleanups;
     c->c_link |= LINK_BY_RUN;
+    CV_TRACE_CTX(0, RUN, c, NULL);
     int result = fn(arg);
-    /* fn may have left contexts of its own entered: unwind them, so that
-     * the previous context is restored whatever fn did (R11). If fn called
-     * cv_thread_cleanup, c is gone from the stack (and maybe freed: it is
-     * not touched, not even compared, as its block may be a new context
-     * now) and whatever fn entered afterwards is unwound down to the base:
-     * levels are counted, not addresses. */
-    size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
-    while (ts.depth > keep)
-        stack_pop();
+    run_unwind(level, cleanups);
+    CV_TRACE_CTX(0, RUN_END, NULL, NULL);
     return result;
 }
 
@@ -455,7 +665,9 @@ int cv_context_new_on(const cv_backend *b, cv_context **out)
 {
     if (b == NULL || out == NULL)
         return CV_EINVAL;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
 }
 
 int cv_context_new(cv_context **out)
@@ -465,39 +677,91 @@ int cv_context_new(cv_context **out)
     const cv_backend *b = cv_backend_default();
     if (b == NULL)
         return CV_ENOBACKEND;
-    return ctx_alloc(b, NULL, out);
+    int r = ctx_alloc(b, NULL, out);
+    CV_TRACE_CTX(r, CTX_NEW, *out, NULL);
+    return r;
+}
+
+/* The copy: the map shared first, then a block, so that a failure has
+ * only that reference to give back (it was not the last: c holds one). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int ctx_copy_slow(const cv_context *c, cv_context **out)
+{
+    const cv_backend *ops = c->c_ops;
+    cv_map *m;
+    int r = cv__map_share(ops, c->c_map, &m);
+    if (CV_UNLIKELY(r < 0))
+        return r;
+    cv_context *n = block_alloc();
+    if (CV_UNLIKELY(n == NULL)) {
+        cv__map_release(ops, m);
+        return CV_ENOMEM;
+    }
+    atomic_init(&n->c_state, CTX_REF);
+    n->c_ops = ops;
+    n->c_map = m;
+    n->c_link = 0;
+    *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
+    return 0;
+}
+
+/* The same, inline, for a backend with destroy (the share is one
+ * increment) and a block on the free list; else the road above. */
+static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
+{
+    const cv_backend *ops = c->c_ops;
+    free_block *b = ts.free_list;
+    if (CV_UNLIKELY(ops->destroy == NULL || b == NULL))
+        return ctx_copy_slow(c, out);
+    cv_map *m = c->c_map;
+    int r = cv__map_share(ops, m, &m);
+    if (CV_UNLIKELY(r < 0))
+        return r;
+    ts.free_list = b->next;
+    ts.n_free--;
+    cv_context *n = (cv_context *)b;
+    atomic_init(&n->c_state, CTX_REF);
+    n->c_ops = ops;
+    n->c_map = m;
+    n->c_link = 0;
+    *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
+    return 0;
 }
 
 int cv_context_copy(const cv_context *c, cv_context **out)
 {
     if (c == NULL || out == NULL)
         return CV_EINVAL;
-    cv_context *n;
-    unsigned n_free = ts.n_free;
-    int r = ctx_alloc(c->c_ops, NULL, &n);
-    if (r < 0)
-        return r;
-    r = c->c_ops->share(c->c_map, &n->c_map);
-    if (r < 0) {
-        block_unalloc(n, n_free);
-        return r;
-    }
-    *out = n;
-    return 0;
+    return ctx_copy(c, out);
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int copy_first(cv_context **out)
+{
+    int err = 0, made;
+    cv_context *c = current_or_make(&err, &made);
+    if (c == NULL)
+        return err;
+    err = ctx_copy(c, out);
+    if (err < 0)
+        unmake_base(made);
+    return err;
 }
 
 int cv_copy_context(cv_context **out)
 {
     if (out == NULL)
         return CV_EINVAL;
-    int err = 0, made;
-    cv_context *c = current_or_make(&err, &made);
-    if (c == NULL)
-        return err;
-    err = cv_context_copy(c, out);
-    if (err < 0)
-        unmake_base(made);
-    return err;
+    cv_context *c = ts.current;
+    if (CV_UNLIKELY(c == NULL))
+        return copy_first(out); /* the thread's first use: makes its base */
+    return ctx_copy(c, out);
 }
 
 const cv_backend *cv_context_backend(const cv_context *c)
@@ -509,7 +773,9 @@ int cv_context_get(const cv_context *c, const cv_var *v, void **out)
 {
     if (c == NULL || v == NULL || out == NULL)
         return CV_EINVAL;
-    return c->c_ops->find(c->c_map, v, out);
+    int r = c->c_ops->find(c->c_map, v, out);
+    CV_TRACE_CTX_GET(r, c, v);
+    return r;
 }
 
 size_t cv_context_len(const cv_context *c)
@@ -522,14 +788,15 @@ int cv_context_foreach(const cv_context *c,
 {
     if (c == NULL || cb == NULL)
         return CV_EINVAL;
+    CV_TRACE_CTX(0, FOREACH, c, NULL);
     /* Walk a shared reference: if cb sets a var in c, the write copies
      * instead of changing the map under the walk. */
     cv_map *snap;
-    int r = c->c_ops->share(c->c_map, &snap);
+    int r = cv__map_share(c->c_ops, c->c_map, &snap);
     if (r < 0)
         return r;
     r = c->c_ops->foreach(snap, cb, arg);
-    c->c_ops->release(snap);
+    cv__map_release(c->c_ops, snap);
     return r;
 }
 
@@ -558,8 +825,9 @@ static inline int get_answer(const cv_var *v, void *val, void **out)
 static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 {
     cache_entry *e = cache_slot(v);
-    if (e->var == v && (e->gen & ~CV__GEN_ABSENT) == cv__tc.gen)
-        return (e->gen & CV__GEN_ABSENT) ? ABSENT : e->val;
+    if (e->var == v &&
+        (e->gen & ~(CV_I_GEN_ABSENT | CV__GEN_TRACED)) == cv_i_tcache_v1.gen)
+        return (e->gen & CV_I_GEN_ABSENT) ? ABSENT : e->val;
     cv_context *c = ts.current;
     if (c == NULL)
         return ABSENT; /* never allocates (R13): no context yet reads empty */
@@ -572,44 +840,61 @@ static CV_ALWAYS_INLINE void *lookup(const cv_var *v)
 
 /*
  * The get. ctxvar.h inlines the hit (entry valid and present) into C
- * callers and calls cv__var_get_miss for everything else, which is also
+ * callers and calls cv_i_var_get_miss for everything else, which is also
  * where the function below sends its misses: the hit test runs once on
  * either road, and the hit needs no frame (the misses are out of line:
  * measured 2.3 ns per get through the function with the miss inlined into
  * it, 2.06 without). The parentheses keep ctxvar.h's macros from
  * expanding in the definitions.
  */
-int cv__var_get_miss(const cv_var *v, void **out)
+/* The gets while tracing (core/trace.h): the same answers, recorded. */
+static CV_TRACE_COLD int traced_get(const cv_var *v, void **out)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 0);
+    return get_answer(v, val, out);
+}
+
+static CV_TRACE_COLD void *traced_get_or(const cv_var *v, void *dflt)
+{
+    void *val = lookup(v);
+    CV_TRACE_GET(v, val != ABSENT, 1);
+    return val != ABSENT ? val : dflt;
+}
+
+int cv_i_var_get_miss(const cv_var *v, void **out)
 {
     if (CV_UNLIKELY(v == NULL || out == NULL))
         return CV_EINVAL;
+    CV_TRACE_GET_MISS(v, out);
     return get_answer(v, lookup(v), out);
 }
 
-void *cv__var_get_or_miss(const cv_var *v, void *dflt)
+void *cv_i_var_get_or_miss(const cv_var *v, void *dflt)
 {
     if (CV_UNLIKELY(v == NULL))
         return dflt;
+    CV_TRACE_GET_OR_MISS(v, dflt);
     void *val = lookup(v);
     return val != ABSENT ? val : dflt;
 }
 
 int(cv_var_get)(const cv_var *v, void **out)
 {
-    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    const cache_entry *e = cv_i_cache_hit(&cv_i_tcache_v1, v);
     if (CV_LIKELY(e != NULL && out != NULL)) {
         *out = e->val;
         return 0;
     }
-    return cv__var_get_miss(v, out);
+    return cv_i_var_get_miss(v, out);
 }
 
 void *(cv_var_get_or)(const cv_var *v, void *dflt)
 {
-    const cache_entry *e = cv__cache_hit(&cv__tc, v);
+    const cache_entry *e = cv_i_cache_hit(&cv_i_tcache_v1, v);
     if (CV_LIKELY(e != NULL))
         return e->val;
-    return cv__var_get_or_miss(v, dflt);
+    return cv_i_var_get_or_miss(v, dflt);
 }
 
 int cv_var_set(cv_var *v, void *value, cv_token **tok)
@@ -621,12 +906,17 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     if (CV_UNLIKELY(c == NULL))
         return r;
     if (tok == NULL) {
+        write_begin();
         r = c->c_ops->set(&c->c_map, v, value);
         if (CV_UNLIKELY(r < 0)) {
+            write_end();
             unmake_base(made);
             return r;
         }
+        write_check(c);
         cache_note(v, value);
+        CV_TRACE_SET(v, value, NULL);
+        write_end();
         return 0;
     }
 
@@ -642,14 +932,18 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     /* The token must hold the old value before the map lets go of it. */
     if (has_old)
         cv__value_retain(v, t->t_old);
+    write_begin();
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
+        write_end();
+        void *old = t->t_old;
+        block_unalloc(t, n_free); /* first: the hook may make a token */
         if (has_old)
-            cv__value_release(v, t->t_old);
-        block_unalloc(t, n_free);
+            cv__value_release(v, old);
         unmake_base(made);
         return r;
     }
+    write_check(c);
     cache_note(v, value);
     cv__var_incref(v);
     ctx_incref(c);
@@ -658,6 +952,8 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     t->t_has_old = has_old;
     t->t_used = 0;
     *tok = t;
+    CV_TRACE_SET(v, value, t);
+    write_end();
     return 0;
 }
 
@@ -672,12 +968,18 @@ int cv_var_reset(cv_var *v, cv_token *t)
     cv_context *c = ts.current;
     if (t->t_ctx != c)
         return CV_ETOKEN_CTX;
+    write_begin();
     int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
                          : c->c_ops->del(&c->c_map, v);
-    if (r < 0)
+    if (r < 0) {
+        write_end();
         return r;
+    }
+    write_check(c);
     cache_note(v, t->t_has_old ? t->t_old : ABSENT);
     t->t_used = 1;
+    CV_TRACE_TOKEN(RESET, v, t, NULL);
+    write_end();
     return 0;
 }
 
@@ -709,10 +1011,12 @@ void cv_token_release(cv_token *t)
 {
     if (t == NULL)
         return;
-    cv_var *v = t->t_var;
-    if (t->t_has_old)
-        cv__value_release(v, t->t_old);
-    cv_context_release(t->t_ctx);
-    cv__var_decref(v);
+    CV_TRACE_TOKEN(TOKEN_RELEASE, NULL, t, t->t_ctx);
+    /* The token is gone before any hook runs (R14a). */
+    cv_token held = *t;
     block_free(t);
+    if (held.t_has_old)
+        cv__value_release(held.t_var, held.t_old);
+    cv_context_release(held.t_ctx);
+    cv__var_decref(held.t_var);
 }

@@ -10,16 +10,13 @@
 #include <stddef.h>
 
 #include "ctxvar.h"
+#include "../maps/map.h"
+
+_Static_assert(CV_MAP_ENOMEM == CV_ENOMEM, "maps/map.h's CV_MAP_ENOMEM");
 
 #if defined(__GNUC__)
-#define CV_LIKELY(x) __builtin_expect(!!(x), 1)
-#define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define CV_HIDDEN __attribute__((visibility("hidden")))
 #define CV_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
-#define CV_LIKELY(x) (x)
-#define CV_UNLIKELY(x) (x)
-#define CV_HIDDEN
 #define CV_ALWAYS_INLINE inline
 #endif
 
@@ -34,8 +31,8 @@
  *                   that tests and sets in two steps has its window)
  * ------------------------------------------------------------------------ */
 enum { CV_YIELD_ENTER = 1 };
-CV_EXTERN extern void (*_Atomic cv__test_yield_hook)(int point);
-CV_EXTERN int cv__test_hooks_compiled(void);
+CV_HIDDEN extern void (*_Atomic cv__test_yield_hook)(int point);
+CV_HIDDEN int cv__test_hooks_compiled(void);
 #ifdef CV_TEST_HOOKS
 #define CV_TEST_YIELD_POINT(p)                                            \
     do {                                                                  \
@@ -48,12 +45,13 @@ CV_EXTERN int cv__test_hooks_compiled(void);
 #endif
 
 /* ------------------------------------------------------------------------
- * Allocation: every byte the library holds comes from here (alloc.c).
+ * Allocation: every byte the library holds comes from here (alloc.c;
+ * cv__malloc and cv__free are declared in maps/map.h).
  * ------------------------------------------------------------------------ */
-CV_HIDDEN void *cv__malloc(size_t size);
-CV_HIDDEN void cv__free(void *p);
 /* Gives the calling thread's cached blocks back to the hook (context.c). */
 CV_HIDDEN void cv__thread_drop_caches(void);
+/* Takes a reference to c (context.c; bound.c binds a context it is given). */
+CV_HIDDEN void cv__context_retain(cv_context *c);
 
 /* ------------------------------------------------------------------------
  * Variables. A var is the key of every map; identity is its address and its
@@ -61,8 +59,8 @@ CV_HIDDEN void cv__thread_drop_caches(void);
  * function on the hot path.
  * ------------------------------------------------------------------------ */
 struct cv_var {
+    struct cv_key v_key;                    /* first: what maps read (key.h) */
     _Atomic size_t v_refs;                  /* user + every map slot + tokens */
-    uint32_t v_hash;                        /* fixed at creation */
     int v_has_default;                      /* 0: no default */
     void *v_default;                        /* retained through v_retain */
     void (*v_retain)(void *value, void *ud);  /* NULL: values need no hooks */
@@ -71,7 +69,7 @@ struct cv_var {
     char v_name[];                          /* NUL-terminated copy */
 };
 
-static inline uint32_t cv__var_hash(const cv_var *v) { return v->v_hash; }
+static inline uint32_t cv__var_hash(const cv_var *v) { return cv__key_hash(v); }
 
 /* Increments need no ordering (the caller already holds a reference). */
 static inline void cv__var_incref(cv_var *v)
@@ -79,25 +77,6 @@ static inline void cv__var_incref(cv_var *v)
     atomic_fetch_add_explicit(&v->v_refs, 1, memory_order_relaxed);
 }
 CV_HIDDEN void cv__var_decref(cv_var *v);
-
-/*
- * Drops `amount` from a reference count (any width: a macro over the
- * type-generic atomics; each argument is a plain lvalue or constant);
- * true if that was the last of it. Every count of the library drops
- * through here. A holder that reads the
- * count at exactly `amount` holds everything left: no other thread can
- * change it (taking a reference needs one), so the locked instruction is
- * skipped -- the fresh copy released, a map made private by a write and
- * then dropped, the last token of a var. Measured on the project machine:
- * a locked add costs 5.3 ns, the plain load under 1. The acquire load and
- * the acq_rel drop both order the other holders' earlier drops before the
- * free (as release + an acquire fence would, at the same cost on x86, and
- * ThreadSanitizer models them, which it does not do for standalone fences).
- */
-#define cv__refs_drop(refs, amount)                                       \
-    (atomic_load_explicit((refs), memory_order_acquire) == (amount) ||    \
-     atomic_fetch_sub_explicit((refs), (amount), memory_order_acq_rel)    \
-         == (amount))
 
 static inline void cv__value_retain(const cv_var *v, void *value)
 {
@@ -110,21 +89,9 @@ static inline void cv__value_release(const cv_var *v, void *value)
         v->v_release(value, v->v_ud);
 }
 
-/* A map slot owns one reference to its key and one retain of its value. */
-static inline void cv__entry_retain(cv_var *k, void *value)
-{
-    cv__var_incref(k);
-    cv__value_retain(k, value);
-}
-static inline void cv__entry_release(cv_var *k, void *value)
-{
-    cv__value_release(k, value);
-    cv__var_decref(k); /* last: may free k */
-}
-
 /* Tests and fuzzers: a var whose hash is forced, to build collisions and
  * shared prefixes of any length. Same contract as cv_var_new_ex. */
-CV_EXTERN int cv__var_new_hashed(const cv_var_opts *opts, uint32_t hash,
+CV_HIDDEN int cv__var_new_hashed(const cv_var_opts *opts, uint32_t hash,
                                  cv_var **out);
 /* The hash the library gives a var made at address p (a 64->32 bit mix). */
 CV_HIDDEN uint32_t cv__hash_ptr(const void *p);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "trace.h"
 
 uint32_t cv__hash_ptr(const void *p)
 {
@@ -37,7 +38,7 @@ static int var_make(const cv_var_opts *opts, int force, uint32_t hash,
     if (v == NULL)
         return CV_ENOMEM;
     atomic_init(&v->v_refs, 1);
-    v->v_hash = force ? hash : cv__hash_ptr(v);
+    v->v_key.k_hash = force ? hash : cv__hash_ptr(v);
     v->v_has_default = opts->has_default != 0;
     v->v_default = v->v_has_default ? opts->dflt : NULL;
     v->v_retain = opts->retain;
@@ -47,6 +48,7 @@ static int var_make(const cv_var_opts *opts, int force, uint32_t hash,
     if (v->v_has_default)
         cv__value_retain(v, v->v_default); /* the default is a holder (R14) */
     *out = v;
+    CV_TRACE_VAR_NEW(v);
     return 0;
 }
 
@@ -77,17 +79,49 @@ const char *cv_var_name(const cv_var *v)
     return v ? v->v_name : NULL;
 }
 
+/* The var is gone before its default's hook runs (R14a): the hook sees a
+ * whole state, and whatever it calls cannot reach the var. */
 void cv__var_decref(cv_var *v)
 {
     if (!cv__refs_drop(&v->v_refs, 1))
         return;
-    if (v->v_has_default)
-        cv__value_release(v, v->v_default);
+    CV_TRACE_VAR_FREE(v);
+    void (*release)(void *, void *) = v->v_has_default ? v->v_release : NULL;
+    void *dflt = v->v_default, *ud = v->v_ud;
     cv__free(v);
+    if (release != NULL)
+        release(dflt, ud);
+}
+
+/* ------------------------------------------------------------------------
+ * What a map slot takes (maps/key.h). Drops are in context.c, beside the
+ * write section that defers them.
+ * ------------------------------------------------------------------------ */
+
+void cv__slot_take(cv_var *k, void *val)
+{
+    cv__var_incref(k);
+    cv__value_retain(k, val);
+}
+
+void cv__slot_take_key(cv_var *k)
+{
+    cv__var_incref(k);
+}
+
+void cv__slot_take_value(const cv_var *k, void *val)
+{
+    cv__value_retain(k, val);
+}
+
+size_t cv__key_refs(const cv_var *k)
+{
+    return atomic_load_explicit(&k->v_refs, memory_order_relaxed);
 }
 
 void cv_var_release(cv_var *v)
 {
+    CV_TRACE_VAR_RELEASE(v);
     if (v != NULL)
         cv__var_decref(v);
 }

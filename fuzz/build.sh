@@ -54,8 +54,9 @@ WORK=$(cd "$WORK" && pwd)
 # FUZZ_WARN: the warning flags (make mutate builds mutants without -Werror).
 WARN=${FUZZ_WARN:-"-std=c11 -Wall -Wextra -Wpedantic -Werror"}
 INC="-iquote $SRC/core -iquote $SRC/maps -iquote $SRC/fuzz -iquote $SRC/tests/support"
-# -D_GNU_SOURCE as the top-level Makefile builds the library.
-CCF="$WARN -D_GNU_SOURCE $CFLAGS $INC"
+# -D_GNU_SOURCE as the top-level Makefile builds the library; -DCV_DEBUG:
+# invariant asserts, and the backend's check() after every write.
+CCF="$WARN -D_GNU_SOURCE -DCV_DEBUG $CFLAGS $INC"
 
 obj() { # obj <source> <object> [extra flags]
     local src=$1 o=$2

@@ -20,6 +20,17 @@
 #include "fuzz.h"
 
 const char *fz_target = "fuzz";
+
+void fz_init(const char *target, void (*setup)(void))
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    fz_target = target;
+    setup();
+    tu_alloc_install();
+}
 unsigned long fz_exec_count;
 fz_lookup_fn fz_backend_lookup = cv_backend_get;
 
@@ -62,16 +73,56 @@ uint32_t fz_u32(fz_reader *r)
 /* ------------------------------------------------------------------------
  * Values and hooks
  * ------------------------------------------------------------------------ */
+/* A pool value models an object with a real reference count (R14b): the
+ * library's holds (hook retains minus releases) plus the caller's own
+ * reference, which the interpreter holds only while it passes the value
+ * into a call (fz_hold .. fz_unhold), as `v.set(obj)` does with a
+ * temporary. When both are gone the object is dead: a retain or release
+ * of it after that means its count passed through zero while something
+ * still held it. Passing a dead value again makes a new object (a new
+ * allocation at the same address). */
 static struct {
     long refs;                 /* hook retains minus releases */
+    int user;                  /* the caller holds it (during a call) */
+    int dead;                  /* the count reached zero */
     char pad[8];
 } pool[FZ_NVAL];
 static long null_refs;         /* the hooks also see the NULL value */
-static char hook_ud;           /* every hooked var gets &hook_ud */
+static char hook_ud;           /* every hooked var gets &hook_ud ... */
+
+/* ... except a var made by W, whose ud is its rule: when a value released
+ * through it dies (its count reaches zero), the hook sets var slot
+ * `target` to value `val` (R14a: hooks may call back into the library). */
+typedef struct fz_writer {
+    int target;
+    int val;
+} fz_writer;
+static fz_writer writers[FZ_NVARS];
+
+static void hook_write_fire(const fz_writer *w);
 
 void *fz_value(int i)
 {
     return i <= 0 ? NULL : (void *)&pool[i];
+}
+
+/* The caller's reference to value i, for the length of one call. */
+void *fz_hold(int i)
+{
+    if (i > 0) {
+        pool[i].user = 1;
+        pool[i].dead = 0;
+    }
+    return fz_value(i);
+}
+
+void fz_unhold(int i)
+{
+    if (i > 0) {
+        pool[i].user = 0;
+        if (pool[i].refs == 0)
+            pool[i].dead = 1;
+    }
 }
 
 int fz_value_index(const void *p)
@@ -84,9 +135,17 @@ int fz_value_index(const void *p)
     return -1;
 }
 
+static const fz_writer *writer_of(const void *ud)
+{
+    for (int i = 0; i < FZ_NVARS; i++)
+        if (ud == &writers[i])
+            return &writers[i];
+    return NULL;
+}
+
 static long *refs_of(void *value, void *ud)
 {
-    if (ud != &hook_ud)
+    if (ud != &hook_ud && writer_of(ud) == NULL)
         fz_die("value hook called with the wrong ud %p", ud);
     int i = fz_value_index(value);
     if (i < 0)
@@ -94,14 +153,30 @@ static long *refs_of(void *value, void *ud)
     return i == 0 ? &null_refs : &pool[i].refs;
 }
 
-void fz_hook_retain(void *value, void *ud) { ++*refs_of(value, ud); }
+void fz_hook_retain(void *value, void *ud)
+{
+    long *r = refs_of(value, ud);
+    int i = fz_value_index(value);
+    if (i > 0 && pool[i].dead)
+        fz_die("value %d retained after its count reached zero (R14b: a "
+               "holder must retain before any holder releases)", i);
+    ++*r;
+}
 
 void fz_hook_release(void *value, void *ud)
 {
     long *r = refs_of(value, ud);
+    int i = fz_value_index(value);
+    if (i > 0 && pool[i].dead)
+        fz_die("value %d released after its count reached zero (R14b)", i);
     if (--*r < 0)
-        fz_die("value %d released more often than retained (R14)",
-               fz_value_index(value));
+        fz_die("value %d released more often than retained (R14)", i);
+    if (*r > 0 || i <= 0 || pool[i].user)
+        return;
+    pool[i].dead = 1;
+    const fz_writer *w = writer_of(ud);
+    if (w != NULL)
+        hook_write_fire(w);
 }
 
 void *fz_hook_ud(void) { return &hook_ud; }
@@ -168,7 +243,19 @@ typedef struct interp {
     int run_depth;
     int frame_depth[FZ_MAX_RUN + 1];    /* depth right after each run entered */
     long fail_mark;                     /* failures before the real call */
+
+    /* Writes made by W hooks inside the library, to be made on the
+     * reference once the library call returns (R14a: as if just after). */
+    struct {
+        int slot, val, result;
+    } hw[16];
+    int nhw;
+    int in_hook;                        /* a hook's own write runs no hook */
+    int hooks_off;                      /* the final teardown */
+    long hook_writes;                   /* made, over the whole input */
 } interp;
+
+static interp *cur_interp;              /* the one running, for the hooks */
 
 static void mix(interp *in, long x)
 {
@@ -201,18 +288,21 @@ static void before_real(interp *in)
 }
 
 static void full_compare(interp *in, const char *why);
+static void hook_writes_apply(interp *in);
 
 /* Returns 1 when the real call failed with an injected ENOMEM (the ref was
  * rolled back and the whole state compared: the caller stops there). */
 static int after_real(interp *in, int real)
 {
     int injected = tu_alloc_failures_total() != in->fail_mark;
+    if (real == CV_ENOMEM && in->o->oom)
+        in->ref->restore(in->rs); /* before the hooks' writes are made */
+    hook_writes_apply(in);
     if (real == CV_ENOMEM) {
         if (!in->o->oom || !injected)
             DIE(in, "CV_ENOMEM but no allocation failed");
         in->enomem++;
         tu_alloc_fail_at(0, 0); /* "forever" lasts until the call returns */
-        in->ref->restore(in->rs);
         full_compare(in, "after a call failed with CV_ENOMEM (a failed call "
                          "must change nothing)");
         return 1;
@@ -276,8 +366,11 @@ static int walk_cb(cv_var *v, void *value, void *arg)
     w->got[w->n].val = value_index(w->in, value);
     w->n++;
     if (w->n == 1 && w->set_var >= 0)
+    {
         w->set_err = cv_var_set(w->in->var[w->set_var],
-                                fz_value(w->set_val), NULL);
+                                fz_hold(w->set_val), NULL);
+        fz_unhold(w->set_val);
+    }
     if (w->stop_after > 0 && w->n >= w->stop_after)
         return STOP_RET;
     return 0;
@@ -390,39 +483,97 @@ static void full_compare(interp *in, const char *why)
 /* ------------------------------------------------------------------------
  * Commands
  * ------------------------------------------------------------------------ */
-static void drop_var(interp *in, int s)
+/* drop_var, drop_tok, drop_ctx: release what slot s of that table holds,
+ * and the reference's twin of it; an empty slot is left alone. The slot is
+ * emptied first (a hook must not write a released var), and the writes the
+ * hooks made are mirrored after (the command may go on to other calls). */
+#define DEFINE_DROP(table, type, release)                                  \
+    static void drop_##table(interp *in, int s)                            \
+    {                                                                      \
+        if (in->table[s] == NULL)                                          \
+            return;                                                        \
+        type *x = in->table[s];                                            \
+        in->table[s] = NULL;                                               \
+        release(x);                                                        \
+        in->ref->table##_release(in->rs, s);                               \
+        hook_writes_apply(in);                                             \
+    }
+DEFINE_DROP(var, cv_var, cv_var_release)
+DEFINE_DROP(tok, cv_token, cv_token_release)
+DEFINE_DROP(ctx, cv_context, cv_context_release)
+#undef DEFINE_DROP
+
+/* Called by the value hook of a W var when a value dies. */
+static void hook_write_fire(const fz_writer *w)
 {
-    if (in->var[s] == NULL)
+    interp *in = cur_interp;
+    if (in == NULL || in->in_hook || in->hooks_off ||
+        in->nhw == (int)(sizeof in->hw / sizeof in->hw[0]))
         return;
-    cv_var_release(in->var[s]);
-    in->var[s] = NULL;
-    in->ref->var_release(in->rs, s);
+    cv_var *v = in->var[w->target];
+    if (v == NULL)
+        return;
+    in->in_hook = 1;
+    int r = cv_var_set(v, fz_hold(w->val), NULL);
+    fz_unhold(w->val);
+    in->in_hook = 0;
+    in->hw[in->nhw].slot = w->target;
+    in->hw[in->nhw].val = w->val;
+    in->hw[in->nhw].result = r;
+    in->nhw++;
+    in->hook_writes++;
 }
 
-static void drop_tok(interp *in, int t)
+/* The hooks' writes, made on the reference in the order the library made
+ * them; then the hooks' view of the current context is compared. */
+static void hook_writes_apply(interp *in)
 {
-    if (in->tok[t] == NULL)
-        return;
-    cv_token_release(in->tok[t]);
-    in->tok[t] = NULL;
-    in->ref->tok_release(in->rs, t);
+    int n = in->nhw;
+    in->nhw = 0;
+    for (int i = 0; i < n; i++) {
+        int slot = in->hw[i].slot, val = in->hw[i].val, r = in->hw[i].result;
+        mix(in, 7000 + slot * 16 + val);
+        if (r == CV_ENOMEM) {
+            if (!in->o->oom)
+                DIE(in, "a hook's write failed with CV_ENOMEM, no allocation "
+                        "failed");
+            tu_alloc_fail_at(0, 0);
+            continue; /* a failed write changed nothing */
+        }
+        if (in->o->oom)
+            in->ref->save(in->rs); /* the next restore keeps this write */
+        int rr = in->ref->set(in->rs, slot, val, -1);
+        if (rr == FZ_SKIP)
+            DIE(in, "%s cannot make a hook's write", in->ref->name);
+        if (r != rr)
+            DIE(in, "a hook's write of var slot %d returned %d (%s), %s says "
+                    "%d (R14a)", slot, r, cv_err_name(r), in->ref->name, rr);
+    }
+    if (n > 0) {
+        /* what the hooks wrote is what a get answers now (R14a) */
+        int want, got;
+        int slot = in->hw[n - 1].slot;
+        if (in->var[slot] != NULL &&
+            in->ref->get_or(in->rs, slot, 0, &want) != FZ_SKIP) {
+            got = value_index(in, cv_var_get_or(in->var[slot], NULL));
+            if (got != want)
+                DIE(in, "after a hook's write, get(var slot %d) is %d, %s says "
+                        "%d (R14a: the cache must see the hook's write)",
+                    slot, got, in->ref->name, want);
+        }
+    }
 }
 
-static void drop_ctx(interp *in, int c)
-{
-    if (in->ctx[c] == NULL)
-        return;
-    cv_context_release(in->ctx[c]);
-    in->ctx[c] = NULL;
-    in->ref->ctx_release(in->rs, c);
-}
-
-static void cmd_var_new(interp *in)
+static void cmd_var_new_as(interp *in, int writer)
 {
     int s = fz_arg(&in->r, FZ_NVARS), f = fz_byte(&in->r),
         d = fz_arg(&in->r, FZ_NVAL);
+    int target = writer ? fz_arg(&in->r, FZ_NVARS) : 0;
+    int wval = writer ? fz_arg(&in->r, FZ_NVAL) : 0;
     if (f >= '0' && f <= '9')
         f -= '0';
+    if (writer)
+        f |= 2; /* a writer is hooked */
     if (in->next_var_id >= FZ_MAX_VARIDS)
         return;
     drop_var(in, s);
@@ -437,18 +588,23 @@ static void cmd_var_new(interp *in)
     int r;
     if (f & 2 || f & 4) {
         cv_var_opts o = {.name = name, .has_default = f & 1,
-                         .dflt = fz_value(d)};
+                         .dflt = fz_hold(d)};
         if (f & 2) {
             o.retain = fz_hook_retain;
             o.release = fz_hook_release;
             o.ud = (void *)((char *)&hook_ud);
         }
+        if (writer) {
+            writers[s] = (fz_writer){.target = target, .val = wval};
+            o.ud = &writers[s];
+        }
         r = cv_var_new_ex(&o, &v);
     } else if (f & 1) {
-        r = cv_var_new_default(name, fz_value(d), &v);
+        r = cv_var_new_default(name, fz_hold(d), &v);
     } else {
         r = cv_var_new(name, &v);
     }
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);
@@ -471,7 +627,8 @@ static void cmd_set(interp *in, int with_token)
     if (rr == FZ_SKIP)
         return;
     cv_token *tok = NULL;
-    int r = cv_var_set(in->var[s], fz_value(d), t >= 0 ? &tok : NULL);
+    int r = cv_var_set(in->var[s], fz_hold(d), t >= 0 ? &tok : NULL);
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);
@@ -488,7 +645,8 @@ static void cmd_set_via_token(interp *in)
     int rr = in->ref->set_via_token(in->rs, t, d);
     if (rr == FZ_SKIP)
         return;
-    int r = cv_var_set(cv_token_var(in->tok[t]), fz_value(d), NULL);
+    int r = cv_var_set(cv_token_var(in->tok[t]), fz_hold(d), NULL);
+    fz_unhold(d);
     if (after_real(in, r))
         return;
     check_err(in, r, rr);
@@ -800,7 +958,8 @@ static int exec_block(interp *in, int in_run)
         in->steps++;
         mix(in, op);
         switch (op) {
-        case 'V': cmd_var_new(in); break;
+        case 'V': cmd_var_new_as(in, 0); break;
+        case 'W': cmd_var_new_as(in, 1); break;
         case 'v': drop_var(in, fz_arg(&in->r, FZ_NVARS)); break;
         case 'S': cmd_set(in, 1); break;
         case 's': cmd_set(in, 0); break;
@@ -829,6 +988,8 @@ static int exec_block(interp *in, int in_run)
         case 'K': cmd_ctx_get(in); break;
         default: in->steps--; break; /* not a command: skipped */
         }
+        if (in->nhw > 0)
+            hook_writes_apply(in);
         in->op = "";
     }
     return 0;
@@ -852,6 +1013,8 @@ void fz_ctx_run(const uint8_t *data, size_t size, const fz_opts *o,
 
     tu_alloc_install();
     cv_thread_cleanup();
+    interp *outer = cur_interp;
+    cur_interp = &in;
     long live0 = tu_alloc_live(), hooks0 = fz_hook_balance();
     if (cv_backend_set_default(o->backend) != 0)
         DIE(&in, "cv_backend_set_default failed");
@@ -866,7 +1029,10 @@ void fz_ctx_run(const uint8_t *data, size_t size, const fz_opts *o,
     /* Nothing fails from here on. */
     tu_alloc_fail_at(0, 0);
     in.op = "end";
+    if (in.nhw > 0)
+        hook_writes_apply(&in);
     full_compare(&in, "final state");
+    in.hooks_off = 1;
     for (int i = 0; i < FZ_NTOK; i++)
         drop_tok(&in, i);
     for (int i = 0; i < FZ_NVARS; i++)
@@ -881,7 +1047,9 @@ void fz_ctx_run(const uint8_t *data, size_t size, const fz_opts *o,
     if (fz_hook_balance() != hooks0)
         DIE(&in, "value hooks unbalanced by %ld after releasing everything "
                  "(R14)", fz_hook_balance() - hooks0);
+    cur_interp = outer;
     if (res) {
+        res->hook_writes = in.hook_writes;
         res->steps = in.steps;
         res->digest = in.digest;
         res->enomem = in.enomem;

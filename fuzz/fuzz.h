@@ -13,6 +13,10 @@
  *
  *   V s f d   new var in slot s; f: bit0 default d, bit1 value hooks,
  *             bit2 through cv_var_new_ex even without hooks
+ *   W s f d t w  like V, hooked; when a value released through this var
+ *             dies (its count reaches zero), its release hook sets var
+ *             slot t to value w in the current context (R14a), and the
+ *             reference makes the same write when the call returns
  *   v s       release var slot s
  *   S s d t   set var s to value d, token into slot t
  *   s s d     set var s to value d, no token
@@ -92,6 +96,10 @@ uint32_t fz_u32(fz_reader *r);
  * ------------------------------------------------------------------------ */
 void *fz_value(int i);
 int fz_value_index(const void *p);   /* -1 if not a pool value */
+/* The caller's own reference to value i while it passes it into one call
+ * (R14b: a value dies when the library's holds and this are all gone). */
+void *fz_hold(int i);
+void fz_unhold(int i);
 void fz_hook_retain(void *value, void *ud);
 void fz_hook_release(void *value, void *ud);
 long fz_hook_balance(void);          /* retains minus releases, all values */
@@ -112,6 +120,21 @@ typedef const cv_backend *(*fz_lookup_fn)(const char *name);
 extern fz_lookup_fn fz_backend_lookup; /* cv_backend_get unless a canary
                                           build installs another */
 size_t fz_backends(const cv_backend **out, size_t cap);
+
+/* A target's LLVMFuzzerInitialize: FZ_TARGET("oom", setup) names the
+ * target, runs setup() (the target's backends, its model) and installs the
+ * test allocator, once; LLVMFuzzerTestOneInput calls it too when the
+ * driver did not. */
+void fz_init(const char *target, void (*setup)(void));
+#define FZ_TARGET(label, setup)                                           \
+    int LLVMFuzzerInitialize(int *argc, char ***argv);                     \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                      \
+    {                                                                      \
+        (void)argc;                                                        \
+        (void)argv;                                                        \
+        fz_init(label, setup);                                             \
+        return 0;                                                          \
+    }
 
 /* ------------------------------------------------------------------------
  * The reference implementation of the ctx language. Slots are the
@@ -186,6 +209,10 @@ typedef struct fz_result {
     long enomem;                 /* calls that reported CV_ENOMEM */
     long absorbed;               /* calls that worked around a failed
                                     allocation and succeeded */
+    long hook_writes;            /* writes made by W hooks: when a value
+                                    dies differs by backend (chainmap
+                                    keeps shadowed values a while), so
+                                    digests compare only without them */
 } fz_result;
 
 /* Runs the input on both sides; abort()s on any difference, on a leak or

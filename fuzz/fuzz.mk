@@ -42,6 +42,13 @@ FUZZ_HAVE_CLANG    := $(shell command -v $(FUZZ_CLANG) >/dev/null 2>&1 && echo 1
 FUZZ_SKIP_KNOWN    ?= 0
 FUZZ_ENV           := CTXVAR_FUZZ_SKIP_KNOWN=$(FUZZ_SKIP_KNOWN) ASAN_OPTIONS=detect_leaks=0
 
+# $(FUZZ_CLANG) was missing when make read this file: deps-clang (a
+# prerequisite, see the Makefile) has installed it since, so run the target
+# again in a make that sees it; if it is still missing, fail.
+FUZZ_RETRY_OR_FAIL = if command -v $(FUZZ_CLANG) >/dev/null 2>&1; then \
+	  exec $(MAKE) --no-print-directory $@; fi; \
+	  echo "$@: $(FUZZ_CLANG) not found: run 'make deps' (as root)"; exit 1
+
 LF_OUT     := $(FUZZ_DIR)/libfuzzer
 REPLAY_OUT := $(FUZZ_DIR)/replay
 AFL_OUT    := $(FUZZ_DIR)/afl
@@ -92,6 +99,8 @@ endif
 # Run one with: afl-fuzz -i fuzz/corpus/ctx_ops -o build-fuzz/afl-out \
 #   -x fuzz/ctx_ops.dict -- build-fuzz/afl/ctx_ops
 fuzz-afl:
+	@command -v afl-clang-fast >/dev/null 2>&1 && [ -f /usr/lib/afl/libAFLDriver.a ] || \
+	  { echo "fuzz-afl: afl-clang-fast or /usr/lib/afl/libAFLDriver.a not found: run 'make deps' (as root)"; exit 1; }
 	@mkdir -p $(AFL_OUT)
 	CC=afl-clang-fast CFLAGS="-O1 -g" LIB_FUZZING_ENGINE=/usr/lib/afl/libAFLDriver.a \
 	  OUT=$(AFL_OUT) ./fuzz/build.sh
@@ -128,7 +137,7 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	    END {printf "fuzz-short %-13s %9d executions, %6d exec/s\n", t, n, r}' $(FUZZ_DIR)/short/$$t.log; \
 	done
 else
-	$(call fuzz_no_clang,fuzz-short)
+	@$(FUZZ_RETRY_OR_FAIL)
 endif
 
 # The canary backend breaks R9 on purpose; ctx_ops must crash with its
@@ -148,7 +157,7 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	@sed -n 's/.*ISOLATION MISMATCH.*(execution #\([0-9]*\) of this process).*/fuzz canary: caught after \1 executions/p' \
 	  $(FUZZ_DIR)/canary/canary.log | head -1
 else
-	$(call fuzz_no_clang,fuzz-canary)
+	@$(FUZZ_RETRY_OR_FAIL)
 endif
 
 fuzz:
@@ -167,7 +176,7 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	@ls $(FUZZ_DIR)/artifacts/ 2>/dev/null | grep -q . && \
 	  echo "crashes in $(FUZZ_DIR)/artifacts/: minimise with <target> -minimize_crash=1 -runs=10000 <input>, keep as fuzz/corpus/<target>/regress-*" || true
 else
-	$(call fuzz_no_clang,fuzz)
+	@$(FUZZ_RETRY_OR_FAIL)
 endif
 
 # ---------------------------------------------------------------------------
@@ -203,7 +212,7 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	  echo "fuzz-merge $$t: $$before -> $$(ls fuzz/corpus/$$t | wc -l) inputs ($$(ls fuzz/corpus/$$t | grep -c '^merged-' || true) merged-*)"; \
 	done
 else
-	$(call fuzz_no_clang,fuzz-merge)
+	@$(FUZZ_RETRY_OR_FAIL)
 endif
 
 # ---------------------------------------------------------------------------
@@ -254,5 +263,5 @@ ifeq ($(FUZZ_HAVE_CLANG),1)
 	[ ! -e $$out/ctx_ops_canary ] || { echo "fuzz-engine-build: the canary build is in \$$OUT"; exit 1; }; \
 	echo "fuzz-engine-build: $$n targets built and run on their seed zips (.dict, .options present; skipped: $(ENGINE_SKIP))"
 else
-	$(call fuzz_no_clang,fuzz-engine-build)
+	@$(FUZZ_RETRY_OR_FAIL)
 endif

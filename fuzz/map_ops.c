@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "internal.h"
 #include "map.h"
 
 #define NSNAP 6
@@ -55,18 +56,14 @@ typedef struct world {
     int op;
 } world;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void setup(void)
 {
-    (void)argc;
-    (void)argv;
-    fz_target = "map_ops";
     nb = fz_backends(backends, NB);
-    tu_alloc_install();
-    return 0;
 }
+
+FZ_TARGET("map_ops", setup)
 
 #define DIE(w, b, ...)                                                       \
     fz_die("backend %s, step %lu, command '%c': %s", cv_backend_name(b),     \
@@ -192,9 +189,10 @@ static int write_op(world *w, size_t b, int op, int n, int k, int val,
         if (fail > 0)
             tu_alloc_fail_at(fail, 0);
         int r;
-        if (op == 's')
-            r = be->set(&w->m[b][n], w->key[k], fz_value(val));
-        else if (op == 'd')
+        if (op == 's') {
+            r = be->set(&w->m[b][n], w->key[k], fz_hold(val));
+            fz_unhold(val);
+        } else if (op == 'd')
             r = be->del(&w->m[b][n], w->key[k]);
         else
             r = be->share(w->m[b][src], &w->m[b][n]);
@@ -312,8 +310,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > FZ_MAX_INPUT)
         return 0;
-    if (nb == 0)
-        LLVMFuzzerInitialize(NULL, NULL);
+    fz_init("map_ops", setup);
     fz_exec_count++;
     long live0 = tu_alloc_live(), hooks0 = fz_hook_balance();
     fz_reader rd = {data, data + size};

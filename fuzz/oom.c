@@ -20,26 +20,21 @@ static const cv_backend *backends[16];
 static size_t nbackends;
 static void *model;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void setup(void)
 {
-    (void)argc;
-    (void)argv;
-    fz_target = "oom";
     nbackends = fz_backends(backends, 16);
     model = fz_model_new();
-    tu_alloc_install();
-    return 0;
 }
+
+FZ_TARGET("oom", setup)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3 || size > FZ_MAX_INPUT)
         return 0;
-    if (model == NULL)
-        LLVMFuzzerInitialize(NULL, NULL);
+    fz_init("oom", setup);
     fz_exec_count++;
     fz_opts o = {
         .backend = backends[(data[0] & 0x7f) % nbackends],

@@ -5,166 +5,77 @@
  * WHAT AND WHY
  * Most contexts hold a handful of vars (a request id, a user, a locale, a
  * trace span), and for a handful the best map is no map at all: an array
- * of pairs scanned by comparing addresses. That is the lesson of .NET's
- * AsyncLocalValueMap (specialised immutable maps of 1, 2, 3 and up to 16
- * pairs before a dictionary) and of OpenTelemetry Java's ArrayBasedContext:
- * below about ten entries a copied small array beats any trie. No hash is
- * read, a find is a few compares in one or two cache lines, a copy of a
- * context is one atomic increment, and the first write after a copy
- * clones at most K pairs. Past K pairs the array's linear scan and O(n)
- * clone lose to the trie, so the map becomes a HAMT, built through the
- * hamt backend's own interface (cv__backend_hamt), and a HAMT that shrinks
- * to K / 2 pairs becomes an array again.
- *
- * COSTS (n pairs, K = CV_ADAPTIVE_MAX = 8)
- *   n <= K, small form
- *     find               O(n) pointer compares, no hashing
- *     set/del, unshared  O(n) scan, then in place (a delete moves the last
- *                        pair into the hole; growth doubles up to K)
- *     set/del, shared    O(n): one clone of at most K pairs, each retained
- *     share (copy)       O(1): an atomic increment
- *     memory             8-byte header + 16 bytes a pair, capacity 2, 4, 8
- *   n > K, large form: exactly hamt's costs (O(log32 n) find and path
- *   copy), plus a test of bit 0 and an indirect call through
- *   cv__backend_hamt: about +0.3 ns on find and +1 ns on an in-place set.
- *   promotion (set of the (K+1)-th key)   K + 1 hamt sets: ~270 ns once
- *   demotion (delete down to K / 2)       one block, K / 2 retains
- *
- * CHOOSING K
- * Measured with the small form forced at every n (built with
- * -DCV_ADAPTIVE_MAX=32) against hamt, in ns per operation, on an Intel
- * Xeon 2-vCPU KVM guest, gcc 12.2 -O2, static library, best of 15 runs of
- * 200 000 operations (program kept out of the tree; figures drift by up to
- * 2x between runs on this shared machine, so read the trends):
- *     n                        4     8    10    12    16    32
- *     find, keys in turn
- *       small                2.8   3.0   3.4   3.7   4.5   6.4
- *       hamt                 4.2   4.2   4.2   4.3   5.5   5.2
- *     find, keys at random
- *       small                4.7   9.5  10.4  11.0  12.5  17.8
- *       hamt                 4.1   8.1   7.2   9.6  12.8   5.1
- *     set in place (unshared, existing key)
- *       small                3.1   4.3   4.9   5.5   6.7  11.3
- *       hamt                 5.3   5.3   5.3   5.3   6.5   6.5
- *     fork-write (share, set one key, release the copy)
- *       small                130   148   192   324   400   578
- *       hamt                 135   154   154   215   213   396
- *     share + release: 14-16 in both at every n
- * A random find scans n / 2 pairs and mispredicts where the loop ends;
- * it crosses hamt at about 8 (9.5 against 8.1 here, 9.6 against 9.7 in
- * the K = 8 run below: noise) and loses clearly from 10. The fork-write ties up to 9 (hamt's
- * root at that size is itself one node of n pairs, so its path copy
- * retains the same n pairs the clone does) and loses from 10 on, when the
- * root starts holding subtrees and the clone keeps retaining all n.
- * In-place sets tie at 12-16. K = 8 is where the small form stops
- * winning: up to 8 it is faster than hamt or within noise on every
- * operation, from 10 on it loses random finds and fork-writes; it is also
- * the .NET/OpenTelemetry figure the issue cites. With K = 8 (the shipped build), against hamt
- * and dictcopy, same machine and flags:
- *     n                        4     8     9    16    32
- *     find, keys at random
- *       adaptive             5.3   9.6   9.0   7.0   5.2
- *       hamt                15.0   9.7   9.0   6.7   5.0
- *       dictcopy             3.6   3.8   5.6   2.3   3.4
- *     set in place
- *       adaptive             3.1   4.4  13.0   7.2   7.8
- *       hamt                 7.3   6.3  10.9   5.9   6.5
- *       dictcopy             2.8   2.8   4.3   2.8   2.9
- *     fork-write
- *       adaptive              73   125   127   208   326
- *       hamt                  84   117   134   219   322
- *       dictcopy             136   150   157   218   730
- *     build n pairs from empty, one set at a time (per map)
- *       adaptive              69   129   401   578  1832
- *       hamt                 113   227   252   496  1301
- * The build row shows promotion's price (~270 ns at n = 9, paid once per
- * map that crosses K); the rest shows the large form tracking hamt.
- *
- * DEMOTION AND HYSTERESIS
- * A large map is demoted when a delete leaves it with K / 2 = 4 pairs, not
- * K: a context that sets and resets one var at the boundary (set = K + 1,
- * reset = K) would otherwise rebuild a HAMT on every set. Between K / 2 + 1
- * and K pairs a map may be in either form, depending on its history; both
- * are correct and check() accepts both. A demoted array gets room for K
- * pairs, since a map that was large tends to grow again.
- *
- * WORKED EXAMPLE (K = 8)
- *   a = {v1:1, v2:2, v3:3}          one block, refs = 1
- *       a -> [refs 1 | n 3 cap 4 | v1:1 | v2:2 | v3:3 | . ]
- *   b = copy(a)                     a, b -> the same block, refs = 2
- *   set(b, v1, 9)                   shared: b gets a clone (cap 4), every
- *                                   pair retained; a keeps the original
- *       b -> [refs 1 | n 3 cap 4 | v1:9 | v2:2 | v3:3 | . ]
- *   set(b, v4..v8, ...)             b owns its block: in place, grows to 8
- *   set(b, v9, ...)                 the 9th pair: promote
- *       b -> (HAMT root | 1)        the tagged pointer of a HAMT of 9
- *             |
- *        root B{...}  (hamt.c's own nodes; b's array block is released)
- *   del(b, v9..v6)                  HAMT deletes while it keeps > 4 pairs
- *   del(b, v5)                      4 left: demote; b -> a fresh array of
- *                                   4 pairs (cap 8), the HAMT is released
- *   a is {v1:1, v2:2, v3:3} throughout.
- *
- * LAYOUT
- *   The cv_map * handed out is one of:
- *     NULL                  the empty map (map.h)
- *     struct small *        bit 0 clear: {refs, count, cap, pairs[cap]},
- *                           one block; a pair is {cv_var *key, void *val}
- *     HAMT root | 1         bit 0 set: the hamt backend's map itself
- *   Tagging the pointer rather than wrapping the HAMT in a block of ours
- *   means a large map costs no extra allocation and no extra load on find:
- *   share, find and release go straight to the root. Bit 0 is free because
- *   every block comes from cv__malloc, aligned for any object. (A tag in
- *   the block itself would need hamt.c's node header to reserve a kind
- *   value for us; see the note on hamt.c below.)
+ * of pairs scanned by comparing addresses (.NET's AsyncLocalValueMap,
+ * OpenTelemetry Java's ArrayBasedContext). No hash is read, a find is a
+ * few compares in one or two cache lines, a copy is one atomic increment,
+ * and the first write after a copy clones at most K pairs. Past K pairs
+ * the scan and the O(n) clone lose to a trie, so the map becomes a HAMT,
+ * built through the hamt backend's own interface (cv__backend_hamt).
  *
  * THE INVARIANT
  *   A map is NULL, or an array of 1..K distinct keys in a block of
- *   capacity <= K, or a valid HAMT of more than K / 2 pairs.
+ *   capacity <= K, or a valid HAMT of more than K / 2 pairs. Between
+ *   K / 2 + 1 and K pairs either form is valid, depending on the history:
+ *   the hysteresis that keeps a set and reset at the boundary (K + 1, K)
+ *   from rebuilding a HAMT each time.
  *
- * OPERATIONS
- *   find -> ad_find, set -> ad_set (large_set, promote), del -> ad_del
- *   (large_del, demote), share -> ad_share, release -> ad_release
- *   (small_release), walk -> ad_foreach, invariant -> ad_check.
- *   Internals: small_new, small_lookup (the identity scan), small_clone
- *   (copy with retains, optionally leaving one pair out), cap_for.
+ * COSTS (n pairs, K = CV_ADAPTIVE_MAX = 8)
+ *   small form         find O(n) compares; set/del O(n) scan, then in
+ *                      place, or one clone of at most K pairs if shared;
+ *                      8-byte header + 16 bytes a pair (capacity 2, 4, 8)
+ *   large form         hamt's costs, plus a test of bit 0 and an indirect
+ *                      call through cv__backend_hamt
+ *   promotion          K + 1 hamt sets, once per map that crosses K
+ *   demotion           one block, K / 2 retains
+ *   share              O(1): an atomic increment, in both forms
+ * K = 8 is where the small form stops being faster than hamt or within
+ * noise on every operation; the figures: docs/design/adaptive.md.
+ *
+ * WORKED EXAMPLE (K = 8)
+ *   a = {v1:1, v2:2, v3:3}          a -> [refs 1 | n 3 cap 4 | v1 v2 v3 .]
+ *   b = copy(a)                     a, b -> the same block, refs = 2
+ *   set(b, v1, 9)                   shared: b gets a clone, every pair
+ *                                   retained; a keeps the original
+ *   set(b, v4..v8, ...)             b owns its block: in place, grows to 8
+ *   set(b, v9, ...)                 the 9th pair: promote; b -> (root | 1),
+ *                                   b's array block is released
+ *   del(b, v9..v6)                  HAMT deletes while it keeps > 4 pairs
+ *   del(b, v5)                      4 left: demote to a fresh array of
+ *                                   capacity 8; the HAMT is released
+ *   a is {v1:1, v2:2, v3:3} throughout.
+ *
+ * LAYOUT
+ *   The cv_map * handed out is NULL (empty), a struct small * (bit 0
+ *   clear: {refs, count, cap, pairs[cap]}, one block), or a HAMT root | 1
+ *   (bit 0 set: the hamt backend's map itself). Tagging the pointer rather
+ *   than wrapping the HAMT costs the large form no allocation and no load;
+ *   bit 0 is free because every block comes from cv__malloc.
  *
  * FAILURE SEMANTICS
- *   Allocate first, then mutate, then release. A small write obtains its
- *   new block (clone or growth) before touching the old one. Promotion
- *   builds the whole HAMT while the array is untouched and releases the
- *   array only once *m holds the HAMT; if a hamt set fails, the partial
- *   HAMT is released and *m, the array and every count are as they were.
- *   Its sets do retain values as they go, so on that failing path the
- *   value hooks see retains undone by as many releases (balanced, R14)
- *   rather than no calls at all; only this path runs hooks on failure.
- *   Demotion allocates its array before it reads the HAMT and fails as a
- *   whole (the delete does not happen) if it cannot: a best-effort
- *   demotion would leave a HAMT of K / 2 pairs and break the invariant.
- *   Large-form writes inherit hamt.c's guarantee. Release hooks run after
- *   *m points at a whole map.
+ *   Allocate first, then mutate, then release. Promotion builds the whole
+ *   HAMT while the array is untouched; if a hamt set fails, the partial
+ *   HAMT is released and *m, the array and every count are as they were
+ *   (its sets retained values as they went, so the hooks see those retains
+ *   undone: balanced, R14). Demotion allocates its array before it reads
+ *   the HAMT and fails as a whole if it cannot (a HAMT of K / 2 pairs
+ *   would break the invariant). What a write lets go of goes to the core
+ *   (maps/key.h), whose hooks run once the write is whole (R14a).
  *
- * TEST AND DEBUG HOOKS
- *   ad_check verifies the invariant (count, capacity, duplicates, key
- *   refcounts; hamt's own check plus the K / 2 bound for the large form).
- *   cv__adaptive_is_small (maps/adaptive.h) tells tests which form a map
- *   is in, so they assert the thresholds without timing.
- *   CV_ADAPTIVE_MAX may be set at build time to measure other K.
+ * TEST HOOKS
+ *   ad_check verifies the invariant (hamt's own check for the large form);
+ *   cv__adaptive_is_small (maps/adaptive.h) tells tests the form.
  *
- * A CHANGE TO HAMT.C THAT WOULD PAY (not made: hamt.c is not ours)
- *   A bulk constructor, cv__hamt_from_pairs(pairs, n), that plans the
- *   final trie and allocates each node once would make promotion one or
- *   two allocations instead of K + 1 reallocations of a growing root, and
- *   exporting hamt_find/hamt_set as hidden functions would remove the
- *   indirect call on the large form's hot paths.
+ * A CHANGE TO HAMT.C THAT WOULD PAY
+ *   A bulk constructor that plans the final trie and allocates each node
+ *   once would make promotion one or two allocations instead of K + 1
+ *   reallocations of a growing root; hidden exports of hamt's find/set
+ *   would remove the indirect call on the large form's hot paths.
  *
  * FURTHER READING
- *   .NET src/libraries/System.Private.CoreLib/src/System/Threading/
- *   AsyncLocal.cs (AsyncLocalValueMap: OneElementAsyncLocalValueMap ...
- *   MultiElementAsyncLocalValueMap up to 16, then a Dictionary);
- *   OpenTelemetry Java context/src/main/java/io/opentelemetry/context/
- *   ArrayBasedContext.java (key/value array copied on every with());
- *   CPython Python/hamt.c (the trie of the large form, and its essay).
+ *   .NET System.Private.CoreLib/src/System/Threading/AsyncLocal.cs
+ *   (AsyncLocalValueMap: one- to sixteen-element maps, then a Dictionary);
+ *   OpenTelemetry Java context/ArrayBasedContext.java; CPython
+ *   Python/hamt.c (the trie of the large form).
  */
 #include <string.h>
 
@@ -186,7 +97,11 @@ _Static_assert(CV_ADAPTIVE_MAX >= 2 && CV_ADAPTIVE_MAX <= 1024,
  * both kinds of block start with a 4-byte atomic: bit 0 is always free. */
 #define LARGE_TAG ((uintptr_t)1)
 
+/* The large form is the hamt backend's own map, reached through its table. */
+extern const struct cv_backend cv__backend_hamt;
+extern const struct cv_backend cv__backend_adaptive;
 #define HAMT (&cv__backend_hamt)
+#define SELF (&cv__backend_adaptive)
 
 typedef struct apair {
     cv_var *key;                 /* never NULL in the first s_count pairs */
@@ -259,7 +174,7 @@ static void small_release(small *s)
     if (!cv__refs_drop(&s->s_refs, 1))
         return;
     for (uint32_t i = 0; i < s->s_count; i++)
-        cv__entry_release(s->s_pairs[i].key, s->s_pairs[i].val);
+        cv__slot_drop(s->s_pairs[i].key, s->s_pairs[i].val);
     cv__free(s);
 }
 
@@ -275,7 +190,7 @@ static small *small_clone(const small *s, uint32_t cap, uint32_t skip)
         if (i == skip)
             continue;
         c->s_pairs[n] = s->s_pairs[i];
-        cv__entry_retain(c->s_pairs[n].key, c->s_pairs[n].val);
+        cv__slot_take(c->s_pairs[n].key, c->s_pairs[n].val);
         n++;
     }
     c->s_count = (uint16_t)n;
@@ -364,11 +279,12 @@ static int promote(cv_map **m, small *s, cv_var *key, void *val)
     if (r == 0)
         r = HAMT->set(&h, key, val);
     if (r != 0) {
-        HAMT->release(h);
+        cv__map_drop_later(HAMT, h);
         return r;
     }
     *m = large_wrap(h);
-    small_release(s); /* the caller's reference; frees s if it was alone */
+    /* the caller's reference; frees s if it was alone */
+    cv__map_drop_later(SELF, (cv_map *)s);
     return 0;
 }
 
@@ -382,7 +298,7 @@ static int demote_cb(cv_var *k, void *v, void *arg)
     demote_fill *f = arg;
     if (k != f->skip) {
         f->to->s_pairs[f->to->s_count++] = (apair){.key = k, .val = v};
-        cv__entry_retain(k, v);
+        cv__slot_take(k, v);
     }
     return 0;
 }
@@ -396,11 +312,11 @@ static int demote(cv_map **m, cv_map *h, const cv_var *key)
 {
     small *s = small_new(K);
     if (s == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     demote_fill f = {.to = s, .skip = key};
     HAMT->foreach(h, demote_cb, &f);
     *m = (cv_map *)s;
-    HAMT->release(h);
+    cv__map_drop_later(HAMT, h);
     return 1;
 }
 
@@ -425,8 +341,8 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
     if (s == NULL) {
         s = small_new(cap_for(1));
         if (s == NULL)
-            return CV_ENOMEM;
-        cv__entry_retain(key, val);
+            return CV_MAP_ENOMEM;
+        cv__slot_take(key, val);
         s->s_pairs[0] = (apair){.key = key, .val = val};
         s->s_count = 1;
         *m = (cv_map *)s;
@@ -442,17 +358,18 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
         uint32_t n = s->s_count + (p == NULL);
         small *c = small_clone(s, cap_for(n), s->s_count);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (p != NULL)
             p = &c->s_pairs[p - s->s_pairs];
-        small_release(s); /* the caller's reference to the shared one */
+        /* the caller's reference to the shared one */
+        cv__map_drop_later(SELF, (cv_map *)s);
         s = c;
         *m = (cv_map *)s;
     } else if (p == NULL && s->s_count == s->s_cap) {
         /* Grow: the pairs change block, not owner (no retains). */
         small *g = small_new(cap_for(s->s_count + 1u));
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         memcpy(g->s_pairs, s->s_pairs, s->s_count * sizeof(apair));
         g->s_count = s->s_count;
         cv__free(s);
@@ -460,14 +377,17 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
         *m = (cv_map *)s;
     }
 
+    /* in place only on a block no one else sees, never past K pairs */
+    CV_ASSERT(unshared(s) && s->s_count + (p == NULL) <= s->s_cap &&
+              s->s_cap <= K);
     if (p == NULL) {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         s->s_pairs[s->s_count++] = (apair){.key = key, .val = val};
     } else {
         void *old = p->val;
-        cv__value_retain(key, val);
+        cv__slot_take_value(key, val);
         p->val = val;
-        cv__value_release(key, old); /* last: the map is whole again */
+        cv__slot_drop_value(key, old); /* last: the map is whole again */
     }
     return 0;
 }
@@ -479,6 +399,8 @@ static int large_del(cv_map **m, const cv_var *key)
         int r = HAMT->del(&h, key);
         if (r == 1)
             *m = large_wrap(h);
+        /* the invariant: a HAMT holds more than K / 2 pairs */
+        CV_ASSERT(r < 0 || HAMT->len(large_inner(*m)) > DEMOTE_AT);
         return r;
     }
     void *v;
@@ -501,22 +423,24 @@ static int ad_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL. The pair goes with the caller's
          * reference: freed here if unshared, kept by the others if not. */
         *m = NULL;
-        small_release(s);
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     if (!unshared(s)) {
         uint32_t i = (uint32_t)(p - s->s_pairs);
         small *c = small_clone(s, cap_for(s->s_count - 1u), i);
         if (c == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         *m = (cv_map *)c;
-        small_release(s); /* the removed pair stays with the others */
+        /* the removed pair stays with the others */
+        cv__map_drop_later(SELF, (cv_map *)s);
         return 1;
     }
     /* In place: the last pair fills the hole (order is unspecified). */
+    CV_ASSERT(unshared(s));
     apair gone = *p;
     *p = s->s_pairs[--s->s_count];
-    cv__entry_release(gone.key, gone.val);
+    cv__slot_drop(gone.key, gone.val);
     return 1;
 }
 
@@ -552,7 +476,7 @@ static const char *ad_check(const cv_map *m)
         const cv_var *k = s->s_pairs[i].key;
         if (k == NULL)
             return "adaptive: NULL key among the pairs in use";
-        if (atomic_load(&k->v_refs) < 1)
+        if (cv__key_refs(k) < 1)
             return "adaptive: key with reference count below 1";
         for (uint32_t j = 0; j < i; j++)
             if (s->s_pairs[j].key == k)
@@ -566,15 +490,4 @@ int cv__adaptive_is_small(const cv_map *m)
     return !is_large(m);
 }
 
-const struct cv_backend cv__backend_adaptive = {
-    .name = "adaptive",
-    .summary = "small array scanned by identity, HAMT above K pairs",
-    .find = ad_find,
-    .set = ad_set,
-    .del = ad_del,
-    .len = ad_len,
-    .foreach = ad_foreach,
-    .share = ad_share,
-    .release = ad_release,
-    .check = ad_check,
-};
+CV_BACKEND_DEFINE(cv__backend_adaptive, "adaptive", ad);

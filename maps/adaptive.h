@@ -11,7 +11,7 @@
 /* K: the most pairs the small form (an array scanned by identity) holds.
  * A set that would make it K + 1 promotes the map to a HAMT; a delete that
  * leaves a HAMT with K / 2 pairs demotes it again. Chosen by measurement;
- * see "CHOOSING K" in adaptive.c. May be set at build time to measure
+ * see docs/design/adaptive.md. May be set at build time to measure
  * (the library, its tests and benchmarks must then agree on it). */
 #ifndef CV_ADAPTIVE_MAX
 #define CV_ADAPTIVE_MAX 8

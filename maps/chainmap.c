@@ -10,137 +10,51 @@
  * (lazily, so a copy that is never written costs nothing), while a writer
  * that holds the only reference writes into its top layer in place. This
  * is the model of Go's context.WithValue, OpenTelemetry C++'s Context and
- * Java's ScopedValue snapshots: a snapshot that differs by one set costs a
- * layer header and one slot, whatever the size of the map.
+ * Java's ScopedValue: a snapshot that differs by one set costs a layer
+ * header and one slot, whatever the size of the map.
  *
- * ISOLATION (R9)
- * A layer is written in place only while its count is one, and a count of
- * one means that nothing else -- no other context, no child layer, no
- * foreach walk -- can reach it. share() raises the count of the top layer,
- * and every child layer owns a reference to its parent, so every layer that
- * another map can see has a count of at least two and is never written
- * again: it is immutable for as long as anyone else can read it. After
- * b = copy(a), a and b read only layers that are frozen or that only one of
- * them can reach, so neither can see the other's later writes. (The naive
- * ChainMap.new_child keeps writing the parent in place under its children;
+ * THE INVARIANT (and why it gives isolation, R9)
+ * A layer is written only while its reference count is one; its count is
+ * the number of keys visible from it; its depth is its parent's plus one
+ * and at most D = CV_CHAINMAP_MAX_DEPTH; no tombstone sits at depth 0.
+ * share() raises the top's count and every child owns a reference to its
+ * parent, so a layer another map can see is never written again. (The
+ * naive ChainMap.new_child writes the parent under its children:
  * tests/support/canary.c is that bug, and the R9 tests must catch it.)
  *
- * COSTS (n visible pairs, d = depth <= D = CV_CHAINMAP_MAX_DEPTH = 8)
- *   find                 O(d): one probe per layer, top first
- *   set/del, unshared    O(d) to learn whether the key is visible below
- *                        (for len and for "same value: nothing to do"),
- *                        then O(1) expected in place (amortised growth)
- *   set/del, shared      O(d) + one 40-byte layer; when d = D, a
- *                        compaction (below): a merge of the top layers,
- *                        O(E' * d) for their E' slots (E' < the slots of
- *                        the layer they go onto / 2), or a flatten,
- *                        O(E * d) for the E slots of the chain; amortised
- *                        over a history O(D + n / min(n, 65535)) slot
- *                        copies a write (worst case: a flatten every D + 1
- *                        shared writes, as before merges)
- *   share (copy)         O(1): an atomic increment, never allocates
- *   len                  O(1): every layer caches the chain's count
- *   foreach              O(E * d) probes, no allocation (see below)
- *   memory               24-byte header + 16 bytes a slot per layer; a
- *                        snapshot in a history retains 180-300 bytes at
- *                        any n (measured n = 100 ... 65536, up to 20,000
- *                        snapshots, with the 40-byte context of the time;
- *                        CPython's HAMT 535-1,110), a sibling snapshot 72
- *                        (a 40-byte layer and a 32-byte context)
+ * COSTS (n visible pairs, d = depth <= D = 8)
+ *   find               O(d): one probe per layer, top first
+ *   set/del, unshared  O(d) to learn what is visible below, then O(1)
+ *                      expected in place (amortised growth)
+ *   set/del, shared    O(d) and one pushed layer (24-byte header + a
+ *                      16-byte slot); at depth D a compaction (below),
+ *                      amortised O(D + n / min(n, 65535)) slot copies
+ *   share / len        O(1): an increment / a count cached in each layer
+ *   foreach            O(E * d) probes over E slots, never allocates
+ * Figures and the tuning of D and R: docs/design/chainmap.md.
  *
- * COMPACTION (bounded depth, tiered)
- * A write over a frozen top at depth D (one that would push a layer at
- * depth D + 1) compacts the chain instead, in one of two ways:
+ * COMPACTION
+ * A shared write that would push a layer at depth D + 1 compacts instead:
  *   merge    the fewest top layers T1..Tk such that the layer B below them
- *            holds more than R times their slots plus the write, and Tk
- *            holds at most R times the slots above it plus the write
- *            (R = CV_CHAINMAP_MERGE_RATIO = 2; merge_base), become one new
- *            layer over B: the topmost slot of each key, the write, and
- *            only the tombstones that hide a pair B shows. It owns a new
- *            reference to B and retains what it copies; the depth becomes
- *            B's + 1. If nothing is left to keep (a tombstone over nothing
- *            B shows), the map becomes B itself.
- *   flatten  when no k qualifies, or when min(count, 65535) shared writes
- *            have been made since the last flatten (l_writes), the whole
- *            chain becomes one depth-0 layer holding only the visible
- *            pairs, plus the write.
- * Either way the caller's reference to the old top is dropped last. The
- * first rule keeps each merged layer small beside what it sits on, so the
- * layers form tiers; the second keeps a layer from being copied for much
- * less than its own size coming down: without it a big layer under a
- * small top makes every write copy the top again as it grows (the test
- * chainmap_history_over_a_big_layer_does_not_recopy_the_top: 4,700 bytes
- * a snapshot without the rule, 270 with it). In a history over a big map
- * (n = 1000; slots of each layer from the bottom, after the shared write
- * counted at the left; pushes in between not shown):
- *     write  9: 1000 <- 9             (T1..T8 + the write onto the bottom)
- *     write 17: 1000 <- 17            (9 is not > 2 x 8: it merges too)
- *     write 25: 1000 <- 17 <- 8       (17 > 2 x 8: the pushes go onto it)
- *     write 32: 1000 <- 32            ... and so on, until a flatten
+ *            holds more than R times their slots plus the write, and Tk at
+ *            most R times the slots above it plus the write (R =
+ *            CV_CHAINMAP_MERGE_RATIO = 2; merge_base), become one layer
+ *            over B: the topmost slot of each key, the write, and only the
+ *            tombstones that hide a pair B shows. If nothing is left to
+ *            keep, the map becomes B itself.
+ *   flatten  when no k qualifies, or once min(count, 65535) shared writes
+ *            have passed since the last flatten (l_writes), the chain
+ *            becomes one depth-0 layer of the visible pairs plus the write.
+ * The first rule makes the layers tiers, each small beside what it sits
+ * on; the second keeps a big layer from being copied again for a small
+ * top. Merges copy at most (R + 1) D slots a write, amortised (a slot
+ * copied moves down a level, and can do so D times). The write count
+ * bounds how long the bottom holds a value a history shadows: a merge never
+ * rewrites the bottom. A parent whose count falls to one is absorbed into
+ * the top on the owner's next in-place write, releasing what it alone
+ * shadowed sooner.
  *
- * What is released, and when. A merge drops what T1..Tk shadowed among
- * themselves and their needless tombstones: released once no snapshot
- * holds the old top. What they shadow in B and below stays until the next
- * flatten, which comes within about min(count, 65535) + D + 1 shared
- * writes of the last one: l_writes counts them, and a compaction runs at
- * least once every D + 1 shared writes. (A popped empty top takes its
- * count with it, so deletes can stretch this a little.) The count is
- * needed: a merge never rewrites the bottom, so a history that sets one
- * var over and over keeps the merged part at one slot and would hold the
- * bottom's old value of that var for ever. Absorbing a private parent
- * (LAYOUT) releases sooner when the owner writes in place.
- *   One step. A merge walks the E' slots of T1..Tk twice (count exactly,
- *   then copy into a table of that size), each slot O(k) probes ("is it
- *   shadowed above?") and each tombstone O(d) more ("does B show it?"). A
- *   flatten walks the d + 1 layers top first and copies each visible pair
- *   once: O(E * d) probes, E <= n + (slots above the bottom).
- *   Its bound. A merge copies |Tk| + A + 1 <= (R + 1)(A + 1) slots, A
- *   the slots above Tk, and each of those A + 1 moves down at least one
- *   level; a slot can move down at most D levels, so merges copy at most
- *   (R + 1) D = 24 slots a write, amortised. A flatten copies O(n + slots
- *   above the bottom): by the count, after at least min(count, 65535)
- *   shared writes; by "no k qualifies", when the slots above the bottom
- *   reach about n / R, or -- the worst case, tiers grown in place at every
- *   level -- as often as the old policy, once per D + 1 shared writes. In
- *   a history (copy, then one set, repeated; callgrind, 2,000 writes):
- *   2,690 instructions a write at n = 1000 and 3,210 at 65536, where a
- *   flatten at every compaction cost 20,300 and 1,288,000. A map at depth
- *   D copied k times and written once per copy pays k compactions (each
- *   child has its own): merges copy only the small top layers; a flatten,
- *   when the map sits at a trigger, is dictcopy's O(n) per write.
- * R is chosen by measurement (bench/memory: bytes retained per snapshot,
- * with the 40-byte context of the time, in a linear history; mean depth of the live
- * map over it; instructions a shared write, callgrind). Flattening at
- * every compaction, as before: 3,720 bytes, depth 4.0, 20,300 at
- * n = 1000; 233,000 bytes and 1,289,000 at n = 65536.
- *                  n = 1000, 2,000 writes      n = 65536, 20,000 writes
- *     R            bytes  depth  instr         bytes  depth  instr
- *     1            206    6.47   2,340         1,358  6.56   8,980
- *     2            229    5.55   2,690           298  6.62   5,090
- *     3            288    5.08   3,110           392  6.05   5,910
- *     4            329    4.88   3,370           531  5.82   7,300
- *   R = 1 starves the merges at large n (both rules rarely hold at once,
- *   so it flattens often); R = 3 and 4 buy 0.5 to 0.8 of a layer of mean
- *   depth for 25-80% more bytes and more copying. Merges keep the chain
- *   deeper than flattening did (mean 4.7 at n = 100 to 6.6 in the long
- *   history, against 4.0): a get that reaches the bottom pays about 24
- *   instructions a layer (bench/instr get_depth: 130 at depth 1, 298 at
- *   depth 8), so 15-65 more on such a get; the worst case, D + 1 probes,
- *   is unchanged.
- * D is chosen by measurement (Intel Xeon, 2 vCPU KVM, gcc 12 -O2, find on
- * a chain built by share + one set per layer, ns per find):
- *     depth        0    1    2    4    8    16   32   64   128
- *     hit bottom  1.6  3.0  4.4  7.1  11   36   57   105  195
- *   A layer costs about 1.4 ns up to depth 8, then the chain stops
- *   fitting the caches and predictors (16: 36 ns). D = 8 keeps the worst
- *   get at about 11 ns (about 0.55x of CPython's uncached get). It was
- *   chosen when every compaction flattened (0.2 us at n = 16, 16 us at
- *   1000, 300 us at 10000, over D + 1 writes); merges made compaction
- *   cheap, so a deeper D buys little; a shallower one (6: mean depth
- *   4.6-5.6 for 12-45% more bytes, in a simulation of this policy) was
- *   not measured here.
- *
- * WORKED EXAMPLE (D large enough not to flatten)
+ * WORKED EXAMPLE (D large enough not to compact)
  *   a: set x=1, y=2             a -> L0{x:1 y:2}                 refs(L0)=1
  *   b = copy(a)                 a, b -> L0                       refs(L0)=2
  *   set(b, x, 9)                b -> L1{x:9} -> L0               L0 frozen
@@ -154,93 +68,50 @@
  *           L0 [x:1 | y:2]  d=0 n=2   refs 2: never written again
  *
  *   find(a, x) = 1 (L2 misses, L0 hits); find(b, y) is absent (the
- *   tombstone in L1 ends the walk); len(a) = 2, len(b) = 1 (cached).
- *   copy(b), then set(b, z, 3) pushes L3{z:3} -> L1, and so on; when that
- *   would reach depth D + 1, b's layers are all too small for a merge
- *   (L0's 2 slots are not more than twice what lies above it), so b gets
- *   one flat layer {x:9, z:3} instead. (A merge over a big bottom: the
- *   tiers under COMPACTION.)
+ *   tombstone ends the walk); len(a) = 2, len(b) = 1 (cached). Copying b
+ *   and writing each copy pushes layers over L1; at depth D none is big
+ *   enough to merge onto (L0's 2 slots are not more than twice what lies
+ *   above), so the write flattens b into one layer of its visible pairs.
  *
  * LAYOUT
- *   struct layer { parent, refs (32 bits), count, used, lgcap, depth,
- *   writes, slots[1 << lgcap] }, one allocation: a 24-byte header. A slot
- *   is {cv_var *key, void *val}; key == NULL marks it empty; val == TOMB
- *   (the address of a private
- *   static, which no user value can equal) marks a tombstone: "deleted
- *   here, hide the layers below". Probing is linear from hash & mask;
- *   removal shifts the run back (no open-addressing deleted markers), so a
- *   probe stops at the first empty slot. Capacities 1 and 2 may be full (a
- *   probe then stops after one lap); from 4 up the load is at most 3/4. A
- *   pushed layer starts at capacity 1 and doubles.
- *   A parent whose count has fallen to one (the snapshot that froze it is
- *   gone) is reachable only through the top: after the owner's next
- *   in-place write it is absorbed (the top merged into it), so what it
- *   alone shadowed is released then, not only at the next compaction.
- *   The empty map is NULL: a delete that leaves no visible pair drops the
- *   caller's reference to the chain and stores NULL, whatever tombstones
- *   the layers held, so every layer has count >= 1. An unshared top layer
- *   left with no slots is popped (the map becomes its parent).
- *
- * THE INVARIANT
- *   A layer is written only while its reference count is one, its count is
- *   the number of keys visible from it, and its depth is its parent's plus
- *   one and at most D (and a merged layer, like any, never sits at depth 0,
- *   so it may hold the tombstones it needs).
- *
- * OPERATIONS
- *   find -> chain_find, set -> chain_set, del -> chain_del, share ->
- *   chain_share, release -> chain_release, len -> chain_len, walk ->
- *   chain_foreach, invariant -> chain_check. Internals: slot_lookup (one
- *   layer's probe), chain_lookup (the walk), layer_new, layer_resize (move,
- *   no retains), layer_push (a frozen top gets a child), chain_compact
- *   (at the bound: merge_base picks the layer to merge onto, chain_merge
- *   or chain_flatten builds the new layer), absorb_private /
- *   absorb_parent (merge a private parent), slot_remove (backward shift),
- *   shadowed (foreach's and merge's "is this key in a layer above?").
- *
- *   foreach counts each var once without a visited set: a slot of layer L
- *   is reported when its key has no slot in the layers above L. That is
- *   O(E * d) probes and no allocation, so a walk can never fail with
- *   CV_ENOMEM (foreach has no error to report it with) and d <= D keeps it
- *   linear. A visited set would be O(E) but allocate per walk.
+ *   struct layer { parent, refs, count, used, lgcap, depth, writes,
+ *   slots[1 << lgcap] }, one allocation. A slot is {cv_var *key, void *val}
+ *   (maps/slots.h): key NULL is empty; val == TOMB (a private static's
+ *   address) is "deleted here, hide the layers below". Linear probing,
+ *   removal by backward shift; capacities 1 and 2 may be full, from 4 up
+ *   the load is at most 3/4; a pushed layer starts at capacity 1. The
+ *   empty map is NULL: a delete that leaves nothing visible stores NULL,
+ *   and an unshared top left with no slots is popped. foreach reports a
+ *   slot of layer L when its key has no slot above L (no visited set, so
+ *   a walk cannot fail with CV_MAP_ENOMEM).
  *
  * FAILURE SEMANTICS
- *   Every allocation (a pushed layer, a grown table, a merged layer, a
- *   flattened chain) happens before anything is touched (a merge counts
- *   what it keeps without allocating, then makes one table); if it fails
- *   the call returns CV_ENOMEM with *m and the map as they were. Release
- *   hooks run after the structure is consistent again (the replaced value
- *   is released after the new one is stored; a dropped chain -- the old
- *   top after a merge or flatten -- is released after *m is updated).
- *   Shrinking after a delete, popping an empty layer and absorbing a
- *   private parent are optimisations done after the write has succeeded:
- *   when their allocation fails they are skipped, never the call. A
- *   delete never needs memory when it empties the map, nor a merge that
- *   keeps nothing.
+ *   Every allocation (a pushed layer, a grown table, a merged or flattened
+ *   layer) happens before anything is touched; on CV_MAP_ENOMEM *m and the
+ *   map are as they were. Shrinking, popping and absorbing are optimisations
+ *   after the write: when their allocation fails they are skipped, never
+ *   the call. What a write lets go of (a slot, a dropped or parked layer)
+ *   goes to the core (maps/key.h), whose hooks run once the write is whole.
  *
- * TEST AND DEBUG HOOKS
- *   chain_check walks every layer: counts >= 1, depth = parent's + 1 and
- *   <= D, capacity and load, the probe invariant, no
- *   tombstone at depth 0, the shared-write count (0 at depth 0, never
- *   below the parent's), and each layer's cached count against a recount.
- *   cv__chainmap_depth (maps/chainmap.h) reports the depth, so tests assert
- *   the bound without timing. Forced var hashes (cv__var_new_hashed) build
- *   full tiny tables and long probe runs.
+ * TEST HOOKS
+ *   chain_check verifies the invariant, capacities and loads, the probe
+ *   runs and each layer's cached count against a recount;
+ *   cv__chainmap_depth (maps/chainmap.h) lets tests assert the bound.
  *
  * FURTHER READING
- *   Go src/context/context.go (valueCtx: one pair per link, lookups walk
- *   the whole chain, no bound); OpenTelemetry C++ api/include/opentelemetry/
- *   context/context.h (SetValue builds a new node over the old one);
- *   JEP 446/506 ScopedValue (immutable bindings, snapshots captured per
- *   StructuredTaskScope); Redis src/dict.c dictRehash (how to state an
- *   amortised step). The counter-example: aiotask-context's
- *   chainmap_context_factory, whose ChainMap.new_child child reads the
- *   parent's live dict, so a child task sees its parent's later writes.
+ *   Go src/context/context.go (valueCtx: one pair a link, no bound);
+ *   OpenTelemetry C++ api/include/opentelemetry/context/context.h;
+ *   JEP 446/506 ScopedValue; Redis src/dict.c dictRehash (stating an
+ *   amortised step); aiotask-context's chainmap_context_factory (the
+ *   counter-example: a child reads its parent's live dict).
  */
 #include <string.h>
 
 #include "chainmap.h"
 #include "slots.h"
+
+extern const struct cv_backend cv__backend_chainmap;
+#define SELF (&cv__backend_chainmap)
 
 /* {key, val}; key NULL: empty, else one var reference; val a retained
  * value, or TOMB (no retain). */
@@ -248,9 +119,11 @@ typedef cv_slot cslot;
 
 typedef struct layer layer;
 struct layer {
-    layer *l_parent;             /* owned reference; NULL at depth 0 */
-    _Atomic uint32_t l_refs;     /* contexts, walks, and child layers */
+    cv_map_head l_head;          /* refs: contexts, walks, child layers
+                                  * (first: the core shares and releases
+                                  * a map inline, map.h's destroy) */
     uint32_t l_count;            /* keys visible from here down, >= 1 */
+    layer *l_parent;             /* owned reference; NULL at depth 0 */
     uint32_t l_used;             /* occupied slots: pairs + tombstones */
     uint8_t l_lgcap;             /* capacity is 1 << l_lgcap */
     uint8_t l_depth;             /* layers below; <= MAX_DEPTH */
@@ -267,7 +140,6 @@ struct layer {
  * and no layer counts its tombstones: tomb_above probes every layer above,
  * which a compaction does once per copied slot, and check() finds them by
  * the slots. */
-#define MAX_REFS ((uint32_t)1 << 31)
 
 #define MAX_DEPTH CV_CHAINMAP_MAX_DEPTH
 #define MAX_LGCAP 31u
@@ -308,7 +180,7 @@ static unsigned lg_for(uint32_t n)
 
 static int unshared(const layer *l)
 {
-    return atomic_load_explicit(&l->l_refs, memory_order_acquire) == 1;
+    return atomic_load_explicit(&l->l_head.refs, memory_order_acquire) == 1;
 }
 
 static layer *layer_new(unsigned lg)
@@ -319,7 +191,7 @@ static layer *layer_new(unsigned lg)
     layer *l = cv__malloc(sizeof *l + cap * sizeof(cslot));
     if (l == NULL)
         return NULL;
-    atomic_init(&l->l_refs, 1);
+    atomic_init(&l->l_head.refs, 1);
     l->l_parent = NULL;
     l->l_count = 0;
     l->l_used = 0;
@@ -335,7 +207,7 @@ static layer *layer_new(unsigned lg)
 static cslot *slot_lookup(const layer *l, const cv_var *key)
 {
     uint32_t mask = lmask(l);
-    uint32_t i = cv__var_hash(key) & mask;
+    uint32_t i = cv__key_hash(key) & mask;
     for (uint32_t n = 0; n <= mask; n++) {
         const cslot *s = &l->l_slots[i];
         if (s->key == key || s->key == NULL)
@@ -406,10 +278,11 @@ static void slot_remove(layer *l, cslot *s)
  * the references the slot owns. */
 static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
 {
+    CV_ASSERT(unshared(l)); /* the invariant: a layer is written at 1 */
     if (val == TOMB) {
-        cv__var_incref(key);
+        cv__slot_take_key(key);
     } else {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
     }
     s->key = key;
     s->val = val;
@@ -420,40 +293,29 @@ static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
  * Lifetime
  * ------------------------------------------------------------------------ */
 
-static void chain_release(cv_map *m)
+/* m's count has dropped to 0: frees it, and each parent whose last
+ * reference it held (a loop, not recursion). */
+static void chain_destroy(cv_map *m)
 {
     layer *l = (layer *)m;
-    /* A loop, not recursion: each freed layer drops its parent's count. */
-    while (l != NULL) {
-        if (!cv__refs_drop(&l->l_refs, 1))
-            return;
+    for (;;) {
         layer *parent = l->l_parent;
-        for (uint32_t i = 0; i <= lmask(l); i++) {
-            cslot *s = &l->l_slots[i];
-            if (s->key == NULL)
-                continue;
-            if (s->val == TOMB)
-                cv__var_decref(s->key);
-            else
-                cv__entry_release(s->key, s->val);
-        }
+        cv__slots_drop(l->l_slots, lmask(l), TOMB);
         cv__free(l);
+        if (parent == NULL || !cv__refs_drop(&parent->l_head.refs, 1))
+            return;
         l = parent;
     }
 }
 
+static void chain_release(cv_map *m)
+{
+    cv__map_release(SELF, m);
+}
+
 static int chain_share(cv_map *m, cv_map **out)
 {
-    layer *l = (layer *)m;
-    if (l != NULL &&
-        atomic_fetch_add_explicit(&l->l_refs, 1, memory_order_relaxed) >=
-            MAX_REFS) {
-        /* 2^31 holders of one layer: refused, never wrapped */
-        atomic_fetch_sub_explicit(&l->l_refs, 1, memory_order_relaxed);
-        return CV_ENOMEM;
-    }
-    *out = m;
-    return 0;
+    return cv__map_share(SELF, m, out); /* 2^31 holders: refused */
 }
 
 /* ------------------------------------------------------------------------
@@ -465,7 +327,7 @@ static int chain_find(const cv_map *m, const cv_var *key, void **val)
     /* The hot path: one probe per layer; the first slot for key decides. */
     for (const layer *l = (const layer *)m; l != NULL; l = l->l_parent) {
         uint32_t mask = lmask(l);
-        uint32_t i = cv__var_hash(key) & mask;
+        uint32_t i = cv__key_hash(key) & mask;
         for (uint32_t n = 0; n <= mask; n++) {
             const cslot *s = &l->l_slots[i];
             if (s->key == key) {
@@ -616,13 +478,13 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
             keep += (uint32_t)merge_keeps(top, u, base, &u->l_slots[i], key);
     layer *b = (layer *)base; /* frozen: only its count moves */
     if (keep == 0) {
-        atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
         *out = b;
         return 0;
     }
     layer *n = layer_new(lg_for(keep));
     if (n == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     for (const layer *u = top; u != base; u = u->l_parent)
         for (uint32_t i = 0; i <= lmask(u); i++) {
             const cslot *s = &u->l_slots[i];
@@ -631,7 +493,7 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
         }
     if (put)
         slot_fill(n, slot_lookup(n, key), key, val);
-    atomic_fetch_add_explicit(&b->l_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
     n->l_parent = b;
     n->l_depth = (uint8_t)(b->l_depth + 1u);
     *out = n;
@@ -652,20 +514,20 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
     if (base == NULL) {
         n = chain_flatten(top, key, count);
         if (n == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (val != TOMB)
             slot_fill(n, slot_lookup(n, key), key, val);
         n->l_count = count;
     } else {
         if (chain_merge(top, base, key, val, &n) < 0)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         if (n != base) { /* a new layer (base itself is frozen) */
             n->l_count = count;
             n->l_writes = writes_after(top);
         }
     }
     *m = (cv_map *)n;
-    chain_release((cv_map *)top); /* last: may release shadowed values */
+    cv__map_drop_later(SELF, (cv_map *)top); /* may release shadowed values */
     return 0;
 }
 
@@ -680,9 +542,10 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
         return chain_compact(m, key, val, count);
     layer *n = layer_new(0);
     if (n == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     n->l_parent = top; /* steals the caller's reference */
     n->l_depth = (uint8_t)(top->l_depth + 1);
+    CV_ASSERT(n->l_depth <= MAX_DEPTH);
     n->l_writes = writes_after(top);
     n->l_count = count;
     slot_fill(n, &n->l_slots[0], key, val);
@@ -690,7 +553,7 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
     return 0;
 }
 
-/* Makes room for one more slot in the unshared top *m. 0 or CV_ENOMEM. */
+/* Makes room for one more slot in the unshared top *m. 0 or CV_MAP_ENOMEM. */
 static int make_room(cv_map **m)
 {
     layer *top = (layer *)*m;
@@ -698,7 +561,7 @@ static int make_room(cv_map **m)
         return 0;
     layer *g = layer_resize(top, top->l_lgcap + 1u);
     if (g == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     *m = (cv_map *)g;
     return 0;
 }
@@ -708,29 +571,22 @@ static int make_room(cv_map **m)
  * alone shadows
  * ------------------------------------------------------------------------ */
 
-/* Drops what a slot owned (a tombstone owns only its var reference). */
-static void slot_release(cslot *s)
-{
-    if (s->val == TOMB)
-        cv__var_decref(s->key);
-    else
-        cv__entry_release(s->key, s->val);
-}
-
 /* Merges the unshared top *m into its parent p, which has a count of one,
  * so that only this top reaches it: p is as private as the top. Each slot
  * of the top overwrites p's slot for its key; what that displaces (p's old
  * value, or the top's own tombstone when p has nothing to hide) is parked
- * in the top's emptied slot and released once *m is p, after the
- * structure is whole. 0, or CV_ENOMEM (p could not grow; nothing changed). */
-static int absorb_parent(cv_map **m)
+ * in the top's emptied slot. The top then leaves the chain as a layer of
+ * its own, linked onto *parked, which the caller releases after the write
+ * (cv__map_drop_later): releasing it drops exactly what is parked.
+ * 0, or CV_MAP_ENOMEM (p could not grow; nothing changed). */
+static int absorb_parent(cv_map **m, layer **parked)
 {
     layer *top = (layer *)*m;
     layer *p = top->l_parent;
     if (!fits(p->l_used + top->l_used, p->l_lgcap)) {
         layer *g = layer_resize(p, lg_for(p->l_used + top->l_used));
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         p = top->l_parent = g;
     }
     for (uint32_t i = 0; i <= lmask(top); i++) {
@@ -762,17 +618,16 @@ static int absorb_parent(cv_map **m)
             cv_var *k = t->key;
             slot_remove(p, t);
             s->val = old;
-            cv__var_decref(k);
+            cv__slot_drop_key(k);
         }
     }
     p->l_count = top->l_count;
     /* Over depth 0 nothing shadowed is left: the count starts again. */
     p->l_writes = p->l_depth == 0 ? 0 : top->l_writes;
     *m = (cv_map *)p; /* the top's reference to p moves to *m */
-    for (uint32_t i = 0; i <= lmask(top); i++)
-        if (top->l_slots[i].key != NULL)
-            slot_release(&top->l_slots[i]);
-    cv__free(top);
+    top->l_parent = *parked;
+    top->l_depth = 0;
+    *parked = top;
     return 0;
 }
 
@@ -783,12 +638,15 @@ static int absorb_parent(cv_map **m)
 static void absorb_private(cv_map **m)
 {
     layer *top = (layer *)*m;
+    layer *parked = NULL;
     while (top != NULL && top->l_parent != NULL && unshared(top) &&
            unshared(top->l_parent)) {
-        if (absorb_parent(m) < 0)
-            return;
+        if (absorb_parent(m, &parked) < 0)
+            break;
         top = (layer *)*m;
     }
+    if (parked != NULL)
+        cv__map_drop_later(SELF, (cv_map *)parked);
 }
 
 static int chain_set(cv_map **m, cv_var *key, void *val)
@@ -797,7 +655,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
     if (top == NULL) {
         layer *n = layer_new(0);
         if (n == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         slot_fill(n, &n->l_slots[0], key, val);
         n->l_count = 1;
         *m = (cv_map *)n;
@@ -818,11 +676,12 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
 
     if (s != NULL) { /* a pair or a tombstone of this layer: overwrite */
         void *old = s->val;
-        cv__value_retain(key, val);
+        CV_ASSERT(unshared(top));
+        cv__slot_take_value(key, val);
         s->val = val;
         top->l_count = count;
         if (old != TOMB)
-            cv__value_release(key, old); /* last: the layer is whole */
+            cv__slot_drop_value(key, old); /* last: the layer is whole */
     } else {
         int r = make_room(m);
         if (r < 0)
@@ -832,6 +691,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         top->l_count = count;
     }
     absorb_private(m);
+    CV_ASSERT(((const layer *)*m)->l_count >= 1);
     return 0;
 }
 
@@ -868,7 +728,7 @@ static int chain_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL, whatever the layers hold. The chain goes
          * with the caller's reference: freed if it was the last one. */
         *m = NULL;
-        chain_release((cv_map *)top);
+        cv__map_drop_later(SELF, (cv_map *)top);
         return 1;
     }
     uint32_t count = top->l_count - 1;
@@ -881,24 +741,27 @@ static int chain_del(cv_map **m, const cv_var *key)
     if (s != NULL) { /* a pair of this layer */
         void *old = s->val;
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
+            CV_ASSERT(unshared(top) && top->l_depth > 0);
             s->val = TOMB; /* the slot keeps its var reference */
             top->l_count = count;
-            cv__value_release(k, old);
+            cv__slot_drop_value(k, old);
         } else { /* nothing below to hide: drop the slot */
             slot_remove(top, s);
             top->l_count = count;
             after_remove(m);
-            cv__entry_release(k, old);
+            cv__slot_drop(k, old);
         }
     } else { /* visible below only: hide it with a tombstone here */
         int r = make_room(m);
         if (r < 0)
             return r;
         top = (layer *)*m;
+        CV_ASSERT(top->l_depth > 0); /* no tombstone at depth 0 */
         slot_fill(top, slot_lookup(top, key), k, TOMB);
         top->l_count = count;
     }
     absorb_private(m); /* after the write, as in chain_set */
+    CV_ASSERT(*m == NULL || ((const layer *)*m)->l_count >= 1);
     return 1;
 }
 
@@ -923,7 +786,7 @@ static const char *layer_check(const layer *l)
 {
     uint32_t cap = (uint32_t)1 << l->l_lgcap;
     uint32_t mask = cap - 1;
-    if (atomic_load(&l->l_refs) < 1)
+    if (atomic_load(&l->l_head.refs) < 1)
         return "chainmap: reference count below 1";
     if (l->l_depth != (l->l_parent ? l->l_parent->l_depth + 1u : 0u))
         return "chainmap: depth is not the parent's plus one";
@@ -938,16 +801,9 @@ static const char *layer_check(const layer *l)
             continue;
         used++;
         tombs += s->val == TOMB;
-        if (atomic_load(&s->key->v_refs) < 1)
-            return "chainmap: key with reference count below 1";
-        /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__var_hash(s->key) & mask; j != i;
-             j = (j + 1) & mask) {
-            if (l->l_slots[j].key == NULL)
-                return "chainmap: key behind an empty slot (probe run broken)";
-            if (l->l_slots[j].key == s->key)
-                return "chainmap: duplicate key in a layer";
-        }
+        const char *e = cv__slot_check(l->l_slots, mask, i);
+        if (e != NULL)
+            return e;
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
@@ -979,16 +835,4 @@ unsigned cv__chainmap_depth(const cv_map *m)
     return m ? ((const layer *)m)->l_depth : 0;
 }
 
-const struct cv_backend cv__backend_chainmap = {
-    .name = "chainmap",
-    .summary = "layers frozen by sharing, O(1) copy, top layers merged "
-               "at depth 8",
-    .find = chain_find,
-    .set = chain_set,
-    .del = chain_del,
-    .len = chain_len,
-    .foreach = chain_foreach,
-    .share = chain_share,
-    .release = chain_release,
-    .check = chain_check,
-};
+CV_BACKEND_DEFINE_HEADED(cv__backend_chainmap, "chainmap", chain);

@@ -10,14 +10,14 @@
 
 /* The deepest a chain may get: a write that would push a layer at depth
  * CV_CHAINMAP_MAX_DEPTH + 1 compacts the chain instead (a merge of the
- * small top layers, or a flatten). Chosen by measurement; see "COMPACTION"
- * in chainmap.c. */
+ * small top layers, or a flatten); see "COMPACTION" in chainmap.c. Chosen
+ * by measurement: docs/design/chainmap.md. */
 #define CV_CHAINMAP_MAX_DEPTH 8
 
 /* A compaction at the depth bound merges the fewest top layers whose slots
  * (plus the write) are fewer than 1 / CV_CHAINMAP_MERGE_RATIO of the slots
  * of the layer below them, onto that layer; when no layer qualifies it
- * flattens. Chosen by measurement; see "COMPACTION" in chainmap.c. */
+ * flattens. Chosen by measurement: docs/design/chainmap.md. */
 #define CV_CHAINMAP_MERGE_RATIO 2
 
 /* Layers below the top one (0 for a single layer and for the empty map). */

@@ -32,7 +32,7 @@
  * LAYOUT
  *   struct dict { refs, count, mask, slots[mask + 1] }, one allocation.
  *   A slot is {cv_var *key, void *val}; key == NULL marks it empty. The
- *   index of a key is cv__var_hash(key) & mask; collisions probe linearly.
+ *   index of a key is cv__key_hash(key) & mask; collisions probe linearly.
  *   Deletion shifts the following run back (no tombstones), so a probe can
  *   stop at the first empty slot and the table never degrades.
  *   The empty map is NULL (map.h), never a table with count 0.
@@ -50,15 +50,15 @@
  *
  * FAILURE SEMANTICS
  *   Every allocation (growth, clone) happens before the table is touched;
- *   if it fails the call returns CV_ENOMEM with the map as it was. Hooks
- *   (value release) run after the table is consistent again, so a hook
- *   that reads the context sees a whole map. Shrinking after a delete is
- *   an optimisation: when its allocation fails the delete still succeeds.
+ *   if it fails the call returns CV_MAP_ENOMEM with the map as it was.
+ *   What a write lets go of goes to the core (maps/key.h), whose hooks run
+ *   once the write is whole (R14a). Shrinking after a delete is an
+ *   optimisation: when its allocation fails the delete still succeeds.
  *
  * TEST AND DEBUG HOOKS
  *   dict_check walks the table and verifies the invariant, the count, the
- *   load bounds and the reference counts; the conformance suite and the
- *   fuzzers call it after every step. Forced var hashes
+ *   load bounds and the reference counts; the test builds run it after
+ *   every write (maps/map.h). Forced var hashes
  *   (cv__var_new_hashed) build long probe runs and wrap-around.
  *
  * FURTHER READING
@@ -70,6 +70,8 @@
 
 #include "map.h"
 #include "slots.h"
+
+extern const struct cv_backend cv__backend_dictcopy;
 
 /* {key, val}; key NULL: empty; val retained through the key's hooks. */
 typedef cv_slot dslot;
@@ -117,7 +119,7 @@ static dict *table_new(uint32_t cap)
 /* The slot holding key, or the empty slot where it would go. */
 static dslot *slot_lookup(const dict *d, const cv_var *key)
 {
-    uint32_t i = cv__var_hash(key) & d->d_mask;
+    uint32_t i = cv__key_hash(key) & d->d_mask;
     for (;;) {
         const dslot *s = &d->d_slots[i];
         if (s->key == key || s->key == NULL)
@@ -161,7 +163,7 @@ static dict *table_clone(const dict *d, uint32_t cap)
     n->d_count = d->d_count;
     for (uint32_t i = 0; i <= n->d_mask; i++)
         if (n->d_slots[i].key != NULL)
-            cv__entry_retain(n->d_slots[i].key, n->d_slots[i].val);
+            cv__slot_take(n->d_slots[i].key, n->d_slots[i].val);
     return n;
 }
 
@@ -172,9 +174,7 @@ static void dict_release(cv_map *m)
         return;
     if (!cv__refs_drop(&d->d_refs, 1))
         return;
-    for (uint32_t i = 0; i <= d->d_mask; i++)
-        if (d->d_slots[i].key != NULL)
-            cv__entry_release(d->d_slots[i].key, d->d_slots[i].val);
+    cv__slots_drop(d->d_slots, d->d_mask, NULL);
     cv__free(d);
 }
 
@@ -203,30 +203,33 @@ static int dict_set(cv_map **m, cv_var *key, void *val)
         dict *c = d ? table_clone(d, fits(n, cap) ? cap : cap_for(n))
                     : table_new(cap);
         if (c == NULL)
-            return CV_ENOMEM;
-        dict_release((cv_map *)d); /* the caller's reference to the old one */
+            return CV_MAP_ENOMEM;
+        /* the caller's reference to the old one */
+        cv__map_drop_later(&cv__backend_dictcopy, (cv_map *)d);
         d = c;
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     } else if (s->key == NULL && !fits(d->d_count + 1, d->d_mask + 1)) {
         dict *g = table_resize(d, (d->d_mask + 1) * 2);
         if (g == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         d = g;
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     }
 
+    /* in place only on a table no one else can see; load at most 3/4 */
+    CV_ASSERT(unshared(d) && fits(d->d_count + (s->key == NULL), d->d_mask + 1));
     if (s->key == NULL) {
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
         s->key = key;
         s->val = val;
         d->d_count++;
     } else {
         void *old = s->val;
-        cv__value_retain(key, val);
+        cv__slot_take_value(key, val);
         s->val = val;
-        cv__value_release(key, old);
+        cv__slot_drop_value(key, old);
     }
     return 0;
 }
@@ -246,7 +249,7 @@ static int dict_del(cv_map **m, const cv_var *key)
         /* The empty map is NULL. The pair goes with the caller's reference:
          * freed here if unshared, kept by the other holders if not. */
         *m = NULL;
-        dict_release((cv_map *)d);
+        cv__map_drop_later(&cv__backend_dictcopy, (cv_map *)d);
         return 1;
     }
     if (!unshared(d)) {
@@ -254,12 +257,13 @@ static int dict_del(cv_map **m, const cv_var *key)
         dict *c = table_clone(d, n * 8 < d->d_mask + 1 ? cap_for(n)
                                                        : d->d_mask + 1);
         if (c == NULL)
-            return CV_ENOMEM;
-        dict_release((cv_map *)d);
+            return CV_MAP_ENOMEM;
+        cv__map_drop_later(&cv__backend_dictcopy, (cv_map *)d);
         d = c;
         *m = (cv_map *)d;
         s = slot_lookup(d, key);
     }
+    CV_ASSERT(unshared(d) && s->key == key);
     cv__slot_remove(d->d_slots, d->d_mask, (uint32_t)(s - d->d_slots));
     d->d_count--;
     /* Shrink a table left at under 1/8 load; best effort. */
@@ -270,7 +274,7 @@ static int dict_del(cv_map **m, const cv_var *key)
             *m = (cv_map *)d;
         }
     }
-    cv__entry_release(k, v);
+    cv__slot_drop(k, v);
     return 1;
 }
 
@@ -324,31 +328,13 @@ static const char *dict_check(const cv_map *m)
         if (s->key == NULL)
             continue;
         seen++;
-        if (atomic_load(&s->key->v_refs) < 1)
-            return "dictcopy: key with reference count below 1";
-        /* No empty slot between the home slot and i; no duplicate before. */
-        for (uint32_t j = cv__var_hash(s->key) & d->d_mask; j != i;
-             j = (j + 1) & d->d_mask) {
-            if (d->d_slots[j].key == NULL)
-                return "dictcopy: key behind an empty slot (probe run broken)";
-            if (d->d_slots[j].key == s->key)
-                return "dictcopy: duplicate key";
-        }
+        const char *e = cv__slot_check(d->d_slots, d->d_mask, i);
+        if (e != NULL)
+            return e;
     }
     if (seen != d->d_count)
         return "dictcopy: count does not match the occupied slots";
     return NULL;
 }
 
-const struct cv_backend cv__backend_dictcopy = {
-    .name = "dictcopy",
-    .summary = "open-addressing table, O(1) share, cloned on first write",
-    .find = dict_find,
-    .set = dict_set,
-    .del = dict_del,
-    .len = dict_len,
-    .foreach = dict_foreach,
-    .share = dict_share,
-    .release = dict_release,
-    .check = dict_check,
-};
+CV_BACKEND_DEFINE(cv__backend_dictcopy, "dictcopy", dict);

@@ -21,15 +21,15 @@
  *                        is reallocated (one node, at most 33 slots)
  *   set/del, shared      O(d) nodes copied, 16 + 16 slots bytes each;
  *                        every copied slot is one atomic increment (a var
- *                        or a child), and those dominate: ~110 ns at
- *                        n = 16, ~370 ns at n = 1000 (a root array node
- *                        alone is 32 increments)
+ *                        or a child), and those dominate (a root array
+ *                        node alone is 32 increments)
  *   share (copy)         O(1): an atomic increment on the root
  *   len                  O(1): every node counts the pairs below it
  *   memory               16-byte header + 16 bytes a slot (bitmap), 272
  *                        bytes (array node), one block per node
  * Against dictcopy: find walks d nodes instead of probing one table, and
  * the first write after a copy is O(d) instead of O(n).
+ * Figures: docs/design/hamt.md.
  *
  * WORKED EXAMPLE (hashes in base 32, least significant fragment first)
  *   a = {x (h=..3.1), y (h=..7.1), z (h=..2)}
@@ -68,16 +68,9 @@
  *   were iterators one level short of this bound).
  *   The empty map is NULL; the map handed out is the root node itself.
  *
- *   Array threshold, measured (one-set snapshot bytes; find and path-copy
- *   ns, 2-vCPU Xeon VM, gcc -O2; thresholds 8, 12, 16, 20, 24, 31):
- *   8-16 find within noise of each other (5-6 ns at n = 16, 9-10 ns at
- *   n = 1000, 53-59 ns at n = 10^5); 20 and above are slower (at 24: 19 ns
- *   find and 580 ns path copy at n = 1000 against 9 and 380; at 31: 25 and
- *   850) because a wide bitmap node costs a popcount plus 16 bytes a slot
- *   to copy. Below 16, small maps pay: at 8 a 16-key map's root is already
- *   an array node and its one-set snapshot is 310 bytes against 252. At 16
- *   a full bitmap node and an array node cost the same to copy (16 + 16 *
- *   16 = 272 bytes), the break-even point, so CPython's 16 stays.
+ *   The array threshold is CPython's 16: at 16 a full bitmap node and an
+ *   array node cost the same to copy (16 + 16 * 16 = 272 bytes); the
+ *   thresholds measured around it: docs/design/hamt.md.
  *   One threshold both ways (no hysteresis) keeps the shape canonical; the
  *   price is a conversion (up to 17 blocks) each time a level oscillates
  *   across 16, which a context of vars does not do.
@@ -91,16 +84,18 @@
  *   at least 2 keys; a one-key subtree exists only below an array node or
  *   as the root; collision nodes hold >= 2 keys at level 7 only.)
  *
- * OPERATIONS
- *   find -> hamt_find, set -> hamt_set (plan_set, then build_set), del ->
- *   hamt_del (plan_del, then build_del), share -> hamt_share, release ->
- *   hamt_release (node_decref, node_free), walk -> hamt_foreach,
- *   invariant -> hamt_check (check_node). Node makers: bnode_alloc,
- *   anode_alloc; copies that retain: slots_retain, children_incref.
- *   A write runs in three phases: plan (walk down, decide every node's
- *   fate, touch nothing), allocate (every new node of the plan, or none),
- *   build (bottom-up: fill new nodes, change owned nodes in place, then
- *   drop references and release values).
+ * THE WRITE PATH
+ *   A write runs in four phases: plan (walk down, decide, touch nothing),
+ *   allocate (every new block of the plan, or none), build (bottom-up:
+ *   fill new blocks, change owned nodes in place), finish (let go of what
+ *   the new map no longer holds). A set ends at one of seven actions, each
+ *   one pair hamt_<kind>_<op>_alloc / _build: root_new, node_replace,
+ *   bitmap_insert, bitmap_to_array, array_insert, bitmap_split,
+ *   collision_insert (table set_actions); build_path rebuilds the path
+ *   above, set_finish drops. A delete plans with del_walk and del_fates
+ *   (each node stays, moves its last pair up, or goes), allocates in
+ *   alloc_del, builds bottom-up (del_leaf_build, del_inner_build) and
+ *   drops in del_finish.
  *
  * OWNERSHIP AND IN-PLACE WRITES
  *   A node may be changed in place only when it and every node above it
@@ -114,11 +109,12 @@
  * FAILURE SEMANTICS
  *   All allocations of a write happen in phase 2, before anything is
  *   modified or retained; if one fails, the blocks already obtained are
- *   freed raw (they hold nothing yet) and the call returns CV_ENOMEM with
- *   the map, *m and every refcount as they were. The build phase cannot
- *   fail. Value hooks that release (old values, removed pairs, nodes that
- *   die) run after *m points at a consistent map; retain hooks run while
- *   new nodes are filled, never on a failing call.
+ *   freed raw (they hold nothing yet) and the call returns CV_MAP_ENOMEM
+ *   with the map, *m and every refcount as they were. The build phase
+ *   cannot fail. What a write lets go of (old values, removed pairs, the
+ *   first shared node) goes to the core (maps/key.h), whose hooks run
+ *   once the write is whole; retain hooks run while new nodes are filled,
+ *   never on a failing call.
  *
  * TEST AND DEBUG HOOKS
  *   hamt_check walks the trie: header counts against bitmaps, per-node
@@ -141,6 +137,10 @@
 
 #include "map.h"
 
+/* A node is a map of its own: hamt_release takes any node. */
+extern const struct cv_backend cv__backend_hamt;
+#define SELF (&cv__backend_hamt)
+
 /* ------------------------------------------------------------------------
  * Layout
  * ------------------------------------------------------------------------ */
@@ -149,6 +149,8 @@
 #define HAMT_FANOUT 32u
 #define HAMT_COLLISION_LEVEL 7u /* 7 * 5 = 35 > 32: no bits are left */
 #define HAMT_MAX_DEPTH 8u       /* levels 0..7 */
+_Static_assert(HAMT_FANOUT + HAMT_MAX_DEPTH <= CV_MAP_DROPS_MAX,
+               "a delete hands over up to a fan-out of node references");
 
 /* A level with more fragments present than this is an array node. May be
  * set at build time to measure; it must stay above 4 (level 6 has 4
@@ -282,7 +284,7 @@ static void node_free(hnode *n)
         for (unsigned i = 0; i < c; i++) {
             hslot *s = &AS_B(n)->b_slots[i];
             if (s->key != NULL)
-                cv__entry_release(s->key, s->val);
+                cv__slot_drop(s->key, s->val);
             else
                 node_decref((hnode *)s->val);
         }
@@ -309,7 +311,7 @@ static void slots_retain(hslot *s, unsigned from, unsigned to)
 {
     for (unsigned i = from; i < to; i++) {
         if (s[i].key != NULL)
-            cv__entry_retain(s[i].key, s[i].val);
+            cv__slot_take(s[i].key, s[i].val);
         else
             node_incref((hnode *)s[i].val);
     }
@@ -329,7 +331,7 @@ static void children_incref(anode *a, unsigned skip)
 static int hamt_find(const cv_map *m, const cv_var *key, void **val)
 {
     const hnode *n = (const hnode *)m;
-    uint32_t h = cv__var_hash(key);
+    uint32_t h = cv__key_hash(key);
     for (unsigned level = 0; n != NULL; level++) {
         if (n->n_kind == NODE_BITMAP) {
             uint32_t bit = 1u << frag(h, level);
@@ -418,7 +420,7 @@ static int hamt_foreach(const cv_map *m, cv_map_visit_cb cb, void *arg)
 }
 
 /* ------------------------------------------------------------------------
- * Write plans. A step is one node on the path from the root down.
+ * Writes. A step is one node on the path from the root down.
  * ------------------------------------------------------------------------ */
 
 typedef struct hstep {
@@ -429,199 +431,20 @@ typedef struct hstep {
     hnode *fresh;    /* phase 2: the node that replaces it, or NULL */
 } hstep;
 
-/* The most new nodes one write needs besides the path: a bitmap node
- * turning into an array node makes one per fragment. */
-#define HAMT_EXTRA_MAX (HAMT_FANOUT + 1)
-
-enum set_action {
-    SET_NEW_ROOT,       /* empty map: a one-pair root */
-    SET_REPLACE,        /* the key is there: swap the value */
-    SET_INSERT,         /* bitmap node gains a pair */
-    SET_TO_ARRAY,       /* ... and passes the threshold: becomes an array */
-    SET_INSERT_ARRAY,   /* array node gains a one-pair child */
-    SET_SPLIT,          /* a pair's slot becomes a subtree of both keys */
-    SET_INSERT_COLL     /* collision node gains a pair */
-};
-
-typedef struct set_plan {
-    hstep path[HAMT_MAX_DEPTH];
-    unsigned depth;               /* nodes on the path; leaf = depth - 1 */
-    enum set_action action;
-    hnode *extra[HAMT_EXTRA_MAX]; /* new nodes below the leaf */
-    unsigned nextra;
-} set_plan;
-
-/* Frees raw every block a failed phase 2 obtained. */
-static void plan_free(hstep *path, unsigned depth, hnode **extra,
-                      unsigned nextra)
+/* Raw blocks for phase 2 (headers set, contents filled in phase 3): a
+ * node of a kind, and a copy of a step's node (its kind and size). 0, or
+ * -1 with the block NULL. */
+static int node_alloc(hnode **out, unsigned kind, unsigned slots)
 {
-    for (unsigned i = 0; i < depth; i++)
-        cv__free(path[i].fresh);
-    for (unsigned i = 0; i < nextra; i++)
-        cv__free(extra[i]);
+    *out = kind == NODE_ARRAY ? anode_alloc() : bnode_alloc(kind, slots);
+    return *out != NULL ? 0 : -1;
 }
 
-/* Phase 1 of a set: walks down; returns 0 when the value is already
- * there (nothing to do), 1 with p filled. Touches nothing. */
-static int plan_set(const hnode *root, const cv_var *key, void *val,
-                    set_plan *p)
+static int node_copy_alloc(hstep *st)
 {
-    uint32_t h = cv__var_hash(key);
-    hnode *n = (hnode *)root;
-    int owned = 1;
-    p->depth = 0;
-    p->nextra = 0;
-    if (n == NULL) {
-        p->action = SET_NEW_ROOT;
-        return 1;
-    }
-    for (unsigned level = 0;; level++) {
-        hstep *st = &p->path[p->depth++];
-        owned = owned && owned_node(n);
-        st->node = n;
-        st->owned = owned;
-        st->fresh = NULL;
-        if (n->n_kind == NODE_ARRAY) {
-            st->idx = frag(h, level);
-            hnode *c = AS_A(n)->a_child[st->idx];
-            if (c == NULL) {
-                p->action = SET_INSERT_ARRAY;
-                return 1;
-            }
-            n = c;
-        } else if (n->n_kind == NODE_BITMAP) {
-            uint32_t bit = 1u << frag(h, level);
-            st->idx = bindex(n->n_bitmap, bit);
-            if ((n->n_bitmap & bit) == 0) {
-                p->action = n->n_count >= HAMT_ARRAY_ABOVE ? SET_TO_ARRAY
-                                                           : SET_INSERT;
-                return 1;
-            }
-            hslot *s = &AS_B(n)->b_slots[st->idx];
-            if (s->key == NULL) {
-                n = (hnode *)s->val;
-                continue;
-            }
-            if (s->key != key) {
-                p->action = SET_SPLIT;
-                return 1;
-            }
-            if (s->val == val)
-                return 0;
-            p->action = SET_REPLACE;
-            return 1;
-        } else {
-            for (unsigned i = 0; i < n->n_size; i++) {
-                hslot *s = &AS_B(n)->b_slots[i];
-                if (s->key == key) {
-                    if (s->val == val)
-                        return 0;
-                    st->idx = i;
-                    p->action = SET_REPLACE;
-                    return 1;
-                }
-            }
-            st->idx = n->n_size;
-            p->action = SET_INSERT_COLL;
-            return 1;
-        }
-    }
-}
-
-/* Phase 2 of a set: every block the build will fill. 0 or CV_ENOMEM (and
- * then nothing is held). */
-static int alloc_set(set_plan *p, const cv_var *key)
-{
-    unsigned leaf = p->depth - 1;
-    for (unsigned i = 0; i + 1 < p->depth; i++) {
-        hstep *st = &p->path[i];
-        if (!st->owned) {
-            st->fresh = st->node->n_kind == NODE_ARRAY
-                            ? anode_alloc()
-                            : bnode_alloc(NODE_BITMAP, st->node->n_count);
-            if (st->fresh == NULL)
-                goto fail;
-        }
-    }
-    hstep *lf = p->depth ? &p->path[leaf] : NULL;
-    hnode *ln = lf ? lf->node : NULL;
-    switch (p->action) {
-    case SET_NEW_ROOT:
-        if ((p->extra[p->nextra++] = bnode_alloc(NODE_BITMAP, 1)) == NULL)
-            goto fail;
-        break;
-    case SET_REPLACE:
-    case SET_SPLIT:
-        if (!lf->owned) {
-            lf->fresh = ln->n_kind == NODE_BITMAP
-                            ? bnode_alloc(NODE_BITMAP, ln->n_count)
-                            : bnode_alloc(NODE_COLLISION, ln->n_size);
-            if (lf->fresh == NULL)
-                goto fail;
-        }
-        if (p->action == SET_SPLIT) {
-            /* One single-child bitmap node per level where both hashes
-             * still agree, then a two-pair node (bitmap, or collision at
-             * level 7). */
-            const cv_var *other = AS_B(ln)->b_slots[lf->idx].key;
-            uint32_t h1 = cv__var_hash(key), h2 = cv__var_hash(other);
-            unsigned level = leaf + 1;
-            while (level < HAMT_COLLISION_LEVEL &&
-                   frag(h1, level) == frag(h2, level)) {
-                if ((p->extra[p->nextra++] = bnode_alloc(NODE_BITMAP, 1)) ==
-                    NULL)
-                    goto fail;
-                level++;
-            }
-            p->extra[p->nextra++] =
-                level < HAMT_COLLISION_LEVEL ? bnode_alloc(NODE_BITMAP, 2)
-                                             : bnode_alloc(NODE_COLLISION, 2);
-            if (p->extra[p->nextra - 1] == NULL)
-                goto fail;
-        }
-        break;
-    case SET_INSERT:
-        if ((lf->fresh = bnode_alloc(NODE_BITMAP, ln->n_count + 1u)) == NULL)
-            goto fail;
-        break;
-    case SET_TO_ARRAY:
-        if ((lf->fresh = anode_alloc()) == NULL)
-            goto fail;
-        /* A one-pair child for each pair of the old node and the new key. */
-        for (unsigned i = 0; i < ln->n_count; i++)
-            if (AS_B(ln)->b_slots[i].key != NULL &&
-                (p->extra[p->nextra++] = bnode_alloc(NODE_BITMAP, 1)) == NULL)
-                goto fail;
-        if ((p->extra[p->nextra++] = bnode_alloc(NODE_BITMAP, 1)) == NULL)
-            goto fail;
-        break;
-    case SET_INSERT_ARRAY:
-        if (!lf->owned && (lf->fresh = anode_alloc()) == NULL)
-            goto fail;
-        if ((p->extra[p->nextra++] = bnode_alloc(NODE_BITMAP, 1)) == NULL)
-            goto fail;
-        break;
-    case SET_INSERT_COLL:
-        if ((lf->fresh = bnode_alloc(NODE_COLLISION, ln->n_size + 1u)) ==
-            NULL)
-            goto fail;
-        break;
-    }
-    return 0;
-fail:
-    /* The failing slot holds NULL; cv__free(NULL) is a no-op. */
-    plan_free(p->path, p->depth, p->extra, p->nextra);
-    return CV_ENOMEM;
-}
-
-/* A one-pair bitmap node at `level` (the block comes from phase 2). */
-static hnode *fill_single(hnode *n, unsigned level, cv_var *k, void *v)
-{
-    n->n_bitmap = 1u << frag(cv__var_hash(k), level);
-    n->n_size = 1;
-    AS_B(n)->b_slots[0].key = k;
-    AS_B(n)->b_slots[0].val = v;
-    return n;
+    const hnode *n = st->node;
+    return node_alloc(&st->fresh, n->n_kind,
+                      n->n_kind == NODE_ARRAY ? 0 : bslots(n));
 }
 
 /* Copies the header counts and slots of bitmap/collision node src into the
@@ -646,168 +469,429 @@ static void anode_copy(hnode *dst, const hnode *src, unsigned skip)
     children_incref(AS_A(dst), skip);
 }
 
-/* Builds the leaf of a set; returns the node that takes the leaf's place.
- * *old_val gets the value an in-place replace displaced. */
-static hnode *build_set_leaf(set_plan *p, cv_var *key, void *val,
-                             void **old_val, int *replaced_in_place)
+/* A one-pair bitmap node at `level` (the block comes from phase 2). */
+static hnode *fill_single(hnode *n, unsigned level, cv_var *k, void *v)
 {
-    uint32_t h = cv__var_hash(key);
-    unsigned leaf = p->depth - 1;
-    hstep *lf = p->depth ? &p->path[leaf] : NULL;
-    hnode *ln = lf ? lf->node : NULL;
-    hnode *out = lf && lf->fresh ? lf->fresh : ln;
-    int own = lf ? lf->owned : 1;
-
-    switch (p->action) {
-    case SET_NEW_ROOT:
-        cv__entry_retain(key, val);
-        return fill_single(p->extra[0], 0, key, val);
-
-    case SET_REPLACE: {
-        hslot *s = &AS_B(ln)->b_slots[lf->idx];
-        if (own) {
-            cv__value_retain(key, val);
-            *old_val = s->val;
-            *replaced_in_place = 1;
-            s->val = val;
-            return ln;
-        }
-        cv__entry_retain(key, val);
-        bnode_copy(out, ln, lf->idx);
-        AS_B(out)->b_slots[lf->idx].val = val;
-        return out;
-    }
-
-    case SET_INSERT: {
-        uint32_t bit = 1u << frag(h, leaf);
-        unsigned c = ln->n_count, i = lf->idx;
-        hslot *d = AS_B(out)->b_slots;
-        const hslot *s = AS_B(ln)->b_slots;
-        cv__entry_retain(key, val);
-        memcpy(d, s, i * sizeof(hslot));
-        memcpy(d + i + 1, s + i, (c - i) * sizeof(hslot));
-        d[i].key = key;
-        d[i].val = val;
-        if (!own) {
-            slots_retain(d, 0, i);
-            slots_retain(d, i + 1, c + 1);
-        }
-        out->n_bitmap = ln->n_bitmap | bit;
-        out->n_size = ln->n_size + 1;
-        return out;
-    }
-
-    case SET_TO_ARRAY: {
-        uint32_t bm = ln->n_bitmap;
-        unsigned f = frag(h, leaf), e = 0, i = 0;
-        cv__entry_retain(key, val);
-        for (unsigned j = 0; j < HAMT_FANOUT; j++) {
-            hnode *child;
-            if (j == f) {
-                child = fill_single(p->extra[e++], leaf + 1, key, val);
-            } else if (bm & (1u << j)) {
-                hslot *s = &AS_B(ln)->b_slots[i++];
-                if (s->key != NULL) {
-                    if (!own)
-                        cv__entry_retain(s->key, s->val);
-                    child = fill_single(p->extra[e++], leaf + 1, s->key,
-                                        s->val);
-                } else {
-                    child = (hnode *)s->val;
-                    if (!own)
-                        node_incref(child);
-                }
-            } else {
-                continue;
-            }
-            AS_A(out)->a_child[j] = child;
-        }
-        out->n_count = (uint8_t)(ln->n_count + 1);
-        out->n_size = ln->n_size + 1;
-        return out;
-    }
-
-    case SET_INSERT_ARRAY: {
-        hnode *c = fill_single(p->extra[0], leaf + 1, key, val);
-        cv__entry_retain(key, val);
-        if (!own)
-            anode_copy(out, ln, lf->idx);
-        AS_A(out)->a_child[lf->idx] = c;
-        out->n_count++;
-        out->n_size = ln->n_size + 1;
-        return out;
-    }
-
-    case SET_SPLIT: {
-        hslot *s = &AS_B(ln)->b_slots[lf->idx];
-        cv_var *k2 = s->key;
-        void *v2 = s->val;
-        uint32_t h2 = cv__var_hash(k2);
-        cv__entry_retain(key, val);
-        if (!own)
-            cv__entry_retain(k2, v2); /* the old leaf keeps its own */
-        /* The chain, from the top: extra[0 .. nextra-2] single-child. */
-        unsigned level = leaf + 1;
-        for (unsigned e = 0; e + 1 < p->nextra; e++, level++) {
-            hnode *n = p->extra[e];
-            n->n_bitmap = 1u << frag(h, level);
-            n->n_size = 2;
-            AS_B(n)->b_slots[0].key = NULL;
-            AS_B(n)->b_slots[0].val = p->extra[e + 1];
-        }
-        hnode *bot = p->extra[p->nextra - 1];
-        hslot *b = AS_B(bot)->b_slots;
-        bot->n_size = 2;
-        if (bot->n_kind == NODE_COLLISION) {
-            bot->n_bitmap = h;
-            b[0] = (hslot){.key = k2, .val = v2};
-            b[1] = (hslot){.key = key, .val = val};
-        } else {
-            unsigned f1 = frag(h, level), f2 = frag(h2, level);
-            bot->n_bitmap = (1u << f1) | (1u << f2);
-            b[f1 < f2 ? 0 : 1] = (hslot){.key = key, .val = val};
-            b[f1 < f2 ? 1 : 0] = (hslot){.key = k2, .val = v2};
-        }
-        if (!own)
-            bnode_copy(out, ln, lf->idx);
-        AS_B(out)->b_slots[lf->idx] = (hslot){.key = NULL, .val = p->extra[0]};
-        out->n_size = ln->n_size + 1;
-        return out;
-    }
-
-    case SET_INSERT_COLL: {
-        unsigned c = ln->n_size;
-        cv__entry_retain(key, val);
-        memcpy(AS_B(out)->b_slots, AS_B(ln)->b_slots, c * sizeof(hslot));
-        if (!own)
-            slots_retain(AS_B(out)->b_slots, 0, c);
-        AS_B(out)->b_slots[c] = (hslot){.key = key, .val = val};
-        out->n_bitmap = ln->n_bitmap;
-        out->n_size = c + 1;
-        return out;
-    }
-    }
-    return NULL; /* not reached */
+    n->n_bitmap = 1u << frag(cv__key_hash(k), level);
+    n->n_size = 1;
+    AS_B(n)->b_slots[0].key = k;
+    AS_B(n)->b_slots[0].val = v;
+    return n;
 }
 
-static int hamt_set(cv_map **m, cv_var *key, void *val)
-{
-    set_plan p;
-    if (plan_set((const hnode *)*m, key, val, &p) == 0)
-        return 0;
-    if (alloc_set(&p, key) != 0)
-        return CV_ENOMEM;
+/* ------------------------------------------------------------------------
+ * Set. Phase 1 (plan_set) walks down and names what happens at the last
+ * node of the path, the leaf: one of seven actions. Each action is one
+ * pair of functions, hamt_<kind>_<op>_alloc and hamt_<kind>_<op>_build:
+ * the first obtains every block the action needs below and at the leaf
+ * (phase 2, touching nothing), the second fills them and returns the node
+ * that takes the leaf's place (phase 3). build_path then rebuilds the path
+ * above the leaf, and set_finish lets go of what the new map no longer
+ * holds (phase 4).
+ * ------------------------------------------------------------------------ */
 
-    /* Phase 3: bottom-up. Copies (which retain) come first: the owned
-     * nodes, changed in place, are all above them. */
-    void *old_val = NULL;
-    int replaced_in_place = 0;
-    hnode *sub = build_set_leaf(&p, key, val, &old_val, &replaced_in_place);
-    unsigned grow = p.action != SET_REPLACE;
-    for (unsigned i = p.depth ? p.depth - 1 : 0; i-- > 0;) {
-        hstep *st = &p.path[i];
+/* The most new nodes one write needs besides the path: a bitmap node
+ * turning into an array node makes one per fragment. */
+#define HAMT_EXTRA_MAX (HAMT_FANOUT + 1)
+
+enum set_action {
+    SET_NEW_ROOT,       /* empty map: a one-pair root */
+    SET_REPLACE,        /* the key is there: swap the value */
+    SET_INSERT,         /* bitmap node gains a pair */
+    SET_TO_ARRAY,       /* ... and passes the threshold: becomes an array */
+    SET_INSERT_ARRAY,   /* array node gains a one-pair child */
+    SET_SPLIT,          /* a pair's slot becomes a subtree of both keys */
+    SET_INSERT_COLL     /* collision node gains a pair */
+};
+
+typedef struct set_plan {
+    cv_var *key;
+    void *val;
+    hstep path[HAMT_MAX_DEPTH];
+    unsigned depth;               /* nodes on the path; leaf = depth - 1 */
+    enum set_action action;
+    hnode *extra[HAMT_EXTRA_MAX]; /* new nodes below the leaf */
+    unsigned nextra;
+    void *old_val;                /* SET_REPLACE in place: displaced */
+    int replaced_in_place;
+} set_plan;
+
+static hstep *leaf_step(set_plan *p)
+{
+    return &p->path[p->depth - 1];
+}
+
+static unsigned leaf_level(const set_plan *p)
+{
+    return p->depth - 1;
+}
+
+/* Records the block where plan_free finds it before it is checked. */
+static int extra_alloc(set_plan *p, unsigned kind, unsigned slots)
+{
+    CV_ASSERT(p->nextra < HAMT_EXTRA_MAX);
+    return node_alloc(&p->extra[p->nextra++], kind, slots);
+}
+
+/* A block for the leaf one slot longer, of its kind (bitmap, collision). */
+static int leaf_grow_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    return node_alloc(&lf->fresh, lf->node->n_kind, bslots(lf->node) + 1u);
+}
+
+/* Frees raw every block a failed phase 2 obtained (cv__free(NULL) is a
+ * no-op, so the slot of the failing allocation needs no care). */
+static void plan_free(set_plan *p)
+{
+    for (unsigned i = 0; i < p->depth; i++)
+        cv__free(p->path[i].fresh);
+    for (unsigned i = 0; i < p->nextra; i++)
+        cv__free(p->extra[i]);
+}
+
+/* ---- SET_NEW_ROOT: the empty map gets a one-pair bitmap root. */
+static int hamt_root_new_alloc(set_plan *p)
+{
+    return extra_alloc(p, NODE_BITMAP, 1);
+}
+
+static hnode *hamt_root_new_build(set_plan *p)
+{
+    cv__slot_take(p->key, p->val);
+    return fill_single(p->extra[0], 0, p->key, p->val);
+}
+
+/* ---- SET_REPLACE: the key is in the leaf (bitmap or collision node). An
+ * owned leaf takes the value in place, and the old one is dropped after
+ * the write; a shared one is copied with the new value. */
+static int hamt_node_replace_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    return lf->owned ? 0 : node_copy_alloc(lf);
+}
+
+static hnode *hamt_node_replace_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node;
+    if (lf->owned) {
+        hslot *s = &AS_B(ln)->b_slots[lf->idx];
+        cv__slot_take_value(p->key, p->val);
+        p->old_val = s->val;
+        p->replaced_in_place = 1;
+        s->val = p->val;
+        return ln;
+    }
+    cv__slot_take(p->key, p->val);
+    bnode_copy(lf->fresh, ln, lf->idx);
+    AS_B(lf->fresh)->b_slots[lf->idx].val = p->val;
+    return lf->fresh;
+}
+
+/* ---- SET_INSERT: a bitmap node with room under the threshold gains the
+ * pair at its fragment's index (a new block, one slot longer). */
+static int hamt_bitmap_insert_alloc(set_plan *p)
+{
+    return leaf_grow_alloc(p);
+}
+
+static hnode *hamt_bitmap_insert_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node, *out = lf->fresh;
+    unsigned c = ln->n_count, i = lf->idx;
+    hslot *d = AS_B(out)->b_slots;
+    const hslot *s = AS_B(ln)->b_slots;
+    cv__slot_take(p->key, p->val);
+    memcpy(d, s, i * sizeof(hslot));
+    memcpy(d + i + 1, s + i, (c - i) * sizeof(hslot));
+    d[i] = (hslot){.key = p->key, .val = p->val};
+    if (!lf->owned) {
+        slots_retain(d, 0, i);
+        slots_retain(d, i + 1, c + 1);
+    }
+    out->n_bitmap = ln->n_bitmap | 1u << frag(cv__key_hash(p->key),
+                                              leaf_level(p));
+    out->n_size = ln->n_size + 1;
+    return out;
+}
+
+/* ---- SET_TO_ARRAY: a bitmap node at the threshold becomes an array
+ * node; every pair it held (and the new one) moves into a one-pair child,
+ * its subtrees are taken over as they are. */
+static int hamt_bitmap_to_array_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    const hnode *ln = lf->node;
+    if (node_alloc(&lf->fresh, NODE_ARRAY, 0) != 0)
+        return -1;
+    for (unsigned i = 0; i < ln->n_count; i++)
+        if (AS_B(ln)->b_slots[i].key != NULL &&
+            extra_alloc(p, NODE_BITMAP, 1) != 0)
+            return -1;
+    return extra_alloc(p, NODE_BITMAP, 1);
+}
+
+static hnode *hamt_bitmap_to_array_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node, *out = lf->fresh;
+    unsigned level = leaf_level(p) + 1;
+    unsigned f = frag(cv__key_hash(p->key), level - 1), e = 0, i = 0;
+    cv__slot_take(p->key, p->val);
+    for (unsigned j = 0; j < HAMT_FANOUT; j++) {
+        hnode *child;
+        if (j == f) {
+            child = fill_single(p->extra[e++], level, p->key, p->val);
+        } else if (ln->n_bitmap & (1u << j)) {
+            hslot *s = &AS_B(ln)->b_slots[i++];
+            if (s->key != NULL) {
+                if (!lf->owned)
+                    cv__slot_take(s->key, s->val);
+                child = fill_single(p->extra[e++], level, s->key, s->val);
+            } else {
+                child = (hnode *)s->val;
+                if (!lf->owned)
+                    node_incref(child);
+            }
+        } else {
+            continue;
+        }
+        AS_A(out)->a_child[j] = child;
+    }
+    CV_ASSERT(e == p->nextra);
+    out->n_count = (uint8_t)(ln->n_count + 1);
+    out->n_size = ln->n_size + 1;
+    return out;
+}
+
+/* ---- SET_INSERT_ARRAY: an array node gains a one-pair child at an empty
+ * fragment (in place when owned). */
+static int hamt_array_insert_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    if (!lf->owned && node_alloc(&lf->fresh, NODE_ARRAY, 0) != 0)
+        return -1;
+    return extra_alloc(p, NODE_BITMAP, 1);
+}
+
+static hnode *hamt_array_insert_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node, *out = lf->fresh ? lf->fresh : ln;
+    hnode *c = fill_single(p->extra[0], leaf_level(p) + 1, p->key, p->val);
+    cv__slot_take(p->key, p->val);
+    if (!lf->owned)
+        anode_copy(out, ln, lf->idx);
+    AS_A(out)->a_child[lf->idx] = c;
+    out->n_count++;
+    out->n_size = ln->n_size + 1;
+    return out;
+}
+
+/* ---- SET_SPLIT: the fragment holds another key's pair. Its slot becomes
+ * a subtree of both: one single-child bitmap node per level where the two
+ * hashes still agree, then a two-pair node (bitmap, or collision at level
+ * 7). The leaf (a bitmap node) is changed in place or copied. */
+static int hamt_bitmap_split_alloc(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    if (!lf->owned && node_copy_alloc(lf) != 0)
+        return -1;
+    const cv_var *other = AS_B(lf->node)->b_slots[lf->idx].key;
+    uint32_t h1 = cv__key_hash(p->key), h2 = cv__key_hash(other);
+    unsigned level = leaf_level(p) + 1;
+    for (; level < HAMT_COLLISION_LEVEL && frag(h1, level) == frag(h2, level);
+         level++)
+        if (extra_alloc(p, NODE_BITMAP, 1) != 0)
+            return -1;
+    return extra_alloc(p, level < HAMT_COLLISION_LEVEL ? NODE_BITMAP
+                                                       : NODE_COLLISION, 2);
+}
+
+/* Fills the chain of extra nodes with key and (k2, v2); returns its top. */
+static hnode *split_chain_build(set_plan *p, cv_var *k2, void *v2)
+{
+    uint32_t h = cv__key_hash(p->key), h2 = cv__key_hash(k2);
+    unsigned level = leaf_level(p) + 1;
+    for (unsigned e = 0; e + 1 < p->nextra; e++, level++) {
+        hnode *n = p->extra[e];
+        n->n_bitmap = 1u << frag(h, level);
+        n->n_size = 2;
+        AS_B(n)->b_slots[0] = (hslot){.key = NULL, .val = p->extra[e + 1]};
+    }
+    hnode *bot = p->extra[p->nextra - 1];
+    hslot *b = AS_B(bot)->b_slots, mine = {.key = p->key, .val = p->val};
+    bot->n_size = 2;
+    if (bot->n_kind == NODE_COLLISION) {
+        CV_ASSERT(h == h2 && level == HAMT_COLLISION_LEVEL);
+        bot->n_bitmap = h;
+        b[0] = (hslot){.key = k2, .val = v2};
+        b[1] = mine;
+    } else {
+        unsigned f1 = frag(h, level), f2 = frag(h2, level);
+        CV_ASSERT(f1 != f2);
+        bot->n_bitmap = (1u << f1) | (1u << f2);
+        b[f1 < f2 ? 0 : 1] = mine;
+        b[f1 < f2 ? 1 : 0] = (hslot){.key = k2, .val = v2};
+    }
+    return p->extra[0];
+}
+
+static hnode *hamt_bitmap_split_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node, *out = lf->fresh ? lf->fresh : ln;
+    hslot old = AS_B(ln)->b_slots[lf->idx];
+    cv__slot_take(p->key, p->val);
+    if (!lf->owned)
+        cv__slot_take(old.key, old.val); /* the old leaf keeps its own */
+    hnode *sub = split_chain_build(p, old.key, old.val);
+    if (!lf->owned)
+        bnode_copy(out, ln, lf->idx);
+    AS_B(out)->b_slots[lf->idx] = (hslot){.key = NULL, .val = sub};
+    out->n_size = ln->n_size + 1;
+    return out;
+}
+
+/* ---- SET_INSERT_COLL: a collision node gains the pair at its end (a new
+ * block, one slot longer). */
+static int hamt_collision_insert_alloc(set_plan *p)
+{
+    return leaf_grow_alloc(p);
+}
+
+static hnode *hamt_collision_insert_build(set_plan *p)
+{
+    hstep *lf = leaf_step(p);
+    hnode *ln = lf->node, *out = lf->fresh;
+    unsigned c = ln->n_size;
+    cv__slot_take(p->key, p->val);
+    memcpy(AS_B(out)->b_slots, AS_B(ln)->b_slots, c * sizeof(hslot));
+    if (!lf->owned)
+        slots_retain(AS_B(out)->b_slots, 0, c);
+    AS_B(out)->b_slots[c] = (hslot){.key = p->key, .val = p->val};
+    out->n_bitmap = ln->n_bitmap;
+    out->n_size = c + 1;
+    return out;
+}
+
+static const struct set_action_ops {
+    int (*alloc)(set_plan *p);      /* phase 2: 0, or -1 (plan_free frees) */
+    hnode *(*build)(set_plan *p);   /* phase 3: the leaf's replacement */
+} set_actions[] = {
+    [SET_NEW_ROOT] = {hamt_root_new_alloc, hamt_root_new_build},
+    [SET_REPLACE] = {hamt_node_replace_alloc, hamt_node_replace_build},
+    [SET_INSERT] = {hamt_bitmap_insert_alloc, hamt_bitmap_insert_build},
+    [SET_TO_ARRAY] = {hamt_bitmap_to_array_alloc, hamt_bitmap_to_array_build},
+    [SET_INSERT_ARRAY] = {hamt_array_insert_alloc, hamt_array_insert_build},
+    [SET_SPLIT] = {hamt_bitmap_split_alloc, hamt_bitmap_split_build},
+    [SET_INSERT_COLL] = {hamt_collision_insert_alloc,
+                         hamt_collision_insert_build},
+};
+
+/* Phase 1 at one bitmap node: 1 with the action named, 0 when the value is
+ * already there, -1 to go down into *next. */
+static int plan_set_bitmap(set_plan *p, hstep *st, unsigned level,
+                           hnode **next)
+{
+    const hnode *n = st->node;
+    uint32_t bit = 1u << frag(cv__key_hash(p->key), level);
+    st->idx = bindex(n->n_bitmap, bit);
+    if ((n->n_bitmap & bit) == 0) {
+        p->action = n->n_count >= HAMT_ARRAY_ABOVE ? SET_TO_ARRAY : SET_INSERT;
+        return 1;
+    }
+    const hslot *s = &AS_B(n)->b_slots[st->idx];
+    if (s->key == NULL) {
+        *next = (hnode *)s->val;
+        return -1;
+    }
+    p->action = s->key != p->key ? SET_SPLIT : SET_REPLACE;
+    return p->action == SET_SPLIT || s->val != p->val;
+}
+
+/* Phase 1 at a collision node (always the last of the path). */
+static int plan_set_collision(set_plan *p, hstep *st)
+{
+    const hnode *n = st->node;
+    for (unsigned i = 0; i < n->n_size; i++) {
+        const hslot *s = &AS_B(n)->b_slots[i];
+        if (s->key == p->key) {
+            st->idx = i;
+            p->action = SET_REPLACE;
+            return s->val != p->val;
+        }
+    }
+    st->idx = n->n_size;
+    p->action = SET_INSERT_COLL;
+    return 1;
+}
+
+/* Phase 1 of a set: walks down; returns 0 when the value is already
+ * there (nothing to do), 1 with p filled. Touches nothing. */
+static int plan_set(const hnode *root, set_plan *p)
+{
+    uint32_t h = cv__key_hash(p->key);
+    hnode *n = (hnode *)root;
+    int owned = 1;
+    p->depth = 0;
+    p->nextra = 0;
+    p->old_val = NULL;
+    p->replaced_in_place = 0;
+    if (n == NULL) {
+        p->action = SET_NEW_ROOT;
+        return 1;
+    }
+    for (unsigned level = 0;; level++) {
+        CV_ASSERT(level < HAMT_MAX_DEPTH);
+        hstep *st = &p->path[p->depth++];
+        owned = owned && owned_node(n);
+        *st = (hstep){.node = n, .owned = owned, .fresh = NULL};
+        int r = -1;
+        if (n->n_kind == NODE_ARRAY) {
+            st->idx = frag(h, level);
+            n = AS_A(n)->a_child[st->idx];
+            if (n == NULL) {
+                p->action = SET_INSERT_ARRAY;
+                r = 1;
+            }
+        } else if (n->n_kind == NODE_BITMAP) {
+            r = plan_set_bitmap(p, st, level, &n);
+        } else {
+            r = plan_set_collision(p, st);
+        }
+        if (r >= 0)
+            return r;
+    }
+}
+
+/* Phase 2 of a set: a copy of every shared node above the leaf, then the
+ * action's blocks. 0 or CV_MAP_ENOMEM (and then nothing is held). */
+static int alloc_set(set_plan *p)
+{
+    for (unsigned i = 0; i + 1 < p->depth; i++)
+        if (!p->path[i].owned && node_copy_alloc(&p->path[i]) != 0)
+            goto fail;
+    if (set_actions[p->action].alloc(p) == 0)
+        return 0;
+fail:
+    plan_free(p);
+    return CV_MAP_ENOMEM;
+}
+
+/* Phase 3 above the leaf, bottom-up: each node on the path (copied when
+ * shared, else in place) points at the node below; returns the root.
+ * Copies (which retain) come first: the owned nodes are all above them. */
+static hnode *build_path(set_plan *p, hnode *sub)
+{
+    unsigned grow = p->action != SET_REPLACE;
+    for (unsigned i = p->depth ? p->depth - 1 : 0; i-- > 0;) {
+        hstep *st = &p->path[i];
         hnode *n = st->node;
         hnode *out = st->fresh ? st->fresh : n;
+        CV_ASSERT(st->fresh != NULL || st->owned);
         if (n->n_kind == NODE_ARRAY) {
             if (st->fresh)
                 anode_copy(out, n, st->idx);
@@ -820,27 +904,48 @@ static int hamt_set(cv_map **m, cv_var *key, void *val)
         out->n_size = n->n_size + grow;
         sub = out;
     }
-    *m = (cv_map *)sub;
+    return sub;
+}
 
-    /* Phase 4: drop what the new map no longer holds. */
-    for (unsigned i = 0; i < p.depth; i++) {
-        hstep *st = &p.path[i];
+/* Phase 4: the first shared node loses its owner's reference (the caller,
+ * or an owned parent now pointing at the copy: exactly one drop a write);
+ * owned nodes whose contents moved to a new block are freed raw. */
+static void set_finish(set_plan *p)
+{
+    for (unsigned i = 0; i < p->depth; i++) {
+        hstep *st = &p->path[i];
         if (!st->owned) {
-            /* The first shared node: its owner (the caller, or an owned
-             * parent now pointing at the copy) lets go of it. */
-            node_decref(st->node);
+            cv__map_drop_later(SELF, (cv_map *)st->node);
             break;
         }
         if (st->fresh)
-            cv__free(st->node); /* owned, contents moved */
+            cv__free(st->node);
     }
-    if (replaced_in_place)
-        cv__value_release(key, old_val);
+    if (p->replaced_in_place)
+        cv__slot_drop_value(p->key, p->old_val);
+}
+
+static int hamt_set(cv_map **m, cv_var *key, void *val)
+{
+    set_plan p; /* not zeroed: phase 1 sets what the later ones read */
+    p.key = key;
+    p.val = val;
+    if (plan_set((const hnode *)*m, &p) == 0)
+        return 0;
+    if (alloc_set(&p) != 0)
+        return CV_MAP_ENOMEM;
+    *m = (cv_map *)build_path(&p, set_actions[p.action].build(&p));
+    set_finish(&p);
     return 0;
 }
 
 /* ------------------------------------------------------------------------
- * Delete
+ * Delete. Phase 1 (plan_del) walks down to the pair and decides, leaf
+ * first, what becomes of every node on the path (del_fates): it stays (in
+ * place or copied), it is left with one pair that moves up a level, or it
+ * is left empty. Phase 2 (alloc_del) obtains the blocks; phase 3 builds
+ * bottom-up (the leaf, then each node above it); phase 4 (del_finish)
+ * lets go.
  * ------------------------------------------------------------------------ */
 
 enum del_result {
@@ -855,115 +960,6 @@ typedef struct del_step {
     hslot pair;          /* DEL_PAIR: the pair that moves up */
 } del_step;
 
-/* Phase 1 of a delete. Returns 0 when the key is absent, else 1 with the
- * path and the fate of every node on it decided bottom-up. */
-static int plan_del(hnode *root, const cv_var *key, del_step *path,
-                    unsigned *depth_out)
-{
-    uint32_t h = cv__var_hash(key);
-    hnode *n = root;
-    int owned = 1;
-    unsigned depth = 0;
-    for (unsigned level = 0;; level++) {
-        if (n == NULL)
-            return 0;
-        del_step *d = &path[depth++];
-        owned = owned && owned_node(n);
-        d->s.node = n;
-        d->s.owned = owned;
-        d->s.fresh = NULL;
-        if (n->n_kind == NODE_ARRAY) {
-            d->s.idx = frag(h, level);
-            n = AS_A(n)->a_child[d->s.idx];
-            continue;
-        }
-        if (n->n_kind == NODE_BITMAP) {
-            uint32_t bit = 1u << frag(h, level);
-            if ((n->n_bitmap & bit) == 0)
-                return 0;
-            d->s.idx = bindex(n->n_bitmap, bit);
-            hslot *s = &AS_B(n)->b_slots[d->s.idx];
-            if (s->key == NULL) {
-                n = (hnode *)s->val;
-                continue;
-            }
-            if (s->key != key)
-                return 0;
-            break;
-        }
-        unsigned i = 0;
-        while (i < n->n_size && AS_B(n)->b_slots[i].key != key)
-            i++;
-        if (i == n->n_size)
-            return 0;
-        d->s.idx = i;
-        break;
-    }
-    *depth_out = depth;
-
-    /* Fates, leaf first. A node collapses into a pair only below a bitmap
-     * node (below an array node a lone key keeps its one-pair node). */
-    for (unsigned i = depth; i-- > 0;) {
-        del_step *d = &path[i];
-        hnode *nd = d->s.node;
-        int parent_bitmap = i > 0 && path[i - 1].s.node->n_kind == NODE_BITMAP;
-        if (i == depth - 1) {
-            unsigned c = bslots(nd);
-            if (c == 1) {
-                d->res = DEL_GONE;
-            } else if (c == 2 && parent_bitmap &&
-                       AS_B(nd)->b_slots[1 - d->s.idx].key != NULL) {
-                d->res = DEL_PAIR;
-                d->pair = AS_B(nd)->b_slots[1 - d->s.idx];
-            } else {
-                d->res = DEL_NODE;
-            }
-            continue;
-        }
-        const del_step *below = &path[i + 1];
-        d->res = DEL_NODE;
-        if (nd->n_kind == NODE_BITMAP && below->res == DEL_PAIR &&
-            nd->n_count == 1 && parent_bitmap) {
-            d->res = DEL_PAIR;
-            d->pair = below->pair;
-        }
-        /* DEL_GONE below a bitmap node cannot happen: a subtree below a
-         * bitmap node holds at least 2 keys (the invariant). */
-    }
-    return 1;
-}
-
-/* Phase 2 of a delete. */
-static int alloc_del(del_step *path, unsigned depth)
-{
-    for (unsigned i = 0; i < depth; i++) {
-        del_step *d = &path[i];
-        hnode *n = d->s.node;
-        if (d->res != DEL_NODE)
-            continue;
-        int leaf = i == depth - 1;
-        int child_gone = !leaf && path[i + 1].res == DEL_GONE;
-        if (leaf) { /* shrinks by one slot */
-            d->s.fresh = bnode_alloc(n->n_kind, bslots(n) - 1u);
-        } else if (n->n_kind == NODE_ARRAY && child_gone &&
-                   n->n_count - 1u <= HAMT_ARRAY_ABOVE) {
-            d->s.fresh = bnode_alloc(NODE_BITMAP, n->n_count - 1u);
-        } else if (!d->s.owned) {
-            d->s.fresh = n->n_kind == NODE_ARRAY
-                             ? anode_alloc()
-                             : bnode_alloc(NODE_BITMAP, n->n_count);
-        } else {
-            continue;
-        }
-        if (d->s.fresh == NULL) {
-            for (unsigned j = 0; j < i; j++)
-                cv__free(path[j].s.fresh);
-            return CV_ENOMEM;
-        }
-    }
-    return 0;
-}
-
 /* Deferred work of phase 4: nodes to free raw (owned, contents moved) and
  * references to drop. */
 typedef struct del_after {
@@ -972,6 +968,114 @@ typedef struct del_after {
     hnode *decref[HAMT_MAX_DEPTH + HAMT_FANOUT];
     unsigned ndecref;
 } del_after;
+
+typedef struct del_plan {
+    const cv_var *key;
+    del_step path[HAMT_MAX_DEPTH];
+    unsigned depth;
+    del_after after;
+} del_plan;
+
+/* Walks down to key: 1 with the path filled, 0 when it is absent. */
+static int del_walk(del_plan *p, hnode *n)
+{
+    uint32_t h = cv__key_hash(p->key);
+    int owned = 1;
+    for (unsigned level = 0; n != NULL; level++) {
+        CV_ASSERT(level < HAMT_MAX_DEPTH);
+        del_step *d = &p->path[p->depth++];
+        owned = owned && owned_node(n);
+        d->s = (hstep){.node = n, .owned = owned, .fresh = NULL};
+        d->res = DEL_NODE;
+        if (n->n_kind == NODE_ARRAY) {
+            d->s.idx = frag(h, level);
+            n = AS_A(n)->a_child[d->s.idx];
+        } else if (n->n_kind == NODE_BITMAP) {
+            uint32_t bit = 1u << frag(h, level);
+            if ((n->n_bitmap & bit) == 0)
+                return 0;
+            d->s.idx = bindex(n->n_bitmap, bit);
+            const hslot *s = &AS_B(n)->b_slots[d->s.idx];
+            if (s->key != NULL)
+                return s->key == p->key;
+            n = (hnode *)s->val;
+        } else {
+            unsigned i = 0;
+            while (i < n->n_size && AS_B(n)->b_slots[i].key != p->key)
+                i++;
+            d->s.idx = i;
+            return i < n->n_size;
+        }
+    }
+    return 0;
+}
+
+/* Fates, leaf first. A node collapses into a pair only below a bitmap
+ * node (below an array node a lone key keeps its one-pair node). */
+static void del_fates(del_plan *p)
+{
+    for (unsigned i = p->depth; i-- > 0;) {
+        del_step *d = &p->path[i];
+        const hnode *nd = d->s.node;
+        int parent_bitmap =
+            i > 0 && p->path[i - 1].s.node->n_kind == NODE_BITMAP;
+        if (i == p->depth - 1) {
+            unsigned c = bslots(nd);
+            if (c == 1) {
+                d->res = DEL_GONE;
+            } else if (c == 2 && parent_bitmap &&
+                       AS_B(nd)->b_slots[1 - d->s.idx].key != NULL) {
+                d->res = DEL_PAIR;
+                d->pair = AS_B(nd)->b_slots[1 - d->s.idx];
+            }
+            continue;
+        }
+        const del_step *below = &p->path[i + 1];
+        /* A subtree below a bitmap node holds at least 2 keys (the
+         * invariant), so it is never left empty. */
+        CV_ASSERT(nd->n_kind != NODE_BITMAP || below->res != DEL_GONE);
+        if (nd->n_kind == NODE_BITMAP && below->res == DEL_PAIR &&
+            nd->n_count == 1 && parent_bitmap) {
+            d->res = DEL_PAIR;
+            d->pair = below->pair;
+        }
+    }
+}
+
+/* Does the array node at step i turn into a bitmap node? */
+static int del_to_bitmap(const del_plan *p, unsigned i)
+{
+    const hnode *n = p->path[i].s.node;
+    return n->n_kind == NODE_ARRAY && i + 1 < p->depth &&
+           p->path[i + 1].res == DEL_GONE &&
+           n->n_count - 1u <= HAMT_ARRAY_ABOVE;
+}
+
+/* Phase 2 of a delete: the leaf shrinks by one slot into a new block, an
+ * array node that falls to the threshold becomes a bitmap block, and
+ * every other shared node that stays is copied. */
+static int alloc_del(del_plan *p)
+{
+    for (unsigned i = 0; i < p->depth; i++) {
+        del_step *d = &p->path[i];
+        const hnode *n = d->s.node;
+        int r = 0;
+        if (d->res != DEL_NODE)
+            continue;
+        if (i == p->depth - 1)
+            r = node_alloc(&d->s.fresh, n->n_kind, bslots(n) - 1u);
+        else if (del_to_bitmap(p, i))
+            r = node_alloc(&d->s.fresh, NODE_BITMAP, n->n_count - 1u);
+        else if (!d->s.owned)
+            r = node_copy_alloc(&d->s);
+        if (r != 0) {
+            for (unsigned j = 0; j < i; j++)
+                cv__free(p->path[j].s.fresh);
+            return CV_MAP_ENOMEM;
+        }
+    }
+    return 0;
+}
 
 /* An array node converted to a bitmap node after child `gone` left. */
 static void array_to_bitmap(hnode *out, hnode *a, unsigned gone, int own,
@@ -991,7 +1095,7 @@ static void array_to_bitmap(hnode *out, hnode *a, unsigned gone, int own,
             if (own && owned_node(c)) {
                 after->free_raw[after->nfree++] = c;
             } else {
-                cv__entry_retain(s->key, s->val);
+                cv__slot_take(s->key, s->val);
                 if (own)
                     after->decref[after->ndecref++] = c;
             }
@@ -1005,111 +1109,229 @@ static void array_to_bitmap(hnode *out, hnode *a, unsigned gone, int own,
     out->n_bitmap = bm;
 }
 
-static int hamt_del(cv_map **m, const cv_var *key)
+/* The leaf that stays, one slot shorter, in its new block. */
+static hnode *del_leaf_build(del_plan *p, del_step *d, unsigned level)
 {
-    del_step path[HAMT_MAX_DEPTH];
-    unsigned depth = 0;
-    path[0].res = DEL_NODE; /* plan_del sets it; this quiets -Wmaybe-uninitialized */
-    if (*m == NULL || plan_del((hnode *)*m, key, path, &depth) == 0)
-        return 0;
-    if (alloc_del(path, depth) != 0)
-        return CV_ENOMEM;
+    hnode *n = d->s.node, *out = d->s.fresh;
+    unsigned c = bslots(n), k = d->s.idx;
+    hslot *dst = AS_B(out)->b_slots;
+    const hslot *src = AS_B(n)->b_slots;
+    memcpy(dst, src, k * sizeof(hslot));
+    memcpy(dst + k, src + k + 1, (c - k - 1) * sizeof(hslot));
+    if (!d->s.owned)
+        slots_retain(dst, 0, c - 1);
+    else
+        p->after.free_raw[p->after.nfree++] = n;
+    out->n_bitmap =
+        n->n_kind == NODE_BITMAP
+            ? n->n_bitmap & ~(1u << frag(cv__key_hash(p->key), level))
+            : n->n_bitmap;
+    out->n_size = n->n_size - 1;
+    return out;
+}
 
-    del_after after = {.nfree = 0, .ndecref = 0};
-    del_step *lf = &path[depth - 1];
-    hslot removed = AS_B(lf->s.node)->b_slots[lf->s.idx];
-
-    /* Phase 3, leaf first. `sub` is what replaces the child slot. */
-    hnode *sub = NULL;
-    for (unsigned i = depth; i-- > 0;) {
-        del_step *d = &path[i];
-        hnode *n = d->s.node;
-        int own = d->s.owned;
-        hnode *out = d->s.fresh ? d->s.fresh : n;
-        int leaf = i == depth - 1;
-
-        if (d->res == DEL_PAIR) {
-            /* The pair leaves this node for the parent's slot. */
-            if (leaf && !own) /* the old leaf keeps its own */
-                cv__entry_retain(d->pair.key, d->pair.val);
-            if (own)
-                after.free_raw[after.nfree++] = n;
-            continue;
-        }
-        if (d->res == DEL_GONE) {
-            if (own)
-                after.free_raw[after.nfree++] = n;
-            continue;
-        }
-        if (leaf) {
-            unsigned c = bslots(n), k = d->s.idx;
-            hslot *dst = AS_B(out)->b_slots;
-            const hslot *src = AS_B(n)->b_slots;
-            memcpy(dst, src, k * sizeof(hslot));
-            memcpy(dst + k, src + k + 1, (c - k - 1) * sizeof(hslot));
-            if (!own)
-                slots_retain(dst, 0, c - 1);
-            else
-                after.free_raw[after.nfree++] = n;
-            out->n_bitmap = n->n_kind == NODE_BITMAP
-                                ? n->n_bitmap & ~(1u << frag(cv__var_hash(key),
-                                                             i))
-                                : n->n_bitmap;
-            out->n_size = n->n_size - 1;
-            sub = out;
-            continue;
-        }
-
-        const del_step *below = &path[i + 1];
-        if (n->n_kind == NODE_ARRAY) {
-            if (below->res == DEL_GONE &&
-                n->n_count - 1u <= HAMT_ARRAY_ABOVE) {
-                array_to_bitmap(out, n, d->s.idx, own, &after);
-                if (own)
-                    after.free_raw[after.nfree++] = n;
-            } else {
-                if (d->s.fresh)
-                    anode_copy(out, n, d->s.idx);
-                AS_A(out)->a_child[d->s.idx] =
-                    below->res == DEL_GONE ? NULL : sub;
-                if (below->res == DEL_GONE)
-                    out->n_count--;
-            }
-        } else {
-            if (d->s.fresh)
-                bnode_copy(out, n, d->s.idx);
-            hslot *s = &AS_B(out)->b_slots[d->s.idx];
-            if (below->res == DEL_PAIR)
-                *s = below->pair;
-            else
-                s->val = sub;
-        }
-        out->n_size = n->n_size - 1;
-        sub = out;
+/* A node above the leaf that stays. An array node is converted to a
+ * bitmap node, or its child slot updated (emptied when the child is gone);
+ * a bitmap node's slot takes the pair that moved up, or the new child. */
+static hnode *del_inner_build(del_plan *p, unsigned i, hnode *sub)
+{
+    del_step *d = &p->path[i];
+    const del_step *below = &p->path[i + 1];
+    hnode *n = d->s.node, *out = d->s.fresh ? d->s.fresh : n;
+    if (del_to_bitmap(p, i)) {
+        array_to_bitmap(out, n, d->s.idx, d->s.owned, &p->after);
+        if (d->s.owned)
+            p->after.free_raw[p->after.nfree++] = n;
+    } else if (n->n_kind == NODE_ARRAY) {
+        if (d->s.fresh)
+            anode_copy(out, n, d->s.idx);
+        AS_A(out)->a_child[d->s.idx] = below->res == DEL_GONE ? NULL : sub;
+        out->n_count -= below->res == DEL_GONE;
+    } else {
+        if (d->s.fresh)
+            bnode_copy(out, n, d->s.idx);
+        hslot *s = &AS_B(out)->b_slots[d->s.idx];
+        if (below->res == DEL_PAIR)
+            *s = below->pair;
+        else
+            s->val = sub;
     }
-    *m = path[0].res == DEL_GONE ? NULL : (cv_map *)sub;
+    out->n_size = n->n_size - 1;
+    return out;
+}
 
-    /* Phase 4: the first shared node loses its owner's reference; owned
-     * nodes whose contents moved are freed; the removed pair goes if the
-     * slot that held it was ours. */
-    for (unsigned i = 0; i < depth; i++) {
-        if (!path[i].s.owned) {
-            after.decref[after.ndecref++] = path[i].s.node;
+/* Phase 3, leaf first; returns the new root (NULL: the map is empty). */
+static hnode *del_build(del_plan *p)
+{
+    hnode *sub = NULL;
+    for (unsigned i = p->depth; i-- > 0;) {
+        del_step *d = &p->path[i];
+        int own = d->s.owned, leaf = i == p->depth - 1;
+        if (d->res != DEL_NODE) {
+            /* The node goes: a pair it keeps moves up into the parent's
+             * slot (the old leaf keeps its own if it is shared). */
+            if (d->res == DEL_PAIR && leaf && !own)
+                cv__slot_take(d->pair.key, d->pair.val);
+            if (own)
+                p->after.free_raw[p->after.nfree++] = d->s.node;
+        } else if (leaf) {
+            sub = del_leaf_build(p, d, i);
+        } else {
+            sub = del_inner_build(p, i, sub);
+        }
+    }
+    return p->path[0].res == DEL_GONE ? NULL : sub;
+}
+
+/* Phase 4: the first shared node loses its owner's reference; owned nodes
+ * whose contents moved are freed; the removed pair goes if the slot that
+ * held it was ours. */
+static void del_finish(del_plan *p, hslot removed, int leaf_owned)
+{
+    del_after *a = &p->after;
+    for (unsigned i = 0; i < p->depth; i++) {
+        if (!p->path[i].s.owned) {
+            a->decref[a->ndecref++] = p->path[i].s.node;
             break;
         }
     }
-    for (unsigned i = 0; i < after.nfree; i++)
-        cv__free(after.free_raw[i]);
-    if (lf->s.owned)
-        cv__entry_release(removed.key, removed.val);
-    for (unsigned i = 0; i < after.ndecref; i++)
-        node_decref(after.decref[i]);
+    CV_ASSERT(a->ndecref <= CV_MAP_DROPS_MAX);
+    for (unsigned i = 0; i < a->nfree; i++)
+        cv__free(a->free_raw[i]);
+    if (leaf_owned)
+        cv__slot_drop(removed.key, removed.val);
+    for (unsigned i = 0; i < a->ndecref; i++)
+        cv__map_drop_later(SELF, (cv_map *)a->decref[i]);
+}
+
+static int hamt_del(cv_map **m, const cv_var *key)
+{
+    del_plan p; /* not zeroed: each phase sets what the next reads */
+    p.key = key;
+    p.depth = 0;
+    p.after.nfree = p.after.ndecref = 0;
+    if (del_walk(&p, (hnode *)*m) == 0)
+        return 0;
+    del_fates(&p);
+    if (alloc_del(&p) != 0)
+        return CV_MAP_ENOMEM;
+    const del_step *lf = &p.path[p.depth - 1];
+    hslot removed = AS_B(lf->s.node)->b_slots[lf->s.idx];
+    int leaf_owned = lf->s.owned;
+    *m = (cv_map *)del_build(&p);
+    del_finish(&p, removed, leaf_owned);
     return 1;
 }
 
 /* ------------------------------------------------------------------------
  * Check and shape
  * ------------------------------------------------------------------------ */
+
+static const char *check_node(const hnode *n, unsigned level, uint32_t prefix,
+                              unsigned parent_kind);
+
+/* The mask of the hash bits levels 0 .. level - 1 consume. */
+static uint32_t prefix_mask(unsigned level)
+{
+    return level * HAMT_BITS >= 32 ? 0xffffffffu
+                                   : (1u << (level * HAMT_BITS)) - 1;
+}
+
+static const char *check_collision(const hnode *n, unsigned level,
+                                   uint32_t prefix)
+{
+    if (level != HAMT_COLLISION_LEVEL)
+        return "hamt: collision node above level 7";
+    if (n->n_size < 2)
+        return "hamt: collision node with fewer than 2 keys";
+    if ((n->n_bitmap & prefix_mask(level)) != prefix)
+        return "hamt: collision node off its hash path";
+    for (unsigned i = 0; i < n->n_size; i++) {
+        const hslot *s = &AS_B(n)->b_slots[i];
+        if (s->key == NULL)
+            return "hamt: child in a collision node";
+        if (cv__key_refs(s->key) < 1)
+            return "hamt: key with reference count below 1";
+        if (cv__key_hash(s->key) != n->n_bitmap)
+            return "hamt: collision key with another hash";
+        for (unsigned j = 0; j < i; j++)
+            if (AS_B(n)->b_slots[j].key == s->key)
+                return "hamt: duplicate key in a collision node";
+    }
+    return NULL;
+}
+
+/* Sets *total to the pairs below array node n. */
+static const char *check_array(const hnode *n, unsigned level,
+                               uint32_t prefix, uint32_t *total)
+{
+    unsigned count = 0;
+    for (unsigned j = 0; j < HAMT_FANOUT; j++) {
+        const hnode *c = AS_A(n)->a_child[j];
+        if (c == NULL)
+            continue;
+        count++;
+        const char *e = check_node(c, level + 1,
+                                   prefix | (j << (level * HAMT_BITS)),
+                                   NODE_ARRAY);
+        if (e != NULL)
+            return e;
+        *total += c->n_size;
+    }
+    if (count != n->n_count)
+        return "hamt: array node count does not match its children";
+    if (count <= HAMT_ARRAY_ABOVE)
+        return "hamt: array node at or below the threshold";
+    return NULL;
+}
+
+/* One slot of bitmap node at `level`, for fragment prefix `want`. */
+static const char *check_bitmap_slot(const hslot *s, unsigned level,
+                                     uint32_t want, uint32_t *total)
+{
+    if (s->key != NULL) {
+        if (cv__key_refs(s->key) < 1)
+            return "hamt: key with reference count below 1";
+        if ((cv__key_hash(s->key) & prefix_mask(level + 1)) != want)
+            return "hamt: key in a slot its hash does not lead to";
+        (*total)++;
+        return NULL;
+    }
+    const hnode *ch = s->val;
+    if (ch == NULL)
+        return "hamt: NULL child in a bitmap node";
+    const char *e = check_node(ch, level + 1, want, NODE_BITMAP);
+    if (e == NULL)
+        *total += ch->n_size;
+    return e;
+}
+
+static const char *check_bitmap(const hnode *n, unsigned level,
+                                uint32_t prefix, unsigned parent_kind,
+                                uint32_t *total)
+{
+    unsigned c = n->n_count;
+    if (c == 0 || c != popcount32(n->n_bitmap))
+        return "hamt: bitmap count does not match the bitmap";
+    if (c > HAMT_ARRAY_ABOVE)
+        return "hamt: bitmap node above the threshold (must be array)";
+    if (level == HAMT_COLLISION_LEVEL - 1 && (n->n_bitmap >> 4) != 0)
+        return "hamt: level-6 bitmap beyond the 2 hash bits left";
+    unsigned i = 0, pairs = 0;
+    for (unsigned j = 0; j < HAMT_FANOUT; j++) {
+        if ((n->n_bitmap & (1u << j)) == 0)
+            continue;
+        const hslot *s = &AS_B(n)->b_slots[i++];
+        pairs += s->key != NULL;
+        const char *e = check_bitmap_slot(
+            s, level, prefix | (j << (level * HAMT_BITS)), total);
+        if (e != NULL)
+            return e;
+    }
+    if (c == 1 && pairs == 1 && parent_kind == NODE_BITMAP)
+        return "hamt: one-pair node below a bitmap node";
+    return NULL;
+}
 
 /* Verifies the subtree n at `level` whose keys all have hash & mask ==
  * prefix; parent_kind is 0 at the root. */
@@ -1120,98 +1342,25 @@ static const char *check_node(const hnode *n, unsigned level, uint32_t prefix,
         return "hamt: deeper than the collision level";
     if (atomic_load(&n->n_refs) < 1)
         return "hamt: node reference count below 1";
-    uint32_t mask = level * HAMT_BITS >= 32 ? 0xffffffffu
-                                            : (1u << (level * HAMT_BITS)) - 1;
     if (n->n_size == 0)
         return "hamt: empty node (the empty map must be NULL)";
     if (n->n_size == 1 && parent_kind == NODE_BITMAP)
         return "hamt: one-key subtree below a bitmap node (not collapsed)";
-
-    if (n->n_kind == NODE_COLLISION) {
-        if (level != HAMT_COLLISION_LEVEL)
-            return "hamt: collision node above level 7";
-        if (n->n_size < 2)
-            return "hamt: collision node with fewer than 2 keys";
-        if ((n->n_bitmap & mask) != prefix)
-            return "hamt: collision node off its hash path";
-        for (unsigned i = 0; i < n->n_size; i++) {
-            const hslot *s = &AS_B(n)->b_slots[i];
-            if (s->key == NULL)
-                return "hamt: child in a collision node";
-            if (atomic_load(&s->key->v_refs) < 1)
-                return "hamt: key with reference count below 1";
-            if (cv__var_hash(s->key) != n->n_bitmap)
-                return "hamt: collision key with another hash";
-            for (unsigned j = 0; j < i; j++)
-                if (AS_B(n)->b_slots[j].key == s->key)
-                    return "hamt: duplicate key in a collision node";
-        }
-        return NULL;
-    }
+    if (n->n_kind == NODE_COLLISION)
+        return check_collision(n, level, prefix);
     if (level == HAMT_COLLISION_LEVEL)
         return "hamt: non-collision node at level 7";
-
     uint32_t total = 0;
-    if (n->n_kind == NODE_ARRAY) {
-        unsigned count = 0;
-        for (unsigned j = 0; j < HAMT_FANOUT; j++) {
-            const hnode *c = AS_A(n)->a_child[j];
-            if (c == NULL)
-                continue;
-            count++;
-            const char *e =
-                check_node(c, level + 1, prefix | (j << (level * HAMT_BITS)),
-                           NODE_ARRAY);
-            if (e != NULL)
-                return e;
-            total += c->n_size;
-        }
-        if (count != n->n_count)
-            return "hamt: array node count does not match its children";
-        if (count <= HAMT_ARRAY_ABOVE)
-            return "hamt: array node at or below the threshold";
-    } else if (n->n_kind == NODE_BITMAP) {
-        unsigned c = n->n_count;
-        if (c == 0 || c != popcount32(n->n_bitmap))
-            return "hamt: bitmap count does not match the bitmap";
-        if (c > HAMT_ARRAY_ABOVE)
-            return "hamt: bitmap node above the threshold (must be array)";
-        if (level == HAMT_COLLISION_LEVEL - 1 && (n->n_bitmap >> 4) != 0)
-            return "hamt: level-6 bitmap beyond the 2 hash bits left";
-        unsigned i = 0, pairs = 0;
-        for (unsigned j = 0; j < HAMT_FANOUT; j++) {
-            if ((n->n_bitmap & (1u << j)) == 0)
-                continue;
-            const hslot *s = &AS_B(n)->b_slots[i++];
-            uint32_t want = prefix | (j << (level * HAMT_BITS));
-            if (s->key != NULL) {
-                pairs++;
-                if (atomic_load(&s->key->v_refs) < 1)
-                    return "hamt: key with reference count below 1";
-                uint32_t m2 = (level + 1) * HAMT_BITS >= 32
-                                  ? 0xffffffffu
-                                  : (1u << ((level + 1) * HAMT_BITS)) - 1;
-                if ((cv__var_hash(s->key) & m2) != want)
-                    return "hamt: key in a slot its hash does not lead to";
-                total++;
-            } else {
-                const hnode *ch = s->val;
-                if (ch == NULL)
-                    return "hamt: NULL child in a bitmap node";
-                const char *e = check_node(ch, level + 1, want, NODE_BITMAP);
-                if (e != NULL)
-                    return e;
-                total += ch->n_size;
-            }
-        }
-        if (c == 1 && pairs == 1 && parent_kind == NODE_BITMAP)
-            return "hamt: one-pair node below a bitmap node";
-    } else {
-        return "hamt: unknown node kind";
-    }
-    if (total != n->n_size)
-        return "hamt: subtree size does not match its pairs";
-    return NULL;
+    const char *e;
+    if (n->n_kind == NODE_ARRAY)
+        e = check_array(n, level, prefix, &total);
+    else if (n->n_kind == NODE_BITMAP)
+        e = check_bitmap(n, level, prefix, parent_kind, &total);
+    else
+        e = "hamt: unknown node kind";
+    if (e == NULL && total != n->n_size)
+        e = "hamt: subtree size does not match its pairs";
+    return e;
 }
 
 static const char *hamt_check(const cv_map *m)
@@ -1280,15 +1429,4 @@ size_t cv__hamt_shape(const cv_map *m, char *buf, size_t cap)
     return b.len;
 }
 
-const struct cv_backend cv__backend_hamt = {
-    .name = "hamt",
-    .summary = "persistent hash array mapped trie, O(1) share, path copy",
-    .find = hamt_find,
-    .set = hamt_set,
-    .del = hamt_del,
-    .len = hamt_len,
-    .foreach = hamt_foreach,
-    .share = hamt_share,
-    .release = hamt_release,
-    .check = hamt_check,
-};
+CV_BACKEND_DEFINE(cv__backend_hamt, "hamt", hamt);

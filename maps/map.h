@@ -18,15 +18,18 @@
  *    its last write pays no copy). Otherwise it builds a new map that shares
  *    what it can, stores it in *m and drops the caller's reference to the
  *    old one. Either way the caller still holds exactly one reference.
- *  - On failure (only CV_ENOMEM) *m is unchanged, the map is unchanged, and
+ *  - On failure (only CV_MAP_ENOMEM) *m is unchanged, the map is unchanged, and
  *    nothing leaks.
  *
  * Keys are vars (cv_var *), compared by identity and hashed once at their
- * creation (cv__var_hash), so no backend calls a hash or equality callback
- * on the hot path. Tests reach collisions and deep tries through
- * cv__var_new_hashed. A slot that stores a pair owns one reference to the
- * var and one retain of the value (cv__entry_retain / cv__entry_release in
- * core/internal.h); replacing a value releases the old one.
+ * creation, so no backend calls a hash or equality callback on the hot
+ * path. What a map may know of a key is maps/key.h: its hash, and taking
+ * and dropping a slot's key reference and value retain. A slot that stores
+ * a pair owns one of each; replacing a value drops the old one. Tests reach
+ * collisions and deep tries through vars with forced hashes.
+ *
+ * A backend is written from this header and key.h alone (plus libc). The
+ * core owns the registry of backends and the default (core/registry.h).
  *
  * Reference counts on maps are atomic: maps are shared between contexts
  * that may live in different threads. The "only reference" test is an
@@ -37,10 +40,61 @@
 #ifndef CV_MAP_H
 #define CV_MAP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/internal.h"
+#include "key.h"
+
+/* ------------------------------------------------------------------------
+ * What the core gives a backend
+ * ------------------------------------------------------------------------ */
+
+/* The only error a backend returns; equal to ctxvar.h's CV_MAP_ENOMEM (the
+ * core checks it at compile time). */
+#define CV_MAP_ENOMEM (-1)
+
+#if defined(__GNUC__)
+#define CV_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CV_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define CV_LIKELY(x) (x)
+#define CV_UNLIKELY(x) (x)
+#define CV_HIDDEN
+#endif
+
+/* Invariant checks: compiled in when CV_DEBUG is defined (the test,
+ * property and fuzz builds), out of the release library. */
+#ifdef CV_DEBUG
+CV_HIDDEN void cv__assert_fail(const char *expr, const char *file, int line);
+#define CV_ASSERT(cond)                                                   \
+    ((cond) ? (void)0 : cv__assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define CV_ASSERT(cond) ((void)0)
+#endif
+
+/* Every byte a backend holds comes from the allocation hook (core). */
+CV_HIDDEN void *cv__malloc(size_t size);
+CV_HIDDEN void cv__free(void *p);
+
+/*
+ * Drops `amount` from a reference count (any width: a macro over the
+ * type-generic atomics; each argument is a plain lvalue or constant);
+ * true if that was the last of it. Every count of the library drops
+ * through here. A holder that reads the count at exactly `amount` holds
+ * everything left: no other thread can change it (taking a reference
+ * needs one), so the locked instruction is skipped -- the fresh copy
+ * released, a map made private by a write and then dropped, the last
+ * token of a var. The acquire load and the acq_rel drop both order the
+ * other holders' earlier drops before the free (as release + an acquire
+ * fence would, at the same cost on x86, and ThreadSanitizer models them,
+ * which it does not do for standalone fences).
+ */
+#define cv__refs_drop(refs, amount)                                       \
+    (atomic_load_explicit((refs), memory_order_acquire) == (amount) ||    \
+     atomic_fetch_sub_explicit((refs), (amount), memory_order_acq_rel)    \
+         == (amount))
 
 /* Opaque: each backend casts it to its own struct. */
 typedef struct cv_map cv_map;
@@ -49,17 +103,16 @@ typedef int (*cv_map_visit_cb)(cv_var *key, void *value, void *arg);
 
 struct cv_backend {
     const char *name;     /* "hamt", "dictcopy", "chainmap", ... */
-    const char *summary;  /* one line for --help and reports */
 
     /* 1 and *val set: found; 0: absent. Never allocates. m may be NULL. */
     int (*find)(const cv_map *m, const cv_var *key, void **val);
 
-    /* Maps key to val (insert or replace). Returns 0 or CV_ENOMEM. Storing
+    /* Maps key to val (insert or replace). Returns 0 or CV_MAP_ENOMEM. Storing
      * the value already there changes nothing and allocates nothing. */
     int (*set)(cv_map **m, cv_var *key, void *val);
 
     /* Removes key. Returns 1 removed, 0 absent (nothing changed), or
-     * CV_ENOMEM (a shared map must be copied to remove from it). */
+     * CV_MAP_ENOMEM (a shared map must be copied to remove from it). */
     int (*del)(cv_map **m, const cv_var *key);
 
     /* Number of pairs. */
@@ -70,32 +123,101 @@ struct cv_backend {
      * during the walk (the core walks a shared reference, so it is not). */
     int (*foreach)(const cv_map *m, cv_map_visit_cb cb, void *arg);
 
-    /* Another reference to the same contents, O(1). 0 or CV_ENOMEM. */
+    /* Another reference to the same contents, O(1). 0 or CV_MAP_ENOMEM. */
     int (*share)(cv_map *m, cv_map **out);
 
-    /* Drops one reference; the last one frees all the map alone owned. */
+    /* Drops one reference; the last one frees all the map alone owned.
+     * Not called by a backend from inside its own set or del: there it
+     * hands the reference to cv__map_drop_later. */
     void (*release)(cv_map *m);
 
     /* Walks the whole structure and verifies the backend's invariant
      * (counts, shapes, reference counts). NULL if it holds, else a static
-     * description of the first violation. For tests and fuzzers: O(n). */
+     * description of the first violation. O(n): test machinery. In the
+     * test, property, fuzz and stress builds (CV_DEBUG) the core runs it
+     * after every successful set and del and aborts on a violation. */
     const char *(*check)(const cv_map *m);
+
+    /* Optional; NULL: the core shares and releases through share and
+     * release. Non-NULL says that every non-NULL map of this backend starts
+     * with a cv_map_head (its first member) whose count share and release
+     * raise and drop exactly as cv__map_share and cv__map_release below do;
+     * the core then does that itself, inline (no indirect call on a copy or
+     * a release), and calls destroy(m) once it has dropped m's last
+     * reference: destroy frees what m alone owned, as release would have.
+     * Not called from inside the backend's own set or del. */
+    void (*destroy)(cv_map *m);
 };
 
-/* The backends of the library, one line each (the registry in
- * core/backend.c expands this list; a new backend adds one line). */
-#define CV_BACKEND_LIST(X) \
-    X(dictcopy) \
-    X(chainmap) \
-    X(hamt) \
-    X(adaptive)
+/* The table of a backend whose functions are <prefix>_find, _set, _del,
+ * _len, _foreach, _share, _release and _check:
+ *   CV_BACKEND_DEFINE(cv__backend_hamt, "hamt", hamt);   */
+#define CV_BACKEND_DEFINE(sym, label, prefix)                              \
+    const struct cv_backend sym = {                                        \
+        .name = label, .find = prefix##_find, .set = prefix##_set,         \
+        .del = prefix##_del, .len = prefix##_len,                          \
+        .foreach = prefix##_foreach, .share = prefix##_share,              \
+        .release = prefix##_release, .check = prefix##_check}
+/* The same for a backend whose maps start with a cv_map_head (below) and
+ * that frees a map whose last reference went in <prefix>_destroy. */
+#define CV_BACKEND_DEFINE_HEADED(sym, label, prefix)                       \
+    const struct cv_backend sym = {                                        \
+        .name = label, .find = prefix##_find, .set = prefix##_set,         \
+        .del = prefix##_del, .len = prefix##_len,                          \
+        .foreach = prefix##_foreach, .share = prefix##_share,              \
+        .release = prefix##_release, .destroy = prefix##_destroy,          \
+        .check = prefix##_check}
 
-#define CV__BACKEND_DECL(name) extern const struct cv_backend cv__backend_##name;
-CV_BACKEND_LIST(CV__BACKEND_DECL)
-#undef CV__BACKEND_DECL
+/* The head of a map whose backend has destroy: its reference count at
+ * offset 0, the same for every such backend, so that the core shares and
+ * drops references without knowing which backend it holds. A count never
+ * goes past CV_MAP_MAX_REFS (share refuses a holder there, with room above
+ * for racing sharers that undo). */
+typedef struct cv_map_head {
+    _Atomic uint32_t refs;
+} cv_map_head;
 
-/* The recommended default backend (R15): chainmap, the fastest on the PEP
- * 550 mix at every N measured (results/, README "Backends and how to choose"). */
-#define CV_BACKEND_RECOMMENDED chainmap
+#define CV_MAP_MAX_REFS ((uint32_t)1 << 31)
+
+/* Another reference to m (see share): one relaxed increment for a backend
+ * with destroy, a NULL map needs none. 0 or CV_MAP_ENOMEM. */
+static inline int cv__map_share(const struct cv_backend *ops, cv_map *m,
+                                cv_map **out)
+{
+    if (CV_LIKELY(ops->destroy != NULL)) {
+        cv_map_head *h = (cv_map_head *)m;
+        if (h != NULL &&
+            CV_UNLIKELY(atomic_fetch_add_explicit(&h->refs, 1,
+                                                  memory_order_relaxed) >=
+                        CV_MAP_MAX_REFS)) {
+            atomic_fetch_sub_explicit(&h->refs, 1, memory_order_relaxed);
+            return CV_MAP_ENOMEM;
+        }
+        *out = m;
+        return 0;
+    }
+    return ops->share(m, out);
+}
+
+/* Drops one reference to m (see release). */
+static inline void cv__map_release(const struct cv_backend *ops, cv_map *m)
+{
+    if (CV_LIKELY(ops->destroy != NULL)) {
+        cv_map_head *h = (cv_map_head *)m;
+        if (h != NULL && cv__refs_drop(&h->refs, 1))
+            ops->destroy(m);
+        return;
+    }
+    ops->release(m);
+}
+
+/* Inside set or del: m (a reference the write let go of: an old root, a
+ * node, a parked layer) is released with ops->release once the write is
+ * whole (key.h says why). Outside a write it is released at once. A write
+ * hands over at most CV_MAP_DROPS_MAX references and drops at most
+ * CV_SLOT_DROPS_MAX slots of vars with hooks (checked by CV_ASSERT). */
+#define CV_MAP_DROPS_MAX 40
+#define CV_SLOT_DROPS_MAX 8
+CV_HIDDEN void cv__map_drop_later(const struct cv_backend *ops, cv_map *m);
 
 #endif /* CV_MAP_H */

@@ -27,7 +27,7 @@ static inline void cv__slot_remove(cv_slot *slots, uint32_t mask, uint32_t i)
         cv_slot *t = &slots[j];
         if (t->key == NULL)
             break;
-        uint32_t home = cv__var_hash(t->key) & mask;
+        uint32_t home = cv__key_hash(t->key) & mask;
         /* t may move to i unless its home lies cyclically in (i, j]. */
         int stays = (i <= j) ? (i < home && home <= j)
                              : (i < home || home <= j);
@@ -38,6 +38,41 @@ static inline void cv__slot_remove(cv_slot *slots, uint32_t mask, uint32_t i)
     }
     slots[i].key = NULL;
     slots[i].val = NULL;
+}
+
+/* Drops what every occupied slot of slots[0..mask] owns: a key reference,
+ * and a value retain unless the value is `tomb` (a layered map's
+ * "deleted here" marker; NULL when the map has none). */
+static inline void cv__slots_drop(cv_slot *slots, uint32_t mask,
+                                  const void *tomb)
+{
+    for (uint32_t i = 0; i <= mask; i++) {
+        cv_slot *s = &slots[i];
+        if (s->key == NULL)
+            continue;
+        if (tomb != NULL && s->val == tomb)
+            cv__slot_drop_key(s->key);
+        else
+            cv__slot_drop(s->key, s->val);
+    }
+}
+
+/* For check(): the occupied slot i holds a live key in the probe run that
+ * starts at its home slot, with no empty slot and no copy of its key
+ * between the home slot and i. NULL, or what is wrong. */
+static inline const char *cv__slot_check(const cv_slot *slots, uint32_t mask,
+                                         uint32_t i)
+{
+    const cv_var *k = slots[i].key;
+    if (cv__key_refs(k) < 1)
+        return "key with reference count below 1";
+    for (uint32_t j = cv__key_hash(k) & mask; j != i; j = (j + 1) & mask) {
+        if (slots[j].key == NULL)
+            return "key behind an empty slot (probe run broken)";
+        if (slots[j].key == k)
+            return "duplicate key";
+    }
+    return NULL;
 }
 
 #endif /* CV_SLOTS_H */

@@ -2,7 +2,8 @@
 # by the top-level Makefile; not part of `make test`).
 #
 #   make coverage    gcc --coverage build of the library, the unit suite and
-#                    the property tests in build-cov/; runs them; lcov with
+#                    the property tests and tests/abi/diag.c in build-cov/;
+#                    runs them; lcov with
 #                    branch coverage; HTML in results/coverage/html/ (not in
 #                    git); results/coverage/SUMMARY.md (in git).
 #
@@ -16,7 +17,8 @@ COV_MIN_LINES    ?= 95
 COV_MIN_BRANCHES ?= 90
 COV_PROP_RUNS    ?= 300
 COV_FLAGS        := -O0 -g --coverage -fprofile-update=atomic
-COV_LCOV         := lcov --quiet --rc lcov_branch_coverage=1
+COV_LCOV         := lcov --quiet --rc lcov_branch_coverage=1 \
+                    --rc lcov_excl_br_line='LCOV_EXCL_BR_LINE|CV_ASSERT'
 COV_INFO         := $(COV_BUILD)/coverage.info
 COV_SUMMARY      := results/coverage/SUMMARY.md
 
@@ -35,6 +37,8 @@ coverage-build:
 	  -iquote tests/support -iquote tests/prop -o $(COV_BUILD)/prop/prop tests/prop/prop.cc \
 	  $(COV_BUILD)/prop/canary.o $(COV_BUILD)/prop/extra_backends.o \
 	  $(COV_BUILD)/libctxvar.a -lrapidcheck -lpthread
+	$(CC) $(WARN) $(COV_FLAGS) -D_GNU_SOURCE -Icore -o $(COV_BUILD)/diag tests/abi/diag.c \
+	  $(COV_BUILD)/libctxvar.a -lpthread
 
 coverage: coverage-build
 	@find $(COV_BUILD) -name '*.gcda' -delete
@@ -43,6 +47,8 @@ coverage: coverage-build
 	@echo "== property tests (coverage build, max_success=$(COV_PROP_RUNS))"
 	RC_PARAMS="seed=567 max_success=$(COV_PROP_RUNS)" ./$(COV_BUILD)/prop/prop > $(COV_BUILD)/prop.log 2>&1 || \
 	  { tail -40 $(COV_BUILD)/prop.log; exit 1; }
+	@echo "== diagnostics, versions (tests/abi/diag.c, coverage build)"
+	./$(COV_BUILD)/diag > $(COV_BUILD)/diag.log 2>&1 || { cat $(COV_BUILD)/diag.log; exit 1; }
 	@echo "== lcov"
 	$(COV_LCOV) --capture --directory $(COV_BUILD) --base-directory $(CURDIR) \
 	  --output-file $(COV_BUILD)/all.info

@@ -13,6 +13,7 @@
  *   CV_TEST_FILTER=glob   cmocka's test filter
  *   CV_TEST_ONLY=conformance|unit   run one kind of group
  *   CV_TEST_QUICK=1       fewer iterations (used under valgrind)
+ * `unit --help` prints these; any other argument is an error (exit 2).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -95,16 +96,41 @@ static int run_named(const char *list)
 }
 
 int r15_probe(const char *mode); /* test_api.c */
+int debug_probe(void);           /* test_debug.c */
 const char *tu_self_path;        /* this binary, for tests that re-run it */
+
+static const char usage[] =
+    "usage: %s [--help]\n"
+    "\n"
+    "Runs the conformance suite once per backend (groups conformance/<name>)\n"
+    "and the unit tests once (group unit), with a leak and hook-balance check\n"
+    "after every test. Tests are named after the rule (rN) or scenario (sN)\n"
+    "of docs/SPEC.md they check, or the feature (map_, oom_, hamt_, ...);\n"
+    "tests/test_list.h lists them all. Selection is by environment:\n"
+    "\n"
+    "  CV_TEST_BACKEND=a,b   conformance on these backends only (test-only\n"
+    "                        backends, such as canary, only this way)\n"
+    "  CV_TEST_FILTER=glob   run only the tests whose name matches\n"
+    "  CV_TEST_ONLY=conformance|unit   run one kind of group\n"
+    "  CV_TEST_QUICK=1       fewer iterations (used under valgrind)\n"
+    "  CV_TEST_VERBOSE=1     print per-case details of the OOM loops\n"
+    "\n"
+    "example: CV_TEST_BACKEND=hamt CV_TEST_FILTER='r9_*' %s\n";
 
 int main(int argc, char **argv)
 {
-    (void)argc;
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr, usage, argv[0], argv[0]);
+        return help ? 0 : 2;
+    }
     /* argv[0], not /proc/self/exe: under valgrind that is valgrind. */
     static char self[4096];
     tu_self_path = realpath(argv[0], self) ? self : argv[0];
     if (getenv("CV_R15_PROBE") != NULL)
         return r15_probe(getenv("CV_R15_PROBE"));
+    if (getenv("CV_DEBUG_PROBE") != NULL)
+        return debug_probe();
     tu_alloc_install();
     const char *filter = getenv("CV_TEST_FILTER");
     if (filter != NULL)

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "map.h"
+#include "registry.h"
 
 #include "testutil.h"
 
@@ -17,7 +19,8 @@ TEST(errors_have_names)
     assert_string_equal(cv_strerror(CV_ELOOKUP),
                         "variable has no value and no default");
     assert_string_equal(cv_strerror(-999), "unknown error");
-    assert_string_equal(cv_strerror(0), "unknown error");
+    assert_string_equal(cv_strerror(0), "success");  /* 0 is success */
+    assert_string_equal(cv_err_name(0), "CV_OK");
 }
 
 /* ---- bad input: every NULL argument gets CV_EINVAL or a NULL answer ---- */

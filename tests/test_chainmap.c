@@ -9,131 +9,36 @@
 #include <string.h>
 
 #include "chainmap.h"
-#include "map.h"
-
-#include "testutil.h"
+#include "mapmodel.h"
 
 #define B (&cv__backend_chainmap)
 #define D CV_CHAINMAP_MAX_DEPTH
 
-/* ------------------------------------------------------------------------
- * Keys, values, and a model of one map
- * ------------------------------------------------------------------------ */
-
 #define NK 12 /* keys in play: few, so writes collide and shadow */
 
-typedef struct model {
-    int has[NK];
-    void *val[NK];
-} model;
-
-typedef struct world {
-    cv_var *keys[NK];
-    tu_val vals[64];
-} world;
+typedef mm_world world;
+typedef mm_model model;
+#define set_ok mm_set
+#define del_ok mm_del
+#define expect_model mm_expect
+#define world_free mm_world_free
+#define rnd tu_rnd
 
 /* Hooked keys (R14 balance is checked after each test); with `collide`
  * the first half share hash 0, so tiny tables fill and probe runs wrap. */
 static void world_init(world *w, int collide)
 {
-    memset(w, 0, sizeof *w);
-    for (int i = 0; i < NK; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "k%d", i);
-        cv_var_opts o = {
-            .name = name,
-            .retain = tu_hook_retain,
-            .release = tu_hook_release,
-        };
-        uint32_t h = (collide && i < NK / 2) ? 0u : (uint32_t)i * 2654435761u;
-        ASSERT_OK(cv__var_new_hashed(&o, h, &w->keys[i]));
-    }
-    for (int i = 0; i < 64; i++)
-        w->vals[i].tag = i;
+    mm_world_init(w, B, NK, collide ? mm_hash_half : mm_hash_spread);
 }
 
-static void world_free(world *w)
+/* A test's start: the world (spread hashes) and *m holding its first n
+ * keys, as *md says. */
+static void start(world *w, cv_map **m, model *md, int n)
 {
-    for (int i = 0; i < NK; i++)
-        cv_var_release(w->keys[i]);
-}
-
-static int key_index(const world *w, const cv_var *k)
-{
-    for (int i = 0; i < NK; i++)
-        if (w->keys[i] == k)
-            return i;
-    return -1;
-}
-
-typedef struct walk {
-    const world *w;
-    int seen[NK];
-    void *val[NK];
-    int stop_after; /* 0: never stop */
-    int calls;
-} walk;
-
-static int walk_cb(cv_var *k, void *v, void *arg)
-{
-    walk *wk = arg;
-    int i = key_index(wk->w, k);
-    assert_true(i >= 0);
-    wk->seen[i]++;
-    wk->val[i] = v;
-    wk->calls++;
-    return wk->stop_after && wk->calls == wk->stop_after ? 77 : 0;
-}
-
-/* m maps exactly what md says: find, len, foreach (each pair once), check. */
-static void expect_model(const world *w, const cv_map *m, const model *md)
-{
-    const char *err = B->check(m);
-    if (err != NULL)
-        fail_msg("check: %s", err);
-    size_t n = 0;
-    walk wk = {.w = w};
-    assert_int_equal(B->foreach(m, walk_cb, &wk), 0);
-    for (int i = 0; i < NK; i++) {
-        void *v = NULL;
-        int r = B->find(m, w->keys[i], &v);
-        if (r != md->has[i])
-            fail_msg("key %d: find %d, model %d", i, r, md->has[i]);
-        assert_int_equal(wk.seen[i], md->has[i]);
-        if (md->has[i]) {
-            assert_ptr_equal(v, md->val[i]);
-            assert_ptr_equal(wk.val[i], md->val[i]);
-            n++;
-        }
-    }
-    assert_int_equal(B->len(m), n);
-}
-
-static void model_of(const world *w, const cv_map *m, model *md)
-{
+    world_init(w, 0);
+    *m = NULL;
     memset(md, 0, sizeof *md);
-    for (int i = 0; i < NK; i++)
-        md->has[i] = B->find(m, w->keys[i], &md->val[i]);
-}
-
-static void set_ok(const world *w, cv_map **m, model *md, int k, void *v)
-{
-    ASSERT_OK(B->set(m, w->keys[k], v));
-    md->has[k] = 1;
-    md->val[k] = v;
-}
-
-static void del_ok(const world *w, cv_map **m, model *md, int k)
-{
-    ASSERT_ERR(B->del(m, w->keys[k]), md->has[k]);
-    md->has[k] = 0;
-    md->val[k] = NULL;
-}
-
-static uint32_t rnd(uint32_t *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
+    mm_fill(w, m, md, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -146,11 +51,9 @@ TEST(chainmap_isolation_both_ways_at_every_depth)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL;
-    model ma = {0};
-    set_ok(&w, &a, &ma, 0, &w.vals[0]);
-    set_ok(&w, &a, &ma, 1, &w.vals[1]);
+    cv_map *a;
+    model ma;
+    start(&w, &a, &ma, 2);
     for (int step = 0; step < 3 * D + 3; step++) {
         cv_map *b;
         ASSERT_OK(B->share(a, &b));
@@ -181,57 +84,27 @@ TEST(chainmap_isolation_both_ways_at_every_depth)
 }
 
 /* Many maps, random share/set/del/release, each checked against its own
- * model after every step: every map is a snapshot of its own history. */
+ * model after every step: every map is a snapshot of its own history, and
+ * no chain ever passes the depth bound (which the long runs reach). */
+static void depth_ok(const cv_map *m, void *arg)
+{
+    unsigned *max_depth = arg;
+    unsigned d = cv__chainmap_depth(m);
+    assert_true(d <= D);
+    if (d > *max_depth)
+        *max_depth = d;
+}
+
 static void random_against_model(int collide, uint32_t seed)
 {
     world w;
     world_init(&w, collide);
-    enum { NM = 8 };
-    cv_map *m[NM] = {0};
-    model md[NM];
-    memset(md, 0, sizeof md);
-    int live[NM] = {1, 0, 0, 0, 0, 0, 0, 0};
     unsigned max_depth = 0;
-    long steps = tu_scale(20000, 1500);
-    for (long t = 0; t < steps; t++) {
-        int i = (int)(rnd(&seed) % NM);
-        if (!live[i])
-            continue;
-        uint32_t op = rnd(&seed) % 10;
-        int k = (int)(rnd(&seed) % NK);
-        if (op < 5) {
-            set_ok(&w, &m[i], &md[i], k, &w.vals[rnd(&seed) % 64]);
-        } else if (op < 7) {
-            del_ok(&w, &m[i], &md[i], k);
-        } else if (op < 9) {
-            int j = (int)(rnd(&seed) % NM);
-            if (j == i)
-                continue;
-            if (live[j])
-                B->release(m[j]);
-            ASSERT_OK(B->share(m[i], &m[j]));
-            md[j] = md[i];
-            live[j] = 1;
-        } else if (i != 0) {
-            B->release(m[i]);
-            m[i] = NULL;
-            live[i] = 0;
-        }
-        for (int j = 0; j < NM; j++) {
-            if (!live[j])
-                continue;
-            expect_model(&w, m[j], &md[j]);
-            unsigned d = cv__chainmap_depth(m[j]);
-            assert_true(d <= D);
-            if (d > max_depth)
-                max_depth = d;
-        }
-    }
+    mm_random r = {.nheld = 8, .steps = tu_scale(20000, 1500), .seed = seed,
+                   .all_every = 1, .after = depth_ok, .arg = &max_depth};
+    mm_random_run(&w, &r);
     if (!tu_quick())
         assert_int_equal(max_depth, D); /* reached, never passed */
-    for (int j = 0; j < NM; j++)
-        if (live[j])
-            B->release(m[j]);
     world_free(&w);
 }
 
@@ -256,12 +129,9 @@ TEST(chainmap_tombstones_hide_lower_layers)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL;
-    model ma = {0};
-    set_ok(&w, &a, &ma, 0, &w.vals[0]);
-    set_ok(&w, &a, &ma, 1, &w.vals[1]);
-    set_ok(&w, &a, &ma, 2, &w.vals[2]);
+    cv_map *a;
+    model ma;
+    start(&w, &a, &ma, 3);
     cv_map *b;
     ASSERT_OK(B->share(a, &b));
     model mb = ma;
@@ -281,9 +151,9 @@ TEST(chainmap_tombstones_hide_lower_layers)
     expect_model(&w, a, &ma);
 
     /* foreach stops at the first non-zero return and returns it */
-    walk wk = {.w = &w, .stop_after = 1};
-    assert_int_equal(B->foreach(b, walk_cb, &wk), 77);
-    assert_int_equal(wk.calls, 1);
+    int calls;
+    assert_int_equal(mm_walk(&w, b, 1, &calls), 77);
+    assert_int_equal(calls, 1);
 
     /* deleting every visible key gives the empty map, NULL, though the
      * layers below still hold pairs for a */
@@ -301,9 +171,9 @@ TEST(chainmap_empty_top_layer_is_popped)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *a = NULL, *b;
-    model ma = {0};
+    cv_map *a, *b;
+    model ma;
+    start(&w, &a, &ma, 0);
     set_ok(&w, &a, &ma, 0, &w.vals[0]);
     ASSERT_OK(B->share(a, &b));
     model mb = ma;
@@ -362,9 +232,9 @@ TEST(chainmap_regress_pop_leaves_shared_top_unabsorbed)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *p = NULL, *q, *s;
-    model mq = {0};
+    cv_map *p, *q, *s;
+    model mq;
+    start(&w, &p, &mq, 0);
     set_ok(&w, &p, &mq, 0, &w.vals[0]);
     ASSERT_OK(B->share(p, &q));
     set_ok(&w, &q, &mq, 1, &w.vals[1]); /* L0 over P */
@@ -392,11 +262,9 @@ TEST(chainmap_compaction_exactly_at_the_bound)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *m = NULL;
-    model md = {0};
-    for (int k = 0; k < NK; k++)
-        set_ok(&w, &m, &md, k, &w.vals[k]);
+    cv_map *m;
+    model md;
+    start(&w, &m, &md, NK);
     cv_map *held[3 * (D + 1)];
     int nheld = 0;
     for (int round = 0; round < 3; round++) {
@@ -411,10 +279,7 @@ TEST(chainmap_compaction_exactly_at_the_bound)
             expect_model(&w, m, &md);
         }
     }
-    for (int i = 0; i < nheld; i++) {
-        assert_null(B->check(held[i]));
-        B->release(held[i]);
-    }
+    mm_release_all(B, held, nheld);
     B->release(m);
     world_free(&w);
 }
@@ -483,10 +348,7 @@ TEST(chainmap_long_chain_of_copies_stays_bounded)
             expect_model(&w, m, &md);
     }
     expect_model(&w, m, &md);
-    for (int i = 0; i < KEEP; i++) {
-        assert_null(B->check(ring[i]));
-        B->release(ring[i]);
-    }
+    mm_release_all(B, ring, KEEP);
     B->release(m);
     world_free(&w);
 }
@@ -792,105 +654,48 @@ TEST(chainmap_history_releases_shadowed_values)
  * set, key 1 deleted, key 2 set, then key 3 over and over), every layer
  * held by a snapshot. */
 enum { MN = 40 };
+_Static_assert(MN + 1 <= MM_MAXK && D + 2 <= MM_MAXHELD, "harness sizes");
 
-static void build_mergeable(hist *h, tu_val *v, cv_map **m, cv_map **held)
+/* held[0]: the chain; held[1 .. D]: a snapshot of each layer as it was
+ * pushed; held[D + 1]: the top itself, so the next write is shared. */
+static void build_mergeable(const world *w, cv_map **held, model *md)
 {
-    for (int k = 0; k < MN; k++) {
-        ASSERT_OK(B->set(m, h->keys[k], &v[k]));
-        h->cur[k] = &v[k];
-    }
-    h->cur[MN] = NULL;
+    mm_fill(w, &held[0], md, MN);
     for (int d = 1; d <= D; d++) {
-        ASSERT_OK(B->share(*m, &held[d - 1]));
+        ASSERT_OK(B->share(held[0], &held[d]));
         int k = d <= 3 ? d - 1 : 3;
-        if (k == 1) {
-            assert_int_equal(B->del(m, h->keys[k]), 1);
-            h->cur[k] = NULL;
-        } else {
-            ASSERT_OK(B->set(m, h->keys[k], &v[MN + d]));
-            h->cur[k] = &v[MN + d];
-        }
+        if (k == 1)
+            mm_del(w, &held[0], md, k);
+        else
+            mm_set(w, &held[0], md, k, (void *)&w->vals[MN + d]);
     }
-    ASSERT_OK(B->share(*m, &held[D]));
-    assert_int_equal(cv__chainmap_depth(*m), D);
+    ASSERT_OK(B->share(held[0], &held[D + 1]));
+    assert_int_equal(cv__chainmap_depth(held[0]), D);
 }
 
-/* The writes a merge makes: a new key, an existing one, a tombstone for a
- * bottom key, re-setting the deleted key (its tombstone is dropped). */
-static int merge_op(hist *h, tu_val *v, cv_map **m, int op, void **cur)
+/* Once it succeeds the write is a merge (depth 1, over the bottom). */
+static const char *merged(const cv_map *m)
 {
-    int k = op == 0 ? MN : op == 1 ? 3 : op == 2 ? 5 : 1;
-    int r;
-    if (op == 2) {
-        r = B->del(m, h->keys[k]);
-        if (r == 1)
-            cur[k] = NULL;
-        return r == 1 ? 0 : r;
-    }
-    r = B->set(m, h->keys[k], &v[2 * MN + op]);
-    if (r == 0)
-        cur[k] = &v[2 * MN + op];
-    return r;
+    return cv__chainmap_depth(m) == 1 ? NULL : "not a merge onto the bottom";
 }
 
 /* OOM at every allocation of a merge (there is one: the merged layer,
- * counted first): the call fails with CV_ENOMEM and the map, every
- * snapshot, the blocks and the value retains are exactly as before. Once
- * it succeeds the write is a merge (depth 1, over the bottom), not a
- * flatten. */
+ * counted first), for the writes a merge makes: a new key, an existing
+ * one, a tombstone for a bottom key, re-setting the deleted key (its
+ * tombstone is dropped). The harness checks that a failed call leaves the
+ * chain, every snapshot, the blocks and the value retains as they were. */
+static const mm_oom_case merge_cases[] = {
+    {"merge: set new", build_mergeable, 0, MM_SET(MN, 60), 0, merged},
+    {"merge: set existing", build_mergeable, 0, MM_SET(3, 61), 0, merged},
+    {"merge: tombstone", build_mergeable, 0, MM_DEL(5), 1, merged},
+    {"merge: re-set deleted", build_mergeable, 0, MM_SET(1, 63), 0, merged},
+};
+
 TEST(chainmap_oom_every_allocation_of_a_merge)
 {
     (void)state;
-    hist h;
-    hist_init(&h, MN + 1);
-    tu_val v[3 * MN];
-    memset(v, 0, sizeof v);
-    for (int op = 0; op < 4; op++) {
-        for (int forever = 0; forever <= 1; forever++) {
-            int failures_seen = 0;
-            for (long k = 1;; k++) {
-                cv_map *m = NULL, *held[D + 1];
-                build_mergeable(&h, v, &m, held);
-                void *before_cur[MN + 1], *cur[MN + 1];
-                memcpy(before_cur, h.cur, sizeof before_cur);
-                memcpy(cur, h.cur, sizeof cur);
-                cv_map *before = m;
-                long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
-                long hooks = tu_hook_balance();
-                tu_alloc_fail_at(k, forever);
-                int r = merge_op(&h, v, &m, op, cur);
-                tu_alloc_fail_at(0, 0);
-                if (r == CV_ENOMEM) {
-                    failures_seen++;
-                    assert_ptr_equal(m, before);
-                    assert_int_equal(tu_alloc_live(), live);
-                    assert_int_equal(tu_alloc_live_bytes(), bytes);
-                    assert_int_equal(tu_hook_balance(), hooks);
-                    hist_expect(&h, m, before_cur);
-                } else {
-                    ASSERT_OK(r);
-                    assert_int_equal(cv__chainmap_depth(m), 1);
-                    hist_expect(&h, m, cur);
-                }
-                assert_null(B->check(m));
-                /* the snapshot of the old top still reads it */
-                hist_expect(&h, held[D], before_cur);
-                for (int i = 0; i <= D; i++) {
-                    assert_null(B->check(held[i]));
-                    B->release(held[i]);
-                }
-                B->release(m);
-                if (r != CV_ENOMEM)
-                    break;
-                assert_true(k < 10);
-            }
-            if (failures_seen == 0)
-                fail_msg("merge op %d: no allocation failed", op);
-        }
-    }
-    for (int i = 0; i < 3 * MN; i++)
-        assert_int_equal(v[i].refs, 0);
-    hist_free(&h);
+    mm_oom_run(B, MN + 1, mm_hash_spread, merge_cases,
+               sizeof merge_cases / sizeof merge_cases[0], D + 2, 1);
 }
 
 /* A merge that keeps nothing -- a tombstone for a key the bottom lacks,
@@ -938,24 +743,10 @@ TEST(chainmap_merge_keeping_nothing_is_the_base)
  * OOM on every allocating path
  * ------------------------------------------------------------------------ */
 
-/* One scenario: build() makes the maps, op() makes the one call under
- * test on held[0]. */
-typedef struct oom_case {
-    const char *name;
-    void (*build)(const world *w, cv_map **held, model *md);
-    int (*op)(const world *w, cv_map **m, model *md); /* applies to model */
-    int want;                                         /* op's success */
-} oom_case;
-
-/* held[0] is the map under test; held[1..3] are other holders. */
+/* held[0] is the map under test; held[1..3] are other holders. The cases
+ * of every backend are in test_maps.c (map_oom_every_write); these are the
+ * paths of layers: growth over a parent, pushes and flattens. */
 enum { NHELD = 4 };
-
-static void build_empty(const world *w, cv_map **held, model *md)
-{
-    (void)w;
-    (void)held;
-    (void)md;
-}
 
 static void build_one(const world *w, cv_map **held, model *md)
 {
@@ -972,15 +763,13 @@ static void build_small_top(const world *w, cv_map **held, model *md)
     assert_int_equal(cv__chainmap_depth(held[0]), 1);
 }
 
-/* A shared top at depth 0 (the next write pushes a layer). */
-static void build_shared(const world *w, cv_map **held, model *md)
+/* Four pairs at depth 0 (shared, the next write pushes a layer). */
+static void build_four(const world *w, cv_map **held, model *md)
 {
-    for (int k = 0; k < 4; k++)
-        set_ok(w, &held[0], md, k, (void *)&w->vals[k]);
-    ASSERT_OK(B->share(held[0], &held[1]));
+    mm_fill(w, &held[0], md, 4);
 }
 
-/* A shared top at depth D (the next write flattens). */
+/* A top at depth D (shared, the next write flattens). */
 static void build_deep(const world *w, cv_map **held, model *md)
 {
     for (int k = 0; k < 6; k++)
@@ -994,117 +783,43 @@ static void build_deep(const world *w, cv_map **held, model *md)
             set_ok(w, &held[0], md, d % 6, (void *)&w->vals[10 + d]);
         B->release(s);
     }
-    ASSERT_OK(B->share(held[0], &held[1]));
     assert_int_equal(cv__chainmap_depth(held[0]), D);
 }
 
-static int op_set_new(const world *w, cv_map **m, model *md)
-{
-    int r = B->set(m, w->keys[7], (void *)&w->vals[7]);
-    if (r == 0) {
-        md->has[7] = 1;
-        md->val[7] = (void *)&w->vals[7];
-    }
-    return r;
-}
+/* The writes: key 7 is never among the built pairs. */
+#define SET_NEW MM_SET(7, 7)
+#define SET_EXISTING MM_SET(0, 33)
+#define DEL_LOWER MM_DEL(0)
 
-static int op_set_existing(const world *w, cv_map **m, model *md)
-{
-    int r = B->set(m, w->keys[0], (void *)&w->vals[33]);
-    if (r == 0)
-        md->val[0] = (void *)&w->vals[33];
-    return r;
-}
-
-static int op_del_lower(const world *w, cv_map **m, model *md)
-{
-    int r = B->del(m, w->keys[0]);
-    if (r == 1) {
-        md->has[0] = 0;
-        md->val[0] = NULL;
-    }
-    return r;
-}
-
-static const oom_case oom_cases[] = {
-    {.name = "first layer", .build = build_empty, .op = op_set_new, .want = 0},
-    {.name = "growth of a one-slot top", .build = build_one,
-     .op = op_set_new, .want = 0},
-    {.name = "growth of a top over a parent", .build = build_small_top,
-     .op = op_set_new, .want = 0},
-    {.name = "tombstone grows the top", .build = build_small_top,
-     .op = op_del_lower, .want = 1},
-    {.name = "push a layer (set)", .build = build_shared,
-     .op = op_set_existing, .want = 0},
-    {.name = "push a layer (tombstone)", .build = build_shared,
-     .op = op_del_lower, .want = 1},
-    {.name = "flatten (set new)", .build = build_deep, .op = op_set_new,
-     .want = 0},
-    {.name = "flatten (set existing)", .build = build_deep,
-     .op = op_set_existing, .want = 0},
-    {.name = "flatten (tombstone)", .build = build_deep, .op = op_del_lower,
-     .want = 1},
+static const mm_oom_case oom_cases[] = {
+    {"first layer", mm_build_empty, 0, SET_NEW, 0, NULL},
+    {"growth of a one-slot top", build_one, 0, SET_NEW, 0, NULL},
+    {"growth of a top over a parent", build_small_top, 0, SET_NEW, 0,
+     NULL},
+    {"tombstone grows the top", build_small_top, 0, DEL_LOWER, 1, NULL},
+    {"push a layer (set)", build_four, 1, SET_EXISTING, 0, NULL},
+    {"push a layer (tombstone)", build_four, 1, DEL_LOWER, 1, NULL},
+    {"flatten (set new)", build_deep, 1, SET_NEW, 0, NULL},
+    {"flatten (set existing)", build_deep, 1, SET_EXISTING, 0, NULL},
+    {"flatten (tombstone)", build_deep, 1, DEL_LOWER, 1, NULL},
 };
 
 TEST(chainmap_oom_every_allocating_path)
 {
     (void)state;
-    world w;
-    world_init(&w, 0);
-    for (size_t c = 0; c < sizeof oom_cases / sizeof oom_cases[0]; c++) {
-        const oom_case *oc = &oom_cases[c];
-        for (int forever = 0; forever <= 1; forever++) {
-            int failures_seen = 0;
-            for (long k = 1;; k++) {
-                cv_map *held[NHELD] = {0};
-                model md = {0}, others[NHELD];
-                oc->build(&w, held, &md);
-                for (int i = 1; i < NHELD; i++)
-                    model_of(&w, held[i], &others[i]);
-                cv_map *before = held[0];
-                long live = tu_alloc_live();
-                long hooks = tu_hook_balance();
-                tu_alloc_fail_at(k, forever);
-                int r = oc->op(&w, &held[0], &md);
-                tu_alloc_fail_at(0, 0);
-                if (r == CV_ENOMEM) {
-                    failures_seen++;
-                    /* unchanged: same pointer, contents, blocks, retains */
-                    assert_ptr_equal(held[0], before);
-                    assert_int_equal(tu_alloc_live(), live);
-                    assert_int_equal(tu_hook_balance(), hooks);
-                } else {
-                    if (r != oc->want)
-                        fail_msg("%s: got %d", oc->name, r);
-                }
-                expect_model(&w, held[0], &md);
-                for (int i = 1; i < NHELD; i++)
-                    expect_model(&w, held[i], &others[i]);
-                for (int i = 0; i < NHELD; i++)
-                    B->release(held[i]);
-                if (r != CV_ENOMEM)
-                    break;
-                assert_true(k < 100);
-            }
-            /* every case here allocates: the loop saw it fail first */
-            if (failures_seen == 0)
-                fail_msg("%s: no allocation failed", oc->name);
-        }
-    }
-    world_free(&w);
+    mm_oom_run(B, NK, mm_hash_spread, oom_cases,
+               sizeof oom_cases / sizeof oom_cases[0], NHELD, 1);
 }
 
 /* Writes that need no memory never fail: same value, in-place overwrite,
- * a delete in place, and a delete that empties the map. */
+ * a delete in place (every backend's: map_writes_without_allocation). */
 TEST(chainmap_writes_without_allocation)
 {
     (void)state;
     world w;
-    world_init(&w, 0);
-    cv_map *m = NULL, *s;
-    model md = {0};
-    set_ok(&w, &m, &md, 0, &w.vals[0]);
-    set_ok(&w, &m, &md, 1, &w.vals[1]);
+    cv_map *m, *s;
+    model md;
+    start(&w, &m, &md, 2);
     ASSERT_OK(B->share(m, &s));
     model ms = md;
     tu_alloc_fail_at(1, 1);
@@ -1120,18 +835,6 @@ TEST(chainmap_writes_without_allocation)
     assert_ptr_equal(m, s);
     expect_model(&w, m, &md);
     expect_model(&w, s, &ms);
-    /* a delete that leaves nothing visible needs no tombstone layer */
-    cv_map *e = NULL, *e2;
-    model me = {0};
-    set_ok(&w, &e, &me, 4, &w.vals[4]);
-    ASSERT_OK(B->share(e, &e2));
-    model me2 = me;
-    tu_alloc_fail_at(1, 1);
-    del_ok(&w, &e2, &me2, 4);
-    tu_alloc_fail_at(0, 0);
-    assert_null(e2);
-    expect_model(&w, e, &me);
-    B->release(e);
     B->release(s);
     B->release(m);
     world_free(&w);

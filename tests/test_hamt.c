@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "map.h"
+#include "mapmodel.h"
+#include "registry.h"
 #include "testutil.h"
 
 /* Test hooks of maps/hamt.c. */
@@ -163,14 +166,15 @@ static void expect_model(const cv_map *m, cv_var **keys, void **vals,
     assert_int_equal(vi.visits, want);
 }
 
-/* A small deterministic generator (xorshift32): tests must replay. */
-static uint32_t rnd(uint32_t *s)
+#define rnd tu_rnd /* tests/support/mapmodel.h: tests must replay */
+
+/* v[i] tagged i; vals[i] = &v[i] when present, else NULL. */
+static void tag_values(tu_val *v, void **vals, unsigned n, int present)
 {
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
+    for (unsigned i = 0; i < n; i++) {
+        v[i] = (tu_val){.tag = (int)i};
+        vals[i] = present ? &v[i] : NULL;
+    }
 }
 
 static void shuffle(size_t *a, size_t n, uint32_t *seed)
@@ -415,10 +419,7 @@ TEST(hamt_collision_nodes)
     for (unsigned i = 0; i < 5; i++)
         k[i] = hkey(h);
     k[5] = hkey(h ^ 0x80000000u); /* differs in the very last bit */
-    for (unsigned i = 0; i < 6; i++) {
-        v[i] = (tu_val){.tag = (int)i};
-        vals[i] = NULL;
-    }
+    tag_values(v, vals, 6, 0);
     cv_map *m = NULL;
     for (unsigned i = 0; i < 5; i++) {
         set_ok(&m, k[i], &v[i]);
@@ -477,10 +478,7 @@ TEST(hamt_every_depth_and_full_iteration)
     k[32] = hkey(base);
     k[33] = hkey(base);
     k[34] = hkey(base);
-    for (unsigned i = 0; i < 35; i++) {
-        v[i] = (tu_val){.tag = (int)i};
-        vals[i] = &v[i];
-    }
+    tag_values(v, vals, 35, 1);
     /* Pairs (base, base ^ 1 << b): the path is as deep as the first
      * fragment they differ in. */
     for (unsigned b = 0; b < 32; b++) {

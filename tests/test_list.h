@@ -6,6 +6,22 @@
  * CV_UNIT_TESTS run once. A name says which rule (rN) or scenario (sN) of
  * docs/SPEC.md it checks, or which backend's internals it exercises.
  * Each section belongs to one test file; add a line `X(name) \` to it.
+ *
+ * By feature (CV_TEST_FILTER globs; `build/tests/unit --help`):
+ *   isolation of copies (R9)   r9_*, map_random_ops_match_model,
+ *                              *_isolation_*, *_random_snapshots_*
+ *   allocation failure         oom_*, map_oom_every_write, *_oom_*,
+ *                              map_writes_without_allocation,
+ *                              *_writes_without_allocation
+ *   value hooks (R14)          r14*, *_hooks_balance
+ *   iteration (R10)            r10_*, *_foreach_*
+ *   tokens, reset (R5-R7)      r5_*, r6_*, r7_*, s1_*, s11_*, s16_*
+ *   run, enter, exit (R11-13)  r11_*, r12_*, r13_*, s15_*
+ *   threads and fibers         r13_*, r16_*, s12_*, s13_*, fiber_*, r18-25
+ *   backend internals          hamt_*, chainmap_*, adaptive_*
+ *   the test build itself      debug_* (check() after every write)
+ * Every map-level test drives the backend through tests/support/mapmodel.h
+ * (a model, the generator, the OOM loop).
  */
 #ifndef CV_TEST_LIST_H
 #define CV_TEST_LIST_H
@@ -64,17 +80,32 @@
     X(s15_context_entered_once)          \
     X(s16_reset_misuse)                  \
 
+/* tests/test_hooks.c: hooks that call back into ctxvar (R14a, R14b) */
+#define CV_HOOK_TESTS(X)                     \
+    X(r14a_reset_to_missing_whose_hook_sets_the_var) \
+    X(r14a_reset_restoring_then_token_release) \
+    X(r14a_plain_set_whose_replaced_value_sets_the_var) \
+    X(r14a_hook_from_token_release)          \
+    X(r14a_hook_from_context_release)        \
+    X(r14a_hook_from_var_release)            \
+    X(r14a_hook_from_run_unwind)             \
+    X(r14a_hook_from_thread_cleanup)         \
+    X(r14a_hook_from_thread_exit)            \
+    X(r14a_writes_releasing_many_writing_values) \
+    X(r14b_count_never_passes_zero_while_held) \
+
 /* tests/test_maps.c: the backend interface against a model */
 #define CV_MAP_TESTS(X)                      \
     X(map_random_ops_match_model)            \
+    X(map_oom_every_write)                   \
     X(map_empty_is_null)                     \
-    X(map_set_same_value_allocates_nothing)  \
-    X(map_unshared_overwrite_in_place)       \
+    X(map_writes_without_allocation)         \
     X(map_value_hooks_balance)               \
 
 /* ---- once ------------------------------------------------------------- */
 
-/* tests/test_api.c: errors, bad input, backends registry, allocator */
+/* tests/test_api.c: errors, bad input, backends registry, allocator;
+ * tests/test_debug.c: the test build checks every write */
 #define CV_API_TESTS(X)                      \
     X(errors_have_names)                     \
     X(bad_input_nulls)                       \
@@ -84,6 +115,7 @@
     X(errors_every_code_named)               \
     X(allocator_reset_and_refusal)           \
     X(allocator_swap_returns_cached_blocks)  \
+    X(debug_check_runs_after_every_write)    \
 
 /* tests/test_threads.c */
 #define CV_THREAD_TESTS(X)                   \
@@ -147,6 +179,28 @@
     X(adaptive_writes_without_allocation)    \
     X(adaptive_oom_every_allocating_path)    \
 
+/* tests/test_fibers.c, tests/test_fiber_migrate.c: execution states and
+ * bound callbacks (R17-R25) on the ucontext fiber scheduler */
+#define CV_FIBER_TESTS(X)                    \
+    X(fiber_s5_concurrent_requests)          \
+    X(fiber_s7_recursive_fibers_keep_their_level) \
+    X(fiber_s9_sleeping_fibers_keep_values)  \
+    X(fiber_s14_callbacks_in_given_context)  \
+    X(fiber_yield_inside_run_keeps_context_to_itself) \
+    X(fiber_issue15_reproducer)              \
+    X(fiber_yield_inside_nested_enters_and_between_set_and_reset) \
+    X(fiber_token_of_another_fiber_is_refused) \
+    X(r18_cache_exact_across_swaps)          \
+    X(r18_deep_stacks_exit_exactly_after_swaps) \
+    X(r22_release_exits_what_the_state_entered) \
+    X(r21_fibers_migrate_between_threads)    \
+    X(r23_bound_captures_a_copy_now)         \
+    X(r24_bound_in_given_context_and_entered_elsewhere) \
+    X(oom_exec_and_bound)                    \
+
+#define CV_EXEC_THREAD_TESTS(X)              \
+    X(r20_state_in_place_elsewhere_is_refused) \
+
 /* tests/test_gaps.c: what mutation testing found only the fuzz corpus or
  * the property run checking (per backend), and forced races (once) */
 #define CV_GAP_TESTS(X)                      \
@@ -166,10 +220,10 @@
     X(gaps_exit_past_the_ring_never_reuses_a_generation) \
 
 #define CV_CONFORMANCE_TESTS(X) \
-    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_MAP_TESTS(X) CV_OOM_TESTS(X) \
-    CV_GAP_TESTS(X)
+    CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
+    CV_OOM_TESTS(X) CV_FIBER_TESTS(X) CV_GAP_TESTS(X)
 #define CV_UNIT_TESTS(X) \
-    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_RACE_TESTS(X) \
+    CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_EXEC_THREAD_TESTS(X) CV_RACE_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
 
 #endif

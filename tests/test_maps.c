@@ -1,171 +1,120 @@
 /*
  * test_maps.c -- the backend interface (maps/map.h) against a model, on
- * every backend.
+ * every backend, through the map harness (tests/support/mapmodel.h).
  *
- * A pool of keys (some with forced, colliding hashes) and a set of live
- * snapshots, each with its own model (an array: key index -> value or
- * MISSING). Random operations (set, delete, share, release) run on random
- * snapshots; after every one, every live snapshot must still equal its model
- * (find, len, foreach) and pass the backend's check(). Sharing and writing
- * into one snapshot must never show in another (R9 at the map level).
+ * map_random_ops_match_model: a pool of keys (a quarter with one full
+ * collision, a quarter sharing their low bits) and a set of held maps,
+ * each with its own model; random sets, deletes, shares and releases, and
+ * after every step every held map must equal its model (find, len,
+ * foreach, check()). Writing into one must never show in another (R9 at
+ * the map level).
+ *
+ * map_oom_every_write: the map-level OOM loop over every write at every
+ * size that crosses a threshold of some backend (growth, adaptive's K,
+ * hamt's array nodes), shared and not.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "map.h"
-#include "testutil.h"
-
-#define NKEYS 48
-#define NSNAP 12
-
-typedef struct snap {
-    cv_map *m;                 /* NULL is empty, as in map.h */
-    void *model[NKEYS];        /* NULL: absent */
-    int live;
-} snap;
-
-typedef struct world {
-    const cv_backend *b;
-    cv_var *keys[NKEYS];
-    snap s[NSNAP];
-    uint64_t rng;
-} world;
-
-static uint32_t rnd(world *w)
-{
-    /* xorshift64*: reproducible per seed, printed on failure. */
-    w->rng ^= w->rng >> 12;
-    w->rng ^= w->rng << 25;
-    w->rng ^= w->rng >> 27;
-    return (uint32_t)((w->rng * UINT64_C(2685821657736338717)) >> 32);
-}
-
-static void keys_make(world *w)
-{
-    for (int i = 0; i < NKEYS; i++) {
-        cv_var_opts o = {.name = "k"};
-        uint32_t h;
-        switch (i % 4) {
-        case 0: h = 0xdeadbeefu; break;                    /* full collision */
-        case 1: h = 0x1234u | ((uint32_t)i << 20); break;  /* shared low bits */
-        default: h = (uint32_t)i * 2654435761u; break;     /* spread */
-        }
-        ASSERT_OK(cv__var_new_hashed(&o, h, &w->keys[i]));
-    }
-}
-
-typedef struct seen {
-    world *w;
-    int count[NKEYS];
-    int bad;
-} seen;
-
-static int seen_cb(cv_var *key, void *value, void *arg)
-{
-    seen *s = arg;
-    for (int i = 0; i < NKEYS; i++)
-        if (s->w->keys[i] == key) {
-            s->count[i]++;
-            return 0;
-        }
-    (void)value;
-    s->bad++;
-    return 0;
-}
-
-static void snap_verify(world *w, int si, uint64_t seed, int step)
-{
-    snap *s = &w->s[si];
-    const char *why = w->b->check(s->m);
-    if (why != NULL)
-        fail_msg("seed %llu step %d snapshot %d: check: %s",
-                 (unsigned long long)seed, step, si, why);
-    size_t n = 0;
-    for (int k = 0; k < NKEYS; k++) {
-        void *got = NULL;
-        int r = w->b->find(s->m, w->keys[k], &got);
-        if (s->model[k] != NULL) {
-            n++;
-            if (r != 1 || got != s->model[k])
-                fail_msg("seed %llu step %d snapshot %d key %d: find=%d "
-                         "value %p, want %p",
-                         (unsigned long long)seed, step, si, k, r, got,
-                         s->model[k]);
-        } else if (r != 0) {
-            fail_msg("seed %llu step %d snapshot %d key %d: found %p, want "
-                     "absent", (unsigned long long)seed, step, si, k, got);
-        }
-    }
-    if (w->b->len(s->m) != n)
-        fail_msg("seed %llu step %d snapshot %d: len %zu, want %zu",
-                 (unsigned long long)seed, step, si, w->b->len(s->m), n);
-    seen sn = {.w = w};
-    assert_int_equal(w->b->foreach(s->m, seen_cb, &sn), 0);
-    assert_int_equal(sn.bad, 0);
-    for (int k = 0; k < NKEYS; k++)
-        if (sn.count[k] != (s->model[k] != NULL))
-            fail_msg("seed %llu step %d snapshot %d key %d: foreach visited "
-                     "it %d times", (unsigned long long)seed, step, si, k,
-                     sn.count[k]);
-}
-
-static void run_random(const cv_backend *b, uint64_t seed, int steps)
-{
-    world w = {.b = b, .rng = seed | 1};
-    keys_make(&w);
-    w.s[0].live = 1;
-    for (int step = 0; step < steps; step++) {
-        int si = (int)(rnd(&w) % NSNAP);
-        if (!w.s[si].live)
-            si = 0;
-        snap *s = &w.s[si];
-        if (!s->live) {
-            s->live = 1;
-            s->m = NULL;
-            memset(s->model, 0, sizeof s->model);
-        }
-        int k = (int)(rnd(&w) % NKEYS);
-        uint32_t op = rnd(&w) % 100;
-        if (op < 50) {
-            /* values are never dereferenced: small tagged pointers */
-            void *v = (void *)(uintptr_t)(1 + rnd(&w) % 5);
-            ASSERT_OK(b->set(&s->m, w.keys[k], v));
-            s->model[k] = v;
-        } else if (op < 75) {
-            int r = b->del(&s->m, w.keys[k]);
-            assert_int_equal(r, s->model[k] != NULL);
-            s->model[k] = NULL;
-        } else if (op < 92) {
-            int di = (int)(rnd(&w) % NSNAP);
-            if (di != si) {
-                if (w.s[di].live)
-                    b->release(w.s[di].m);
-                ASSERT_OK(b->share(s->m, &w.s[di].m));
-                memcpy(w.s[di].model, s->model, sizeof s->model);
-                w.s[di].live = 1;
-            }
-        } else if (si != 0) {
-            b->release(s->m);
-            s->m = NULL;
-            s->live = 0;
-        }
-        for (int i = 0; i < NSNAP; i++)
-            if (w.s[i].live)
-                snap_verify(&w, i, seed, step);
-    }
-    for (int i = 0; i < NSNAP; i++)
-        if (w.s[i].live)
-            b->release(w.s[i].m);
-    for (int i = 0; i < NKEYS; i++)
-        cv_var_release(w.keys[i]);
-}
+#include "mapmodel.h"
 
 TEST(map_random_ops_match_model)
 {
+    mm_world w;
+    mm_world_init(&w, TEST_BACKEND, MM_MAXK, mm_hash_mixed);
     long rounds = tu_scale(40, 4);
-    for (long r = 0; r < rounds; r++)
-        run_random(TEST_BACKEND, 0x9e3779b97f4a7c15ull * (uint64_t)(r + 1),
-                   (int)tu_scale(600, 200));
+    for (long r = 0; r < rounds; r++) {
+        mm_random rr = {.nheld = MM_MAXHELD, .steps = tu_scale(600, 200),
+                        .seed = 0x9e3779b9u * (uint32_t)(r + 1),
+                        .all_every = 1};
+        mm_random_run(&w, &rr);
+    }
+    mm_world_free(&w);
+}
+
+/* ------------------------------------------------------------------------
+ * The OOM loop on every backend
+ * ------------------------------------------------------------------------ */
+
+/* Key OOM_NEW is never in a built map. */
+enum { OOM_NEW = MM_MAXK - 1, OOM_HELD = 2 };
+#define SET_NEW MM_SET(OOM_NEW, MM_NV - 1)
+#define SET_EXISTING MM_SET(0, MM_NV - 2)
+
+#define OOM_SIZES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(7) X(8) X(9) X(12) \
+    X(15) X(16) X(17) X(24) X(33) X(40)
+
+#define OOM_BUILD(n)                                                       \
+    static void build_##n(const mm_world *w, cv_map **held, mm_model *md)  \
+    {                                                                      \
+        mm_fill(w, &held[0], md, n);                                       \
+    }
+OOM_SIZES(OOM_BUILD)
+#undef OOM_BUILD
+
+/* Every write, on a map of n pairs, owned and shared; a set of the key
+ * already there is a replace, a delete of key 1 removes it when n > 1. */
+#define OOM_CASES(n)                                                       \
+    {"set new, n=" #n, build_##n, 0, SET_NEW, 0, NULL},                    \
+    {"set new, shared, n=" #n, build_##n, 1, SET_NEW, 0, NULL},            \
+    {"replace, n=" #n, build_##n, 0, SET_EXISTING, 0, NULL},               \
+    {"replace, shared, n=" #n, build_##n, 1, SET_EXISTING, 0, NULL},       \
+    {"del, n=" #n, build_##n, 0, MM_DEL(1), (n) > 1, NULL},                \
+    {"del, shared, n=" #n, build_##n, 1, MM_DEL(1), (n) > 1, NULL},        \
+    {"del absent, shared, n=" #n, build_##n, 1, MM_DEL(OOM_NEW), 0, NULL},
+static const mm_oom_case oom_cases[] = {OOM_SIZES(OOM_CASES)};
+#undef OOM_CASES
+
+/* Every failing write returns CV_ENOMEM and changes nothing (the map, its
+ * other holder, blocks, bytes, value retains), on every backend; the
+ * cases allocate (a first pair, a copy of a shared map), so some fail. */
+TEST(map_oom_every_write)
+{
+    assert_true(mm_oom_run(TEST_BACKEND, MM_MAXK, mm_hash_mixed, oom_cases,
+                           sizeof oom_cases / sizeof oom_cases[0], OOM_HELD,
+                           0) > 0);
+}
+
+/* Writes that need no memory succeed with every allocation failing and
+ * change the map as asked: storing the value already there (owned and
+ * shared: the map stays the same pointer), overwriting in place, deleting
+ * an absent key from a shared map, and a delete that empties a shared
+ * one-pair map (the empty map is NULL, so no copy is made). */
+TEST(map_writes_without_allocation)
+{
+    mm_world w;
+    mm_world_init(&w, TEST_BACKEND, MM_MAXK, mm_hash_mixed);
+    const cv_backend *b = TEST_BACKEND;
+    cv_map *m = NULL, *s, *e = NULL, *e2;
+    mm_model md = {0}, me = {0};
+    mm_fill(&w, &m, &md, 40);
+    mm_set(&w, &e, &me, 4, &w.vals[4]);
+    ASSERT_OK(b->share(m, &s));
+    ASSERT_OK(b->share(e, &e2));
+    mm_model ms = md, me2 = me;
+    cv_map *before = m;
+    tu_alloc_fail_at(1, 1);
+    for (int k = 0; k < 40; k++) {
+        mm_set(&w, &s, &ms, k, md.val[k]);        /* same value, shared */
+        mm_set(&w, &m, &md, k, md.val[k]);        /* same value, owned */
+    }
+    mm_del(&w, &s, &ms, OOM_NEW);                 /* absent */
+    mm_del(&w, &e2, &me2, 4);                     /* empties a shared map */
+    tu_alloc_fail_at(0, 0);
+    assert_ptr_equal(m, before);
+    assert_ptr_equal(s, before);
+    assert_null(e2);
+    mm_expect(&w, e, &me);
+    b->release(s);
+    /* m is its own again: an owned overwrite is in place */
+    long calls = tu_alloc_calls();
+    for (int k = 0; k < 40; k++)
+        mm_set(&w, &m, &md, k, &w.vals[50 + k % 10]);
+    assert_int_equal(tu_alloc_calls(), calls);
+    mm_expect(&w, m, &md);
+    b->release(m);
+    b->release(e);
+    mm_world_free(&w);
 }
 
 TEST(map_empty_is_null)
@@ -185,49 +134,6 @@ TEST(map_empty_is_null)
     assert_null(b->check(m));
     b->release(m);
     cv_var_release(k);
-}
-
-/* Storing the value already there changes nothing and allocates nothing. */
-TEST(map_set_same_value_allocates_nothing)
-{
-    const cv_backend *b = TEST_BACKEND;
-    cv_var *k[20];
-    cv_map *m = NULL;
-    for (int i = 0; i < 20; i++) {
-        k[i] = tu_var("k");
-        ASSERT_OK(b->set(&m, k[i], "v"));
-    }
-    cv_map *snap;
-    ASSERT_OK(b->share(m, &snap));
-    cv_map *before = m;
-    long calls = tu_alloc_calls();
-    ASSERT_OK(b->set(&m, k[7], "v"));
-    assert_ptr_equal(m, before);
-    assert_int_equal(tu_alloc_calls(), calls);
-    b->release(snap);
-    b->release(m);
-    for (int i = 0; i < 20; i++)
-        cv_var_release(k[i]);
-}
-
-/* A writer holding the only reference writes in place: no allocation. */
-TEST(map_unshared_overwrite_in_place)
-{
-    const cv_backend *b = TEST_BACKEND;
-    cv_var *k[40];
-    cv_map *m = NULL;
-    for (int i = 0; i < 40; i++) {
-        k[i] = tu_var("k");
-        ASSERT_OK(b->set(&m, k[i], "a"));
-    }
-    long calls = tu_alloc_calls();
-    for (int i = 0; i < 40; i++)
-        ASSERT_OK(b->set(&m, k[i], "b"));
-    assert_int_equal(tu_alloc_calls(), calls);
-    assert_null(b->check(m));
-    b->release(m);
-    for (int i = 0; i < 40; i++)
-        cv_var_release(k[i]);
 }
 
 /* Slots retain values through the var's hooks and release each exactly once. */

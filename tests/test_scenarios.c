@@ -12,10 +12,8 @@
 #include <string.h>
 
 #include "sched.h"
+#include "scenarios.h"
 #include "testutil.h"
-
-/* Values are string literals; the casts drop only their const. */
-#define STR(s) ((void *)(s))
 
 /* What c maps v to, as a string: the value or "<absent>". */
 static const char *ctx_str(const cv_context *c, const cv_var *v)
@@ -44,6 +42,17 @@ static sched *new_loop(void)
     sched *s = NULL;
     ASSERT_OK(sched_new(&s));
     return s;
+}
+
+/* Runs fn(arg) as the one root task of a fresh loop, to the end, and checks
+ * what the tasks printed. */
+static void run_tasks_expect(sched_step_fn fn, void *arg, const char *want)
+{
+    sched *s = new_loop();
+    ASSERT_OK(sched_spawn(s, fn, arg, NULL));
+    ASSERT_OK(sched_run(s));
+    assert_string_equal(sched_output(s), want);
+    sched_free(s);
 }
 
 /* ------------------------------------------------------------------------
@@ -160,11 +169,7 @@ TEST(s4_child_task_copy_and_empty_context)
     cv_var *v = tu_var_default("var", STR("default"));
     ASSERT_OK(cv_var_set(v, STR("main value"), NULL));
 
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s4_child, v, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "child task: main value\n");
-    sched_free(s);
+    run_tasks_expect(s4_child, v, "child task: main value\n");
 
     s4_read rd = {.v = v, .seen = NULL};
     cv_context *copy, *empty;
@@ -184,11 +189,6 @@ TEST(s4_child_task_copy_and_empty_context)
 /* ------------------------------------------------------------------------
  * S5: three concurrent requests on one event loop
  * ------------------------------------------------------------------------ */
-
-typedef struct s5_req {
-    cv_var *request_id;
-    const char *id;
-} s5_req;
 
 /* A plain call from a step: it runs in the calling task's context. */
 static void s5_nested(sched_task *t, s5_req *rq)
@@ -224,10 +224,7 @@ TEST(s5_concurrent_requests)
     for (int i = 0; i < 3; i++)
         ASSERT_OK(sched_spawn(s, s5_handle, &reqs[i], NULL));
     ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "Start 0\nStart 1\nStart 2\n"
-                                         "Nested 0\nEnd 0\n"
-                                         "Nested 1\nEnd 1\n"
-                                         "Nested 2\nEnd 2\n");
+    assert_string_equal(sched_output(s), S5_OUTPUT);
     /* Each request set its id in its own task's copy, never here. */
     assert_string_equal(tu_get_str(request_id), "<LookupError>");
     sched_free(s);
@@ -264,14 +261,6 @@ TEST(s6_nested_calls_share_context)
  * S7, S8: recursion with and without a new task per level
  * ------------------------------------------------------------------------ */
 
-static const char *const LEVEL[] = {"0", "1", "2"};
-
-typedef struct s7_level {
-    cv_var *v;
-    int level;
-    struct s7_level *below;  /* the argument of level - 1 */
-} s7_level;
-
 /* S7: each level sets var, then awaits a new task for the level below. */
 static int s7_task(sched_task *t, void *arg)
 {
@@ -301,11 +290,7 @@ TEST(s7_recursive_tasks_keep_their_level)
     s7_level lv[3];
     for (int i = 0; i < 3; i++)
         lv[i] = (s7_level){.v = v, .level = i, .below = i ? &lv[i - 1] : NULL};
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s7_task, &lv[2], NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "2\n1\n0\n0\n1\n2\n");
-    sched_free(s);
+    run_tasks_expect(s7_task, &lv[2], S7_OUTPUT);
     cv_var_release(v);
 }
 
@@ -333,23 +318,13 @@ TEST(s8_recursion_in_one_context)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s8_task, v, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "2\n1\n0\n0\n0\n0\n");
-    sched_free(s);
+    run_tasks_expect(s8_task, v, "2\n1\n0\n0\n0\n0\n");
     cv_var_release(v);
 }
 
 /* ------------------------------------------------------------------------
  * S9: two sleeping tasks keep their own values
  * ------------------------------------------------------------------------ */
-
-typedef struct s9_child {
-    cv_var *v;
-    const char *name;
-    long ticks;
-} s9_child;
 
 static int s9_child_task(sched_task *t, void *arg)
 {
@@ -402,16 +377,8 @@ TEST(s9_sleeping_tasks_keep_values)
     cv_var *v = tu_var("var");
     ASSERT_OK(cv_var_set(v, STR("hello"), NULL));
     s9_parent p = {.kids = {{v, "task1", 1}, {v, "task2", 2}}};
-    sched *s = new_loop();
-    ASSERT_OK(sched_spawn(s, s9_parent_task, &p, NULL));
-    ASSERT_OK(sched_run(s));
-    assert_string_equal(sched_output(s), "task1 set, sleeps 1\n"
-                                         "task2 set, sleeps 2\n"
-                                         "tick 1: task1 reads task1\n"
-                                         "tick 2: task2 reads task2\n"
-                                         "tick 2: parent reads hello\n");
+    run_tasks_expect(s9_parent_task, &p, S9_OUTPUT);
     assert_string_equal(tu_get_str(v), "hello");
-    sched_free(s);
     cv_var_release(v);
 }
 
@@ -575,13 +542,6 @@ TEST(s13_copy_runs_in_worker_thread)
  * S14: callbacks in a given context; tasks capture at creation
  * ------------------------------------------------------------------------ */
 
-typedef struct s14_cb {
-    cv_var *v;
-    const char *label;
-    const char *set;         /* NULL: only read */
-    struct s14_cb *later;    /* a callback this one schedules (NULL: none) */
-} s14_cb;
-
 /* Used for the task and for the callbacks: they are steps alike. */
 static int s14_step(sched_task *t, void *arg)
 {
@@ -596,32 +556,24 @@ static int s14_step(sched_task *t, void *arg)
     return r < 0 ? r : SCHED_DONE;
 }
 
-static int s14_set_in_ctx(void *arg)
-{
-    return cv_var_set(arg, STR("in ctx"), NULL);
-}
-
 TEST(s14_callbacks_in_given_context)
 {
     (void)state;
     cv_var *v = tu_var("var");
-    s14_cb from_task = {v, "from task", NULL, NULL};
-    s14_cb task = {v, "task", NULL, &from_task};
-    s14_cb cb1 = {v, "cb1", "set by cb1", NULL};
-    s14_cb cb2 = {v, "cb2", NULL, NULL};
-    s14_cb soon = {v, "soon", NULL, NULL};
+    s14_cbs cb;
+    s14_cbs_init(&cb, v);
 
     sched *s = new_loop();
     ASSERT_OK(cv_var_set(v, STR("main"), NULL));
-    ASSERT_OK(sched_spawn(s, s14_step, &task, NULL)); /* captures "main" */
+    ASSERT_OK(sched_spawn(s, s14_step, &cb.task, NULL)); /* captures "main" */
     ASSERT_OK(cv_var_set(v, STR("changed after spawn"), NULL));
 
     cv_context *ctx;
     ASSERT_OK(cv_context_new(&ctx));
     ASSERT_OK(cv_context_run(ctx, s14_set_in_ctx, v));
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb1, ctx));
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb2, ctx));
-    ASSERT_OK(sched_call_soon(s, s14_step, &soon, NULL));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb1, ctx));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb2, ctx));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.soon, NULL));
     ASSERT_OK(sched_run(s));
     /* cb2 runs in ctx itself, not a copy: it sees cb1's set. */
     assert_string_equal(sched_output(s), "task: main\n"
@@ -636,7 +588,7 @@ TEST(s14_callbacks_in_given_context)
     /* A context runs one flow at a time: a callback given this thread's
      * entered context fails to enter it, and the loop reports that. */
     s = new_loop();
-    ASSERT_OK(sched_call_soon(s, s14_step, &cb2, cv_context_current()));
+    ASSERT_OK(sched_call_soon(s, s14_step, &cb.cb2, cv_context_current()));
     ASSERT_ERR(sched_run(s), CV_EENTERED);
     assert_string_equal(sched_output(s), "");
     sched_free(s);

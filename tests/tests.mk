@@ -11,20 +11,21 @@ VALGRIND    := valgrind --quiet --leak-check=full --show-leak-kinds=definite,ind
 
 .PHONY: unit valgrind clang-check
 
-# The unit tests link the library built once more with -DCV_TEST_HOOKS:
-# the same sources with the test-only yield points of core/internal.h
-# compiled in, so that race tests can force their interleavings.
-UNIT_LIB := $(BUILD)/tests/libctxvar-hooks.a
-$(BUILD)/tests/lib/%.o: %.c $(LIB_HDR)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DCV_TEST_HOOKS -c $< -o $@
-$(UNIT_LIB): $(patsubst %.c,$(BUILD)/tests/lib/%.o,$(LIB_SRC))
-	@rm -f $@
-	ar rcs $@ $^
+# The suite links the library built with CV_DEBUG, in a directory of its
+# own: CV_ASSERT is compiled in and the core runs the backend's check()
+# after every write (maps/map.h). The release library ($(LIB_A)) has
+# neither. The property, fuzz and stress builds define CV_DEBUG too.
+# -DCV_TEST_HOOKS adds the test-only yield points of core/internal.h, so
+# that the race tests force their interleavings (tests/test_threads.c).
+DEBUG_DEFS := -DCV_DEBUG -DCV_TEST_HOOKS
+TEST_LIB    := $(BUILD)/debug/libctxvar.a
 
-$(UNIT): $(TEST_SRC) $(TEST_HDR) $(UNIT_LIB)
+$(TEST_LIB): $(LIB_SRC) $(LIB_HDR)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/debug CFLAGS="$(CFLAGS) $(DEBUG_DEFS)" $@ >/dev/null
+
+$(UNIT): $(TEST_SRC) $(TEST_HDR) $(TEST_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(UNIT_LIB) -lcmocka -lpthread
+	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_SRC) $(TEST_LIB) -lcmocka -lpthread
 
 # The order is the order `make test` runs them in (test-run: see Makefile).
 test-run: unit

@@ -26,15 +26,12 @@ static int level_fn(void *arg)
     cv_var *mine = n->v[f->level % n->nvars];
     WL_OK(cv_var_set(mine, wl_val((uintptr_t)f->level), NULL));
     if (f->level + 1 < n->depth) {
-        cv_context *child;
-        WL_OK(cv_copy_context(&child));
         frame next = {n, f->level + 1};
-        WL_OK(cv_context_run(child, level_fn, &next));
-        cv_context_release(child);
+        wl_run_in_copy(level_fn, &next);
     }
     /* After the child: our own value is intact (R9), and so are the others. */
     for (long i = 0; i < 4; i++)
-        n->sum = n->sum * 31 + wl_num(cv_var_get_or(n->v[(f->level + i * 7) % n->nvars], wl_val(0)));
+        n->sum = wl_fold(n->sum, n->v[(f->level + i * 7) % n->nvars]);
     if (wl_num(cv_var_get_or(mine, NULL)) != (uintptr_t)f->level) {
         fprintf(stderr, "nesting: isolation broken at level %ld\n", f->level);
         exit(1);
@@ -48,22 +45,12 @@ int main(int argc, char **argv)
     n.depth = wl_arg(argc, argv, 1, 1000);
     long chains = wl_arg(argc, argv, 2, 300);
     n.nvars = wl_arg(argc, argv, 3, 32);
-    n.v = calloc((size_t)n.nvars, sizeof *n.v);
-    for (long i = 0; i < n.nvars; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "nest%ld", i);
-        n.v[i] = wl_var(name);
-    }
+    n.v = wl_vars("nest", n.nvars);
     for (long c = 0; c < chains; c++) {
-        cv_context *top;
-        WL_OK(cv_copy_context(&top));
         frame f = {&n, 0};
-        WL_OK(cv_context_run(top, level_fn, &f));
-        cv_context_release(top);
+        wl_run_in_copy(level_fn, &f);
     }
-    for (long i = 0; i < n.nvars; i++)
-        cv_var_release(n.v[i]);
-    free(n.v);
+    wl_vars_free(n.v, n.nvars);
     wl_finish("nesting", n.sum);
     cv_thread_cleanup();
     return 0;

@@ -33,7 +33,7 @@ typedef struct request {
 static void log_line(server *s)
 {
     for (int i = 0; i < NVARS; i++)
-        s->sum = s->sum * 31 + wl_num(cv_var_get_or(s->v[i], wl_val(0)));
+        s->sum = wl_fold(s->sum, s->v[i]);
 }
 
 static int sub_step(sched_task *t, void *arg)

@@ -17,7 +17,7 @@ static int fork_fn(void *arg)
     wide *w = arg;
     unsigned long long x = (unsigned long long)w->fork * 2654435761u;
     for (long i = 0; i < w->reads; i++)
-        w->sum = w->sum * 31 + wl_num(cv_var_get_or(w->v[(x + (unsigned long long)i * 613) % (unsigned long long)w->nvars], wl_val(0)));
+        w->sum = wl_fold(w->sum, w->v[(x + (unsigned long long)i * 613) % (unsigned long long)w->nvars]);
     for (long i = 0; i < w->writes; i++)
         WL_OK(cv_var_set(w->v[(x + (unsigned long long)i * 977) % (unsigned long long)w->nvars],
                          wl_val((uintptr_t)w->fork + 1), NULL));
@@ -31,22 +31,14 @@ int main(int argc, char **argv)
     long forks = wl_arg(argc, argv, 2, 5000);
     w.writes = wl_arg(argc, argv, 3, 2);
     w.reads = wl_arg(argc, argv, 4, 16);
-    w.v = calloc((size_t)w.nvars, sizeof *w.v);
+    w.v = wl_vars("w", w.nvars);
     for (long i = 0; i < w.nvars; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "w%ld", i);
-        w.v[i] = wl_var(name);
         WL_OK(cv_var_set(w.v[i], wl_val((uintptr_t)i), NULL));
     }
     for (w.fork = 0; w.fork < forks; w.fork++) {
-        cv_context *c;
-        WL_OK(cv_copy_context(&c));
-        WL_OK(cv_context_run(c, fork_fn, &w));
-        cv_context_release(c);
+        wl_run_in_copy(fork_fn, &w);
     }
-    for (long i = 0; i < w.nvars; i++)
-        cv_var_release(w.v[i]);
-    free(w.v);
+    wl_vars_free(w.v, w.nvars);
     wl_finish("wide", w.sum);
     cv_thread_cleanup();
     return 0;

@@ -39,6 +39,45 @@ static inline cv_var *wl_var(const char *name)
     return v;
 }
 
+/* n vars named <prefix><i>, in an array the caller frees. */
+static inline cv_var **wl_vars(const char *prefix, long n)
+{
+    cv_var **v = calloc((size_t)n, sizeof *v);
+    if (v == NULL)
+        exit(1);
+    for (long i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s%ld", prefix, i);
+        v[i] = wl_var(name);
+    }
+    return v;
+}
+
+/* Releases the n vars of wl_vars and frees the array. */
+static inline void wl_vars_free(cv_var **v, long n)
+{
+    for (long i = 0; i < n; i++)
+        cv_var_release(v[i]);
+    free(v);
+}
+
+/* Folds the value v reads here (absent: slot 0) into a workload's
+ * checksum, so every read is used and the runs of two backends compare. */
+static inline unsigned long long wl_fold(unsigned long long sum, cv_var *v)
+{
+    return sum * 31 + wl_num(cv_var_get_or(v, wl_val(0)));
+}
+
+/* fn(arg) in a copy of the current context, released after: the fork
+ * (asyncio's task, a thread's copy) every forking workload makes. */
+static inline void wl_run_in_copy(int (*fn)(void *), void *arg)
+{
+    cv_context *c;
+    WL_OK(cv_copy_context(&c));
+    WL_OK(cv_context_run(c, fn, arg));
+    cv_context_release(c);
+}
+
 static inline void wl_finish(const char *name, unsigned long long checksum)
 {
     const cv_backend *b = cv_backend_default();

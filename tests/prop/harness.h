@@ -68,8 +68,15 @@ inline void install_counting_allocator()
  * Counted values (global, reset per case, so a failing case that leaves
  * objects behind never makes a hook write into freed memory).
  * ------------------------------------------------------------------------ */
+/* A value is an object with a real reference count (R14b): the library's
+ * holds plus the caller's own reference, held only while the harness
+ * passes the value into a call (hold .. unhold). At zero it is dead: the
+ * library must never retain or release it again (a new pass makes a new
+ * object at the same address). */
 struct PVal {
     long refs = 0;
+    bool user = false;
+    bool dead = false;
 };
 inline PVal g_vals[NVAL];
 inline long g_retains = 0, g_releases = 0;
@@ -77,6 +84,20 @@ inline std::string g_hook_error;
 inline char g_hook_ud; /* the ud every hooked var is made with */
 
 inline void *val_ptr(int id) { return id == NULLV ? nullptr : &g_vals[id]; }
+inline void *hold(int id)
+{
+    if (id != NULLV)
+        g_vals[id].user = true, g_vals[id].dead = false;
+    return val_ptr(id);
+}
+inline void unhold(int id)
+{
+    if (id != NULLV) {
+        g_vals[id].user = false;
+        if (g_vals[id].refs == 0)
+            g_vals[id].dead = true;
+    }
+}
 inline int val_id(const void *p)
 {
     if (p == nullptr)
@@ -87,37 +108,95 @@ inline int val_id(const void *p)
     return -2; /* not a value the test ever set */
 }
 
-extern "C" inline void hook_retain(void *v, void *ud)
+/* A hook that writes (R14a). When value 0 dies (its count reaches zero:
+ * the last holder let go of it), its release hook sets the sink var --
+ * a var of the harness's that no command names and the model does not
+ * know -- in the current context, and checks there and then that the get
+ * answers what the context maps. Every prediction of the model about the
+ * other vars must still hold afterwards; foreach and len leave the sink
+ * out. When value 0 dies depends on the backend (chainmap keeps shadowed
+ * values a while), which is why the model cannot predict the sink. */
+inline cv_var *g_sink = nullptr;
+inline bool g_sink_on = false;
+inline long g_sink_writes = 0;
+
+inline bool sink_consistent()
+{
+    void *a = nullptr, *b = nullptr;
+    int ra = cv_var_get(g_sink, &a);
+    int rf = (cv_var_get)(g_sink, &a);
+    int rb = cv_context_get(cv_context_current(), g_sink, &b);
+    if (ra != rf)
+        return false;
+    return rb == 1 ? (ra == 0 && a == b) : (rb == 0 && ra == CV_ELOOKUP);
+}
+
+inline void sink_write()
+{
+    g_sink_on = false; /* no nesting: a write made here triggers no write */
+    int r = cv_var_set(g_sink, hold(1), nullptr);
+    unhold(1);
+    if (r != 0)
+        g_hook_error = "a hook's write failed";
+    else if (!sink_consistent())
+        g_hook_error = "after a hook's write the get disagrees with the "
+                       "context (R14a)";
+    g_sink_writes++;
+    g_sink_on = true;
+}
+
+/* Pairs of c that are the model's: all but the sink's. */
+inline size_t model_len(const cv_context *c)
+{
+    void *x;
+    size_t n = cv_context_len(c);
+    return g_sink && cv_context_get(c, g_sink, &x) == 1 ? n - 1 : n;
+}
+
+/* What both hooks check first: their ud, their count, and that v is a value
+ * the test set and has not seen die (R14b). Returns v's id, or -1 when v
+ * is NULL or an error was recorded. */
+inline int hook_value(void *v, void *ud, long &calls, const char *hook, const char *done)
 {
     if (ud != &g_hook_ud)
-        g_hook_error = "retain hook got a foreign ud";
-    g_retains++;
+        g_hook_error = std::string(hook) + " hook got a foreign ud";
+    calls++;
     if (v == nullptr)
-        return;
+        return -1;
     int id = val_id(v);
     if (id < 0)
-        g_hook_error = "retain hook got a pointer never set";
+        g_hook_error = std::string(hook) + " hook got a pointer never set";
+    else if (g_vals[id].dead)
+        g_hook_error = std::string("value ") + done + " after its count reached zero (R14b)";
     else
+        return id;
+    return -1;
+}
+
+extern "C" inline void hook_retain(void *v, void *ud)
+{
+    int id = hook_value(v, ud, g_retains, "retain", "retained");
+    if (id >= 0)
         g_vals[id].refs++;
 }
 extern "C" inline void hook_release(void *v, void *ud)
 {
-    if (ud != &g_hook_ud)
-        g_hook_error = "release hook got a foreign ud";
-    g_releases++;
-    if (v == nullptr)
-        return;
-    int id = val_id(v);
+    int id = hook_value(v, ud, g_releases, "release", "released");
     if (id < 0)
-        g_hook_error = "release hook got a pointer never set";
-    else if (--g_vals[id].refs < 0)
+        return;
+    if (--g_vals[id].refs < 0)
         g_hook_error = "value released more often than retained";
+    else if (g_vals[id].refs == 0 && !g_vals[id].user) {
+        g_vals[id].dead = true;
+        if (id == 0 && g_sink_on)
+            sink_write();
+    }
 }
 
 inline void reset_values()
 {
     for (auto &v : g_vals)
-        v.refs = 0;
+        v = PVal();
     g_retains = g_releases = 0;
     g_hook_error.clear();
 }
@@ -175,6 +254,14 @@ struct Sut {
     {
         ctxs.push_back(nullptr);
         ctx_held.push_back(false);
+        cv_var_opts o = {};
+        o.name = "sink";
+        o.retain = hook_retain;
+        o.release = hook_release;
+        o.ud = &g_hook_ud;
+        if (cv_var_new_ex(&o, &g_sink) != 0)
+            std::abort();
+        g_sink_on = true;
         if (py)
             py->begin();
     }
@@ -186,6 +273,7 @@ struct Sut {
         if (torn_down)
             return;
         torn_down = true;
+        g_sink_on = false;
         for (size_t i = 0; i < toks.size(); i++)
             if (tok_held[i])
                 cv_token_release(toks[i]);
@@ -196,6 +284,8 @@ struct Sut {
             if (var_held[i])
                 cv_var_release(vars[i]);
         cv_thread_cleanup();
+        cv_var_release(g_sink);
+        g_sink = nullptr;
         if (py)
             py->end();
     }
@@ -236,6 +326,72 @@ inline void check_hooks()
 
 /* Resolves "-1: the current context" against the model. */
 inline int resolve(const Model &s, int c) { return c < 0 ? s.top() : c; }
+
+/* Preconditions every command that names a var, context or token shares: the
+ * model still holds it (shrinking may have dropped the command that made
+ * it, or moved a release before it). */
+inline void pre_var_held(const Model &s, int var)
+{
+    RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+}
+inline void pre_ctx_held(const Model &s, int ctx)
+{
+    RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+}
+inline void pre_tok_held(const Model &s, int tok)
+{
+    RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+}
+/* ctx is -1 (the current context, always there) or a held one. */
+inline void pre_ctx_or_current(const Model &s, int ctx)
+{
+    if (ctx >= 0)
+        pre_ctx_held(s, ctx);
+}
+
+/* A token against the model's: its var, whether it was used, and the old
+ * value it recorded (none: the out-parameter stays untouched). */
+inline void check_token(cv_token *tp, const MTok &t, const cv_var *var)
+{
+    static char untouched; /* sentinel: not a value the test ever set */
+    RC_ASSERT(truth(cv_token_var(tp) == var));
+    RC_ASSERT(cv_token_used(tp) == (t.used ? 1 : 0));
+    void *old = &untouched;
+    int h = cv_token_old_value(tp, &old);
+    RC_ASSERT(h == (t.has_old ? 1 : 0));
+    if (t.has_old)
+        RC_ASSERT(val_id(old) == t.old);
+    else
+        RC_ASSERT(truth(old == (void *)&untouched));
+}
+
+/* A command on one var, and one on one token, with no other
+ * precondition than that the model holds it. */
+struct VarCmd : Cmd {
+    int var;
+    explicit VarCmd(int v) : var(v) {}
+    void checkPreconditions(const Model &s) const override { pre_var_held(s, var); }
+};
+struct TokCmd : Cmd {
+    int tok;
+    explicit TokCmd(int t) : tok(t) {}
+    void checkPreconditions(const Model &s) const override { pre_tok_held(s, tok); }
+};
+
+/* How set and reset show the var they write: through a token's var or
+ * by name. */
+inline std::string var_expr(int via_tok, int var)
+{
+    return via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")" : vname(var);
+}
+
+/* A command on one context, -1 for the current one, and no other
+ * precondition. */
+struct CtxCmd : Cmd {
+    int ctx;
+    explicit CtxCmd(int c) : ctx(c) {}
+    void checkPreconditions(const Model &s) const override { pre_ctx_or_current(s, ctx); }
+};
 
 /* ------------------------------------------------------------------------
  * Commands
@@ -282,13 +438,15 @@ struct NewVar : Cmd {
             cv_var_opts o = {};
             o.name = nm;
             o.has_default = has_dflt;
-            o.dflt = has_dflt ? val_ptr(dflt) : nullptr;
+            o.dflt = has_dflt ? hold(dflt) : nullptr;
             if (hooks) {
                 o.retain = hook_retain;
                 o.release = hook_release;
                 o.ud = &g_hook_ud;
             }
             r = cv_var_new_ex(&o, &v);
+            if (has_dflt)
+                unhold(dflt);
         }
         if (null_name) {
             RC_ASSERT(r == CV_EINVAL);
@@ -329,9 +487,9 @@ struct Set : Cmd {
     void checkPreconditions(const Model &s) const override
     {
         if (via_tok >= 0)
-            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+            pre_tok_held(s, via_tok);
         else
-            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+            pre_var_held(s, var);
     }
     void apply(Model &s) const override { s.set(target(s), val, tok); }
     void run(const Model &s, Sut &sut) const override
@@ -340,7 +498,8 @@ struct Set : Cmd {
         cv_var *vp = via_tok >= 0 ? cv_token_var(sut.toks[via_tok]) : sut.vars[v];
         RC_ASSERT(truth(vp == sut.vars[v])); /* R7 */
         cv_token *t = nullptr;
-        int r = cv_var_set(vp, val_ptr(val), tok ? &t : nullptr);
+        int r = cv_var_set(vp, hold(val), tok ? &t : nullptr);
+        unhold(val);
         if (r == 0 && tok) {
             sut.toks.push_back(t);
             sut.tok_held.push_back(true);
@@ -350,16 +509,7 @@ struct Set : Cmd {
         Model s2 = s;
         int tid = s2.set(v, val, tok);
         if (tok) {
-            const MTok &mt = s2.toks[tid];
-            RC_ASSERT(truth(cv_token_var(t) == vp));
-            RC_ASSERT(cv_token_used(t) == 0);
-            void *old = (void *)&sut; /* sentinel: must stay untouched */
-            int h = cv_token_old_value(t, &old);
-            RC_ASSERT(h == (mt.has_old ? 1 : 0));
-            if (mt.has_old)
-                RC_ASSERT(val_id(old) == mt.old);
-            else
-                RC_ASSERT(truth(old == (void *)&sut));
+            check_token(t, s2.toks[tid], vp); /* fresh: not used */
         }
         if (sut.py) {
             int pr = sut.py->set(v, val, tok ? tid : -1);
@@ -368,19 +518,13 @@ struct Set : Cmd {
     }
     void show(std::ostream &os) const override
     {
-        os << "set(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
-                                      : vname(var))
-           << ", " << valname(val) << (tok ? ", &tok)" : ", NULL)");
+        os << "set(" << var_expr(via_tok, var) << ", " << valname(val)
+           << (tok ? ", &tok)" : ", NULL)");
     }
 };
 
-struct Get : Cmd {
-    int var;
-    explicit Get(int v) : var(v) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
-    }
+struct Get : VarCmd {
+    explicit Get(int v) : VarCmd(v) {}
     void run(const Model &s, Sut &sut) const override
     {
         Out e = s.get(var);
@@ -401,13 +545,9 @@ struct Get : Cmd {
     void show(std::ostream &os) const override { os << "get(" << vname(var) << ")"; }
 };
 
-struct GetOr : Cmd {
-    int var, d;
-    GetOr(int v, int d_) : var(v), d(d_) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
-    }
+struct GetOr : VarCmd {
+    int d;
+    GetOr(int v, int d_) : VarCmd(v), d(d_) {}
     void run(const Model &s, Sut &sut) const override
     {
         int e = s.get_or(var, d);
@@ -430,11 +570,11 @@ struct Reset : Cmd {
     }
     void checkPreconditions(const Model &s) const override
     {
-        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
+        pre_tok_held(s, tok);
         if (via_tok >= 0)
-            RC_PRE(truth(via_tok < (int)s.toks.size() && s.toks[via_tok].held));
+            pre_tok_held(s, via_tok);
         else
-            RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+            pre_var_held(s, var);
     }
     void apply(Model &s) const override { s.reset(target(s), tok); }
     void run(const Model &s, Sut &sut) const override
@@ -453,32 +593,17 @@ struct Reset : Cmd {
     }
     void show(std::ostream &os) const override
     {
-        os << "reset(" << (via_tok >= 0 ? "token_var(t" + std::to_string(via_tok) + ")"
-                                        : vname(var))
-           << ", t" << tok << ")";
+        os << "reset(" << var_expr(via_tok, var) << ", t" << tok << ")";
     }
 };
 
-struct TokInfo : Cmd {
-    int tok;
-    explicit TokInfo(int t) : tok(t) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        RC_PRE(truth(tok < (int)s.toks.size() && s.toks[tok].held));
-    }
+struct TokInfo : TokCmd {
+    explicit TokInfo(int t) : TokCmd(t) {}
     void run(const Model &s, Sut &sut) const override
     {
         const MTok &t = s.toks[tok];
         cv_token *tp = sut.toks[tok];
-        RC_ASSERT(truth(cv_token_var(tp) == sut.vars[t.var]));
-        RC_ASSERT(cv_token_used(tp) == (t.used ? 1 : 0));
-        void *old = (void *)&sut;
-        int h = cv_token_old_value(tp, &old);
-        RC_ASSERT(h == (t.has_old ? 1 : 0));
-        if (t.has_old)
-            RC_ASSERT(val_id(old) == t.old);
-        else
-            RC_ASSERT(truth(old == (void *)&sut));
+        check_token(tp, t, sut.vars[t.var]);
         if (sut.py) {
             RC_ASSERT(sut.py->token_var(tok) == t.var);
             Out p = sut.py->token_old(tok);
@@ -491,14 +616,8 @@ struct TokInfo : Cmd {
 };
 
 /* Copy of the current context (ctx -1) or of a held one. */
-struct Copy : Cmd {
-    int ctx;
-    explicit Copy(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Copy : CtxCmd {
+    explicit Copy(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.copy(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -547,14 +666,8 @@ struct NewCtx : Cmd {
     }
 };
 
-struct Enter : Cmd {
-    int ctx; /* -1: the current one (always CV_EENTERED) */
-    explicit Enter(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Enter : CtxCmd { /* ctx -1: the current one (always CV_EENTERED) */
+    explicit Enter(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.enter(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -573,14 +686,8 @@ struct Enter : Cmd {
     }
 };
 
-struct Exit : Cmd {
-    int ctx; /* -1: the current one */
-    explicit Exit(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Exit : CtxCmd { /* ctx -1: the current one */
+    explicit Exit(int c) : CtxCmd(c) {}
     void apply(Model &s) const override { s.exit(resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
@@ -647,7 +754,7 @@ struct Run : Cmd {
     }
     void checkPreconditions(const Model &s) const override
     {
-        RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
+        pre_ctx_held(s, ctx);
         if (s.ctxs[ctx].entered)
             return;
         Model m = s;
@@ -706,9 +813,8 @@ struct CtxGet : Cmd {
     CtxGet(int c, int v) : ctx(c), var(v) {}
     void checkPreconditions(const Model &s) const override
     {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-        RC_PRE(truth(var < (int)s.vars.size() && s.vars[var].held));
+        pre_ctx_or_current(s, ctx);
+        pre_var_held(s, var);
     }
     void run(const Model &s, Sut &sut) const override
     {
@@ -743,21 +849,17 @@ struct Visit {
 extern "C" inline int visit_cb(cv_var *v, void *value, void *arg)
 {
     Visit *x = static_cast<Visit *>(arg);
+    if (v == g_sink)
+        return 0; /* the hooks' var, not the model's */
     auto it = x->sut->var_id.find(v);
     x->seen.emplace_back(it == x->sut->var_id.end() ? -1 : it->second,
                          val_id(value));
     return x->stop != 0 && x->seen.size() >= x->stop ? 4242 : 0;
 }
 
-struct Foreach : Cmd {
-    int ctx;
+struct Foreach : CtxCmd {
     size_t stop; /* 0: walk all; k: the callback stops after k pairs */
-    Foreach(int c, size_t st) : ctx(c), stop(st) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+    Foreach(int c, size_t st) : CtxCmd(c), stop(st) {}
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
@@ -783,18 +885,12 @@ struct Foreach : Cmd {
     }
 };
 
-struct Len : Cmd {
-    int ctx;
-    explicit Len(int c) : ctx(c) {}
-    void checkPreconditions(const Model &s) const override
-    {
-        if (ctx >= 0)
-            RC_PRE(truth(ctx < (int)s.ctxs.size() && s.ctxs[ctx].held));
-    }
+struct Len : CtxCmd {
+    explicit Len(int c) : CtxCmd(c) {}
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
-        RC_ASSERT(cv_context_len(sut.ctx(s, c)) == s.ctxs[c].m.size());
+        RC_ASSERT(model_len(sut.ctx(s, c)) == s.ctxs[c].m.size());
         if (sut.py)
             RC_ASSERT(sut.py->len(c) == (long)s.ctxs[c].m.size());
     }
@@ -808,11 +904,11 @@ struct Release : Cmd {
     void checkPreconditions(const Model &s) const override
     {
         if (kind == 0)
-            RC_PRE(truth(id < (int)s.vars.size() && s.vars[id].held));
+            pre_var_held(s, id);
         else if (kind == 1)
             RC_PRE(truth(id > 0 && id < (int)s.ctxs.size() && s.ctxs[id].held));
         else
-            RC_PRE(truth(id < (int)s.toks.size() && s.toks[id].held));
+            pre_tok_held(s, id);
     }
     void apply(Model &s) const override
     {
@@ -848,6 +944,28 @@ struct Release : Cmd {
         static const char *k[] = {"var_release(v", "context_release(c",
                                   "token_release(t"};
         os << k[kind] << id << ")";
+    }
+};
+
+/* Sets the sink (the var the hooks write, unknown to the model) to value 0
+ * or to NULL in the current context. Replacing value 0 there may be its
+ * death, whose hook then writes the very var this set is writing (the
+ * third case of R14a): the get must answer the hook's value. */
+struct SinkSet : Cmd {
+    bool zero;
+    explicit SinkSet(bool z) : zero(z) {}
+    void run(const Model &, Sut &) const override
+    {
+        int r = cv_var_set(g_sink, zero ? hold(0) : nullptr, nullptr);
+        if (zero)
+            unhold(0);
+        RC_ASSERT(r == 0);
+        RC_ASSERT(sink_consistent());
+        check_hooks();
+    }
+    void show(std::ostream &os) const override
+    {
+        os << "set(sink, " << (zero ? "val0" : "NULL") << ")";
     }
 };
 
@@ -889,30 +1007,19 @@ struct Invalid : Cmd {
 /* ------------------------------------------------------------------------
  * Generation
  * ------------------------------------------------------------------------ */
-inline std::vector<int> held_vars(const Model &s)
+/* The ids of the held entries of a model table, from `first` on. */
+template <typename T>
+std::vector<int> held_ids(const std::vector<T> &table, size_t first = 0)
 {
     std::vector<int> r;
-    for (size_t i = 0; i < s.vars.size(); i++)
-        if (s.vars[i].held)
+    for (size_t i = first; i < table.size(); i++)
+        if (table[i].held)
             r.push_back((int)i);
     return r;
 }
-inline std::vector<int> held_ctxs(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 1; i < s.ctxs.size(); i++)
-        if (s.ctxs[i].held)
-            r.push_back((int)i);
-    return r;
-}
-inline std::vector<int> held_toks(const Model &s)
-{
-    std::vector<int> r;
-    for (size_t i = 0; i < s.toks.size(); i++)
-        if (s.toks[i].held)
-            r.push_back((int)i);
-    return r;
-}
+inline std::vector<int> held_vars(const Model &s) { return held_ids(s.vars); }
+inline std::vector<int> held_ctxs(const Model &s) { return held_ids(s.ctxs, 1); }
+inline std::vector<int> held_toks(const Model &s) { return held_ids(s.toks); }
 
 /* A context argument: -1 (the current one) or a held context. */
 inline int pick_ctx(const std::vector<int> &cs)
@@ -925,7 +1032,7 @@ inline int pick_ctx(const std::vector<int> &cs)
 enum Kind {
     K_NEWVAR, K_SET, K_GET, K_GETOR, K_RESET, K_TOKINFO, K_COPYCUR, K_COPY,
     K_NEWCTX, K_ENTER, K_EXIT, K_RUN, K_CTXGET, K_FOREACH, K_LEN, K_RELVAR,
-    K_RELCTX, K_RELTOK, K_INVALID
+    K_RELCTX, K_RELTOK, K_INVALID, K_SINKSET
 };
 
 /* Kinds the mirror cannot take: set by prop_cpython.cc. */
@@ -948,6 +1055,7 @@ inline rc::Gen<CmdSP> genCommand(const Model &s)
         add(K_LEN, 1);
         if (!g_no_invalid)
             add(K_INVALID, 1);
+        add(K_SINKSET, 2);
         if (!vs.empty() || !ts.empty())
             add(K_SET, 7);
         if (!vs.empty()) {
@@ -1027,6 +1135,8 @@ inline rc::Gen<CmdSP> genCommand(const Model &s)
             return std::make_shared<Release>(1, *rc::gen::elementOf(cs));
         case K_RELTOK:
             return std::make_shared<Release>(2, *rc::gen::elementOf(ts));
+        case K_SINKSET:
+            return std::make_shared<SinkSet>(*rc::gen::arbitrary<bool>());
         default:
             return std::make_shared<Invalid>(*rc::gen::inRange(0, 17));
         }

@@ -48,7 +48,17 @@ int main()
             return 2;
         std::string name = std::string("PEP 567 model vs ctxvar, backend ") +
                            cv_backend_name(b);
+        long writes0 = pm::g_sink_writes;
         ok = rc::check(name, [b] { pm::run_case(b, nullptr); }) && ok;
+        /* The hooks that write (harness.h) must have written, or R14a
+         * went unexercised on this backend. */
+        long w = pm::g_sink_writes - writes0;
+        std::printf("  %ld writes made by release hooks (R14a)\n", w);
+        if (w == 0) {
+            std::fprintf(stderr, "prop: no hook wrote on backend %s\n",
+                         cv_backend_name(b));
+            ok = false;
+        }
     }
     cv_thread_cleanup();
     return ok ? 0 : 1;

@@ -32,10 +32,11 @@ test-run: prop-canary
 test-run: prop-cpython
 
 # The library in its own build directory (others build concurrently); the
-# sub-make builds it with the top-level rule for $(BUILD)/libctxvar.a.
+# sub-make builds it with the top-level rule for $(BUILD)/libctxvar.a, with
+# CV_DEBUG (invariant asserts, check() after every write).
 ifneq ($(BUILD),$(PROP_BUILD))
 $(PROP_LIB): $(LIB_SRC) $(LIB_HDR)
-	@$(MAKE) --no-print-directory BUILD=$(PROP_BUILD) $(PROP_LIB) >/dev/null
+	@$(MAKE) --no-print-directory BUILD=$(PROP_BUILD) CFLAGS="-O2 -g -DCV_DEBUG" $(PROP_LIB) >/dev/null
 endif
 
 $(PROP_BUILD)/%.o: tests/support/%.c tests/support/extra_backends.h $(LIB_HDR)

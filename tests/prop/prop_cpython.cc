@@ -241,14 +241,16 @@ struct PyMirror : pm::Mirror {
             py_die("PyContext_New");
         put(ctxs, id, c);
     }
-    int enter(int ctx) override
+    /* Enters ctx; run: the frame is a run's (only the run exits it). */
+    int push(int ctx, bool run)
     {
         if (PyContext_Enter(ctxs[ctx]) != 0)
             return take_error();
         stack.push_back(ctx);
-        run_frame.push_back(false);
+        run_frame.push_back(run);
         return 0;
     }
+    int enter(int ctx) override { return push(ctx, false); }
     int exit(int ctx) override
     {
         if (ctx == stack.back() && (ctx == 0 || run_frame.back()))
@@ -259,14 +261,7 @@ struct PyMirror : pm::Mirror {
         run_frame.pop_back();
         return 0;
     }
-    int run_begin(int ctx) override
-    {
-        if (PyContext_Enter(ctxs[ctx]) != 0)
-            return take_error();
-        stack.push_back(ctx);
-        run_frame.push_back(true);
-        return 0;
-    }
+    int run_begin(int ctx) override { return push(ctx, true); }
     void run_end(int ctx) override
     {
         for (;;) {

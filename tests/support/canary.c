@@ -23,12 +23,13 @@
 #include <string.h>
 
 #include "extra_backends.h"
+#include "internal.h"
 #include "map.h"
+#include "slots.h"
 
-typedef struct cnslot {
-    cv_var *key;                 /* NULL: empty; else one var reference */
-    void *val;                   /* retained value, or CN_TOMB */
-} cnslot;
+/* {key, val}: key NULL empty, else one var reference; val a retained
+ * value, or CN_TOMB. */
+typedef cv_slot cnslot;
 
 typedef struct cnode cnode;
 struct cnode {
@@ -62,7 +63,7 @@ static cnode *cn_new(cnode *parent)
 
 static cnslot *cn_lookup(const cnode *n, const cv_var *key)
 {
-    uint32_t i = cv__var_hash(key) & n->n_mask;
+    uint32_t i = cv__key_hash(key) & n->n_mask;
     while (n->n_slots[i].key != key && n->n_slots[i].key != NULL)
         i = (i + 1) & n->n_mask;
     return &n->n_slots[i];
@@ -79,7 +80,7 @@ static const cnslot *cn_chain(const cnode *n, const cv_var *key)
     return NULL;
 }
 
-/* Room for one more slot in n (load <= 1/2). 0 or CV_ENOMEM. */
+/* Room for one more slot in n (load <= 1/2). 0 or CV_MAP_ENOMEM. */
 static int cn_room(cnode *n)
 {
     if ((n->n_used + 1) * 2 <= n->n_mask + 1)
@@ -87,7 +88,7 @@ static int cn_room(cnode *n)
     uint32_t cap = (n->n_mask + 1) * 2;
     cnslot *s = cv__malloc(cap * sizeof *s);
     if (s == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     memset(s, 0, cap * sizeof *s);
     cnslot *old = n->n_slots;
     uint32_t oldcap = n->n_mask + 1;
@@ -107,15 +108,7 @@ static void cn_release(cv_map *m)
         if (atomic_fetch_sub(&n->n_refs, 1) != 1)
             return;
         cnode *parent = n->n_parent;
-        for (uint32_t i = 0; i <= n->n_mask; i++) {
-            cnslot *s = &n->n_slots[i];
-            if (s->key == NULL)
-                continue;
-            if (s->val == CN_TOMB)
-                cv__var_decref(s->key);
-            else
-                cv__entry_release(s->key, s->val);
-        }
+        cv__slots_drop(n->n_slots, n->n_mask, CN_TOMB);
         cv__free(n->n_slots);
         cv__free(n);
         n = parent;
@@ -139,26 +132,26 @@ static int cn_write(cv_map **m, cv_var *key, void *val)
     if (n == NULL) {
         n = cn_new(NULL);
         if (n == NULL)
-            return CV_ENOMEM;
+            return CV_MAP_ENOMEM;
         *m = (cv_map *)n;
     }
     cnslot *s = cn_lookup(n, key);
     if (s->key == key) {
         void *old = s->val;
         if (val != CN_TOMB)
-            cv__value_retain(key, val);
+            cv__slot_take_value(key, val);
         s->val = val;
         if (old != CN_TOMB)
-            cv__value_release(key, old);
+            cv__slot_drop_value(key, old);
         return 0;
     }
     if (cn_room(n) < 0) /* never for a node made above: it has room */
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     s = cn_lookup(n, key);
     if (val == CN_TOMB)
-        cv__var_incref(key);
+        cv__slot_take_key(key);
     else
-        cv__entry_retain(key, val);
+        cv__slot_take(key, val);
     s->key = key;
     s->val = val;
     n->n_used++;
@@ -232,7 +225,7 @@ static int cn_share(cv_map *m, cv_map **out)
     }
     cnode *n = cn_new(parent);
     if (n == NULL)
-        return CV_ENOMEM;
+        return CV_MAP_ENOMEM;
     atomic_fetch_add(&parent->n_refs, 1);
     *out = (cv_map *)n;
     return 0;
@@ -246,15 +239,4 @@ static const char *cn_check(const cv_map *m)
     return NULL;
 }
 
-const struct cv_backend tu_canary_backend = {
-    .name = "canary",
-    .summary = "TEST ONLY: naive ChainMap.new_child, breaks R9 on purpose",
-    .find = cn_find,
-    .set = cn_set,
-    .del = cn_del,
-    .len = cn_len,
-    .foreach = cn_foreach,
-    .share = cn_share,
-    .release = cn_release,
-    .check = cn_check,
-};
+CV_BACKEND_DEFINE(tu_canary_backend, "canary", cn);

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "extra_backends.h"
+#include "internal.h"
 #include "map.h"
 
 const cv_backend *const tu_extra_backends[] = {&tu_canary_backend, NULL};
