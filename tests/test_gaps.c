@@ -848,3 +848,67 @@ TEST(gaps_deleted_var_not_held_after_history)
     for (int i = 0; i < 7; i++)
         cv_var_release(y[i]);
 }
+
+/* ---- OOM in a write to a shared map never touches the other holder ------- */
+
+/* c and a copy share one map; every allocation of a delete (a reset to
+ * MISSING) and of an overwrite in c fails in turn. Whatever the call
+ * reports, the copy is untouched (R9), and a call that reports CV_ENOMEM
+ * changed nothing in c either. */
+TEST(gaps_oom_write_to_a_shared_map_keeps_the_copy)
+{
+    (void)state;
+    enum { N = 12 };
+    static char val[N];
+    cv_var *v[N];
+    cv_context *c;
+    ASSERT_OK(cv_context_new(&c));
+    ASSERT_OK(cv_context_enter(c));
+    for (int op = 0; op < 2; op++) {
+        for (long k = 1;; k++) {
+            cv_token *t[N];
+            for (int i = 0; i < N; i++) {
+                v[i] = tu_var("v");
+                ASSERT_OK(cv_var_set(v[i], &val[i], &t[i]));
+            }
+            cv_context *copy;
+            ASSERT_OK(cv_copy_context(&copy));
+            tu_alloc_fail_at(k, 0);
+            int r = op == 0 ? cv_var_reset(v[3], t[3])
+                            : cv_var_set(v[3], "new", NULL);
+            long failed = tu_alloc_failures();
+            tu_alloc_fail_at(0, 0);
+            for (int i = 0; i < N; i++) { /* the copy: as it was */
+                void *out = NULL;
+                assert_int_equal(cv_context_get(copy, v[i], &out), 1);
+                assert_ptr_equal(out, &val[i]);
+            }
+            assert_int_equal(cv_context_len(copy), N);
+            void *out = NULL;
+            if (r == CV_ENOMEM) {
+                assert_true(failed > 0);
+                ASSERT_OK(cv_var_get(v[3], &out));
+                assert_ptr_equal(out, &val[3]);
+            } else {
+                ASSERT_OK(r);
+                if (op == 0) {
+                    ASSERT_ERR(cv_var_get(v[3], &out), CV_ELOOKUP);
+                } else {
+                    ASSERT_OK(cv_var_get(v[3], &out));
+                    assert_string_equal(out, "new");
+                }
+            }
+            for (int i = 0; i < N; i++) {
+                if (i != 3 || op != 0 || r != 0)
+                    (void)cv_var_reset(v[i], t[i]); /* empty c again */
+                cv_token_release(t[i]);
+                cv_var_release(v[i]);
+            }
+            cv_context_release(copy);
+            if (failed == 0)
+                break;
+        }
+    }
+    ASSERT_OK(cv_context_exit(c));
+    cv_context_release(c);
+}

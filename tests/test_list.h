@@ -212,6 +212,7 @@
     X(gaps_null_default)                     \
     X(gaps_oom_first_use_unmakes_the_base)   \
     X(gaps_deleted_var_not_held_after_history) \
+    X(gaps_oom_write_to_a_shared_map_keeps_the_copy) \
 
 #define CV_RACE_TESTS(X)                     \
     X(race_enter_forced_one_winner)          \
