@@ -912,3 +912,34 @@ TEST(gaps_oom_write_to_a_shared_map_keeps_the_copy)
     ASSERT_OK(cv_context_exit(c));
     cv_context_release(c);
 }
+
+/* ---- R14a: a var is freed before its default's release hook runs -------- */
+
+static long live_in_hook;
+
+static void note_live_release(void *value, void *ud)
+{
+    (void)value;
+    (void)ud;
+    live_in_hook = tu_alloc_live();
+}
+
+static void no_retain(void *value, void *ud)
+{
+    (void)value;
+    (void)ud;
+}
+
+TEST(gaps_var_freed_before_its_default_hook)
+{
+    (void)state;
+    static char dflt;
+    cv_var_opts o = {.name = "d", .has_default = 1, .dflt = &dflt,
+                     .retain = no_retain, .release = note_live_release};
+    cv_var *v;
+    ASSERT_OK(cv_var_new_ex(&o, &v));
+    live_in_hook = -1;
+    long live = tu_alloc_live();
+    cv_var_release(v); /* the last reference: the var goes, then the hook */
+    assert_int_equal(live_in_hook, live - 1);
+}

@@ -219,6 +219,7 @@
     X(race_release_while_enter_is_parked)    \
     X(gaps_allocator_refuses_half_a_hook)    \
     X(gaps_exit_past_the_ring_never_reuses_a_generation) \
+    X(gaps_var_freed_before_its_default_hook) \
 
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
