@@ -53,7 +53,7 @@ MDIR = os.path.join(WORK, "m")
 LOGS = os.path.join(WORK, "logs")
 SUMMARY = os.path.join(ROOT, "results", "mutation", "SUMMARY.md")
 # What a scratch tree needs: the build and everything the layers read.
-TREE = ["Makefile", "core", "maps", "tests", "fuzz"]
+TREE = ["Makefile", "VERSION", "core", "maps", "tests", "fuzz", "examples"]
 LAYERS = ["unit", "prop", "replay", "stress", "fuzz"]
 SUITE_LAYERS = LAYERS[:4]
 COMMIT = "?"
