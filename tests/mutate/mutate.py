@@ -53,6 +53,8 @@ BASE = os.path.join(WORK, "base")
 MDIR = os.path.join(WORK, "m")
 LOGS = os.path.join(WORK, "logs")
 SUMMARY = os.path.join(ROOT, "results", "mutation", "SUMMARY.md")
+# What a scratch tree needs: the build and everything the layers read.
+TREE = ["Makefile", "VERSION", "core", "maps", "tests", "fuzz", "examples"]
 LAYERS = ["unit", "prop", "replay", "stress", "fuzz"]
 SUITE_LAYERS = LAYERS[:4]
 COMMIT = "?"
@@ -280,18 +282,11 @@ def layer_detail(layer, log):
     return grep_first(log, [r"==ERROR|MISMATCH|runtime error|deadly signal"]) or "crash"
 
 
-def tree_names(src_root):
-    """Every top-level entry but build output, git and results/ (the
-    Makefile includes fragments from all over the tree)."""
-    return [n for n in sorted(os.listdir(src_root))
-            if not n.startswith("build") and n not in (".git", "results")]
-
-
 def copy_tree(src_root, dst):
     if os.path.exists(dst):
         shutil.rmtree(dst)
     os.makedirs(dst)
-    for name in tree_names(src_root):
+    for name in TREE:
         s = os.path.join(src_root, name)
         if os.path.isdir(s):
             shutil.copytree(s, os.path.join(dst, name), symlinks=True)
