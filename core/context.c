@@ -683,6 +683,20 @@ int cv_context_new(cv_context **out)
     return r;
 }
 
+/* Makes the block n a copy of c holding the map reference m; both roads of
+ * the copy end here. */
+static CV_ALWAYS_INLINE int copy_fill(const cv_context *c, cv_context *n,
+                                      cv_map *m, cv_context **out)
+{
+    atomic_init(&n->c_state, CTX_REF);
+    n->c_ops = c->c_ops;
+    n->c_map = m;
+    n->c_link = 0;
+    *out = n;
+    CV_TRACE_CTX(0, COPY, c, n);
+    return 0;
+}
+
 /* The copy: the map shared first, then a block, so that a failure has
  * only that reference to give back (it was not the last: c holds one). */
 #if defined(__GNUC__)
@@ -700,13 +714,7 @@ static int ctx_copy_slow(const cv_context *c, cv_context **out)
         cv__map_release(ops, m);
         return CV_ENOMEM;
     }
-    atomic_init(&n->c_state, CTX_REF);
-    n->c_ops = ops;
-    n->c_map = m;
-    n->c_link = 0;
-    *out = n;
-    CV_TRACE_CTX(0, COPY, c, n);
-    return 0;
+    return copy_fill(c, n, m, out);
 }
 
 /* The same, inline, for a backend with destroy (the share is one
@@ -724,13 +732,7 @@ static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
     ts.free_list = b->next;
     ts.n_free--;
     cv_context *n = (cv_context *)b;
-    atomic_init(&n->c_state, CTX_REF);
-    n->c_ops = ops;
-    n->c_map = m;
-    n->c_link = 0;
-    *out = n;
-    CV_TRACE_CTX(0, COPY, c, n);
-    return 0;
+    return copy_fill(c, n, m, out);
 }
 
 int cv_context_copy(const cv_context *c, cv_context **out)
