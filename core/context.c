@@ -10,7 +10,7 @@
  * be exited. A pthread key destructor releases the stack when the thread
  * exits; cv_thread_cleanup does the same on demand. The stack, its depth
  * and the base belong to the execution state in place (tstate.h, exec.c):
- * a fiber scheduler swaps them, four words, on every fiber switch.
+ * a fiber scheduler swaps them, six words, on every fiber switch.
  *
  *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
@@ -349,6 +349,102 @@ static void ctx_incref(cv_context *c)
     atomic_fetch_add_explicit(&c->c_state, CTX_REF, memory_order_relaxed);
 }
 
+/* ------------------------------------------------------------------------
+ * The spare (issue #16: copy + release without a locked instruction)
+ *
+ * A copy shares its source's map: one atomic increment of the map's count,
+ * and the copy's release one atomic decrement -- the two locked
+ * instructions of copy + release. A task runtime copies the same context
+ * over and over (each task it spawns, each callback it binds) and drops
+ * most copies soon after, on the same thread. So the execution state keeps
+ * one reference back instead of dropping it: a released copy whose map is
+ * the current context's stays whole as `spare_ctx` (block, backend and
+ * map reference), and the next copy of that map is that block again, with
+ * plain loads and stores. A map reference alone is kept the same way when
+ * a backend drops a parent layer that the current context maps
+ * (cv__map_head_drop: a copy written in and released, the PEP 550 mix);
+ * the next copy takes it with a block from the free list.
+ *
+ * Invariant: while there is a spare (spare_s != 0), the context at level
+ * spare_s - 1 of this state's stack (0: the base) has `spare` as its map.
+ * So the spare's reference is never the last one, and keeping it delays
+ * no free and no release hook: a map is freed when its last *other* holder
+ * lets go, exactly as without the spare (R14, R16). What ends the vouching
+ * gives the spare back (spare_flush: an ordinary drop, never the last):
+ * that context leaving the stack (exit, run's unwind, cleanup), and a
+ * write in the current context while it maps the spare (the write then
+ * sees the count it would see without the spare, and writes in place as
+ * before). Only the current context is ever written, and a covered one
+ * cannot leave the stack before those above it, so nothing else can end
+ * the vouching. The spare belongs to the stack, not to the thread: a swap
+ * (exec.c) moves it with the fiber, which may resume on another thread
+ * (R21), and its reference is an ordinary counted one wherever it goes.
+ *
+ *   copy(cur) -> k       k->map = M, M's count +1 (locked: no spare yet)
+ *   release(k)           cur maps M: k kept whole, spare_s = depth + 1
+ *   copy(cur) -> k       k again: no lock, no free-list traffic
+ *   set(x) in cur        cur maps the spare: k goes back first (the count
+ *                        of M drops to what it is without the spare)
+ * ------------------------------------------------------------------------ */
+
+static void ctx_free_slow(cv_context *c);
+
+/* Gives the spare back; ops is the backend of the context that maps it,
+ * which still does: never the last reference, so no hook runs here. */
+static void spare_flush(const cv_backend *ops)
+{
+    cv_context *k = ts.spare_ctx;
+    cv_map *m = ts.spare;
+    ts.spare_s = 0;
+    ts.spare = NULL;
+    ts.spare_ctx = NULL;
+    CV_ASSERT(m == NULL || ops->destroy == NULL ||
+              atomic_load(&((cv_map_head *)m)->refs) > 1);
+    if (k != NULL)
+        ctx_free_slow(k); /* its block cached, its reference dropped */
+    else if (m != NULL)
+        cv__map_release(ops, m);
+}
+
+/* The current context, if it maps m and there is no spare yet: where a
+ * reference to m being let go of may be kept. */
+static CV_ALWAYS_INLINE int spare_room_for(const cv_map *m)
+{
+    const cv_context *cur = ts.current;
+    return ts.spare_s == 0 && cur != NULL && cur->c_map == m;
+}
+
+static CV_ALWAYS_INLINE int map_head_drop(cv_map *m)
+{
+    if (spare_room_for(m)) {
+        ts.spare = m;
+        ts.spare_s = ts.depth + 1;
+        return 0;
+    }
+    return cv__refs_drop(&((cv_map_head *)m)->refs, 1);
+}
+
+int cv__map_head_drop(cv_map *m)
+{
+    return map_head_drop(m);
+}
+
+/* Before a write in the current context c: the spare goes back if c maps
+ * it (see above). */
+static CV_ALWAYS_INLINE void spare_before_write(const cv_context *c)
+{
+    if (CV_UNLIKELY(ts.spare_s != 0 && c->c_map == ts.spare))
+        spare_flush(c->c_ops);
+}
+
+/* The stack is down to depth d, its context at level d + 1 just popped:
+ * true if that context vouched for the spare, which must then go back
+ * before the context's own reference can go. */
+static CV_ALWAYS_INLINE int spare_vouched(size_t d)
+{
+    return ts.spare_s > d + 1;
+}
+
 /* Frees c, whose count has reached 0. The context is gone before its
  * values' hooks run (R14a). */
 #if defined(__GNUC__)
@@ -363,17 +459,24 @@ static void ctx_free_slow(cv_context *c)
     cv__map_release(ops, map);
 }
 
-/* The same; inline, and with no frame on its common road: a backend with
- * destroy and room on the armed free list. The map's count is dropped
- * first (no hook runs on that), the block cached, and only a last
- * reference costs a call (a tail call, once c is gone). */
+/* The same, inline, and with no frame on its common roads: a released
+ * copy of the current context's map kept whole as the spare (above); or,
+ * for a backend with destroy and room on the armed free list, the map's
+ * count dropped first (no hook runs on that), the block cached, and only a
+ * last reference costs a call (a tail call, once c is gone). */
 static CV_ALWAYS_INLINE void ctx_free(cv_context *c)
 {
+    if (spare_room_for(c->c_map)) {
+        ts.spare_ctx = c;
+        ts.spare = c->c_map;
+        ts.spare_s = ts.depth + 1;
+        return;
+    }
     const cv_backend *ops = c->c_ops;
     cv_map_head *h = (cv_map_head *)c->c_map;
     if (CV_LIKELY(ops->destroy != NULL && h != NULL &&
                   ts.n_free < FREE_MAX && ts.registered)) {
-        int last = cv__refs_drop(&h->refs, 1);
+        int last = map_head_drop((cv_map *)h);
         free_block *b = (free_block *)c;
         b->next = ts.free_list;
         ts.free_list = b;
@@ -531,6 +634,8 @@ static void stack_pop(cv_context **dead)
     ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
     c->c_link = 0;
     size_t d = --ts.depth;
+    if (spare_vouched(d))
+        spare_flush(c->c_ops);
     if (d < GEN_RING)
         cv_i_tcache_v1.gen = ts.below_gen[d];
     else
@@ -548,6 +653,7 @@ void cv_thread_cleanup(void)
         stack_pop(&dead);
     if (ts.base != NULL) {
         cv_context *b = ts.base;
+        spare_flush(b->c_ops); /* the base's, if any is left */
         ts.base = NULL;
         set_current(NULL);
         ctx_drop_later(b, CTX_ENTERED | CTX_REF, &dead);
@@ -595,6 +701,23 @@ int cv_context_enter(cv_context *c)
     return 0;
 }
 
+/* The end of an exit whose context vouched for the spare (out of line:
+ * the hot exit then keeps no frame): the spare goes back first, while c
+ * still maps it. */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
+static int exit_spare(cv_context *c)
+{
+    spare_flush(c->c_ops);
+    if (cv__refs_drop(&c->c_state, CTX_ENTERED)) {
+        c->c_link = 0; /* off the stack: a dead list of one */
+        contexts_free(c);
+    }
+    CV_TRACE_CTX(0, EXIT, c, NULL);
+    return 0;
+}
+
 int cv_context_exit(cv_context *c)
 {
     if (c == NULL)
@@ -612,6 +735,8 @@ int cv_context_exit(cv_context *c)
         cv_i_tcache_v1.gen = ts.below_gen[d];
     else
         cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
+    if (CV_UNLIKELY(spare_vouched(d)))
+        return exit_spare(c);
     if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED))) {
         c->c_link = 0; /* off the stack: a dead list of one */
         contexts_free(c);
@@ -717,15 +842,47 @@ static int ctx_copy_slow(const cv_context *c, cv_context **out)
     return copy_fill(c, n, m, out);
 }
 
+/* A copy of c that takes the map reference kept alone as the spare, with
+ * a block of its own. Out of line: the hot copy keeps no frame. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int copy_spare_map(const cv_context *c, cv_context **out)
+{
+    cv_map *m = ts.spare;
+    cv_context *n = block_alloc();
+    if (CV_UNLIKELY(n == NULL))
+        return CV_ENOMEM; /* the spare stays: nothing changed */
+    ts.spare_s = 0;
+    ts.spare = NULL;
+    return copy_fill(c, n, m, out);
+}
+
 /* The same, inline, for a backend with destroy (the share is one
  * increment) and a block on the free list; else the road above. */
 static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
 {
     const cv_backend *ops = c->c_ops;
+    cv_map *m = c->c_map;
+    if (ts.spare_s != 0 && m == ts.spare) { /* the spare: see above */
+        cv_context *k = ts.spare_ctx;
+        if (CV_UNLIKELY(k == NULL))
+            return copy_spare_map(c, out);
+        ts.spare_s = 0;
+        ts.spare = NULL;
+        ts.spare_ctx = NULL;
+        /* a whole context; its backend may differ if m is NULL (the
+         * empty map of another backend) */
+        atomic_init(&k->c_state, CTX_REF);
+        k->c_ops = ops;
+        k->c_link = 0;
+        *out = k;
+        CV_TRACE_CTX(0, COPY, c, k);
+        return 0;
+    }
     free_block *b = ts.free_list;
     if (CV_UNLIKELY(ops->destroy == NULL || b == NULL))
         return ctx_copy_slow(c, out);
-    cv_map *m = c->c_map;
     int r = cv__map_share(ops, m, &m);
     if (CV_UNLIKELY(r < 0))
         return r;
@@ -909,6 +1066,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     if (CV_UNLIKELY(c == NULL))
         return r;
     if (tok == NULL) {
+        spare_before_write(c);
         write_begin();
         r = c->c_ops->set(&c->c_map, v, value);
         if (CV_UNLIKELY(r < 0)) {
@@ -935,6 +1093,7 @@ int cv_var_set(cv_var *v, void *value, cv_token **tok)
     /* The token must hold the old value before the map lets go of it. */
     if (has_old)
         cv__value_retain(v, t->t_old);
+    spare_before_write(c);
     write_begin();
     r = c->c_ops->set(&c->c_map, v, value);
     if (r < 0) {
@@ -971,6 +1130,7 @@ int cv_var_reset(cv_var *v, cv_token *t)
     cv_context *c = ts.current;
     if (t->t_ctx != c)
         return CV_ETOKEN_CTX;
+    spare_before_write(c);
     write_begin();
     int r = t->t_has_old ? c->c_ops->set(&c->c_map, v, t->t_old)
                          : c->c_ops->del(&c->c_map, v);

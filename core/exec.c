@@ -4,12 +4,13 @@
  *
  * A thread's ctxvar state (tstate.h) is two parts: what a fiber takes with
  * it -- the stack of entered contexts, the base context, the cleanup count
- * cv_context_run compares -- and what stays with the thread: the lookup
+ * cv_context_run compares, the spare -- and what stays with the thread: the lookup
  * cache, the generation counter, the ring of saved generations, the free
  * list. A cv_exec is the first part, parked while its fiber is not
- * running; cv_exec_swap copies the four words of the state in place out to
- * their owner (a cv_exec, or the thread's own slot `own`) and the four of
- * the next one in. The fields stay inline in the thread state, so get, set,
+ * running; cv_exec_swap copies the six words of the state in place out to
+ * their owner (a cv_exec, or the thread's own slot `own`) and the six of
+ * the next one in (the stack, and the spare map reference that belongs
+ * with it: context.c, "The spare"). The fields stay inline in the thread state, so get, set,
  * enter, exit and copy read them exactly as before: no pointer more.
  *
  * The lookup cache stays exact by generations (context.c): a swap gives

@@ -4,11 +4,12 @@
  *
  * A thread's state is two parts. The part a fiber takes with it when it
  * switches (an execution state, R17-R22): the stack of entered contexts
- * (`current` and the depth above `base`), the base context, and the count
- * of cleanups that cv_context_run compares. The part that stays with the
- * thread: its generation counter, the ring of saved generations, its free
+ * (`current` and the depth above `base`), the base context, the count
+ * of cleanups that cv_context_run compares, and the spare map reference
+ * that one of its contexts vouches for (context.c, "The spare"). The part
+ * that stays with the thread: its generation counter, the ring of saved generations, its free
  * list of blocks and its exit destructor. The first part is a union of a
- * named struct (exec.c copies it whole: a swap is four words in, four out)
+ * named struct (exec.c copies it whole: a swap is six words in, six out)
  * and the same fields anonymously, so that context.c still says ts.current.
  */
 #ifndef CV_TSTATE_H
@@ -28,7 +29,11 @@ typedef struct free_block {
     cv_context *current;         /* top of the stack; NULL before first use */ \
     size_t depth;                /* contexts entered above the base */      \
     unsigned cleanups;           /* cv_thread_cleanup calls (for run) */    \
-    cv_context *base;            /* this state's own context, or NULL */
+    cv_context *base;            /* this state's own context, or NULL */  \
+    size_t spare_s;              /* 0: no spare; else 1 + the level whose \
+                                  * context maps it (context.c) */        \
+    cv_map *spare;               /* the spare's map reference */           \
+    cv_context *spare_ctx;       /* NULL, or a released copy holding it */
 
 /* A drop held back until the write that made it is whole (maps/key.h;
  * context.c, "Hooks run on a whole state"). The thread's, not a fiber's:

@@ -303,7 +303,7 @@ static void chain_destroy(cv_map *m)
         layer *parent = l->l_parent;
         cv__slots_drop(l->l_slots, lmask(l), TOMB);
         cv__free(l);
-        if (parent == NULL || !cv__refs_drop(&parent->l_head.refs, 1))
+        if (parent == NULL || !cv__map_head_drop((cv_map *)parent))
             return;
         l = parent;
     }

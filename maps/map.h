@@ -212,6 +212,13 @@ static inline void cv__map_release(const struct cv_backend *ops, cv_map *m)
     ops->release(m);
 }
 
+/* Drops one reference to m, a map of a backend with destroy, that the
+ * backend itself held (a parent layer's, in the backend's destroy): true
+ * if it was the last, and the caller then frees m as destroy would. The
+ * core may keep the reference instead of dropping it, when it can prove
+ * that it is not the last (core/context.c, "The spare"). */
+CV_HIDDEN int cv__map_head_drop(cv_map *m);
+
 /* Inside set or del: m (a reference the write let go of: an old root, a
  * node, a parked layer) is released with ops->release once the write is
  * whole (key.h says why). Outside a write it is released at once. A write

@@ -21,6 +21,7 @@
  *   threads and fibers         r13_*, r16_*, s12_*, s13_*, fiber_*, r18-25
  *   backend internals          hamt_*, chainmap_*, adaptive_*
  *   the test build itself      debug_* (check() after every write)
+ *   copy + release's spare     spare_*, r16_spare_*, r9_copies_made_from_the_spare_*
  * Every map-level test drives the backend through tests/support/mapmodel.h
  * (a model, the generator, the OOM loop).
  */
@@ -221,9 +222,20 @@
     X(gaps_exit_past_the_ring_never_reuses_a_generation) \
     X(gaps_var_freed_before_its_default_hook) \
 
+/* tests/test_spare.c: the spare reference of copy + release (R9, R16) */
+#define CV_SPARE_TESTS(X)                    \
+    X(r16_spare_given_back_when_its_context_exits) \
+    X(r16_spare_given_back_by_run_unwind)    \
+    X(r16_spare_given_back_by_a_write)       \
+    X(r9_copies_made_from_the_spare_are_isolated) \
+    X(spare_write_after_copy_release_costs_as_without) \
+    X(spare_of_an_empty_map_takes_the_copied_backend) \
+    X(spare_thread_exit_leaves_nothing)      \
+    X(spare_exec_release_gives_it_back)      \
+
 #define CV_CONFORMANCE_TESTS(X) \
     CV_RULE_TESTS(X) CV_SCENARIO_TESTS(X) CV_HOOK_TESTS(X) CV_MAP_TESTS(X) \
-    CV_OOM_TESTS(X) CV_FIBER_TESTS(X) CV_GAP_TESTS(X)
+    CV_OOM_TESTS(X) CV_FIBER_TESTS(X) CV_GAP_TESTS(X) CV_SPARE_TESTS(X)
 #define CV_UNIT_TESTS(X) \
     CV_API_TESTS(X) CV_THREAD_TESTS(X) CV_EXEC_THREAD_TESTS(X) CV_RACE_TESTS(X) \
     CV_HAMT_TESTS(X) CV_CHAINMAP_TESTS(X) CV_ADAPTIVE_TESTS(X)
