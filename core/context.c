@@ -390,7 +390,11 @@ static void ctx_incref(cv_context *c)
 static void ctx_free_slow(cv_context *c);
 
 /* Gives the spare back; ops is the backend of the context that maps it,
- * which still does: never the last reference, so no hook runs here. */
+ * which still does: never the last reference, so no hook runs here. Out
+ * of line: the exits and pops that test for it keep no frame. */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
 static void spare_flush(const cv_backend *ops)
 {
     cv_context *k = ts.spare_ctx;
@@ -634,13 +638,15 @@ static void stack_pop(cv_context **dead)
     ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
     c->c_link = 0;
     size_t d = --ts.depth;
-    if (spare_vouched(d))
-        spare_flush(c->c_ops);
     if (d < GEN_RING)
         cv_i_tcache_v1.gen = ts.below_gen[d];
     else
         cv_i_tcache_v1.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
     ctx_drop_later(c, CTX_ENTERED, dead);
+    /* c, even if dropped, is freed only by the caller's contexts_free:
+     * it still maps the spare, which is not the last reference here */
+    if (CV_UNLIKELY(spare_vouched(d)))
+        spare_flush(c->c_ops);
 }
 
 void cv_thread_cleanup(void)
