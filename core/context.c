@@ -505,9 +505,21 @@ void cv__context_retain(cv_context *c)
     ctx_incref(c);
 }
 
-void cv_context_release(cv_context *c)
+/* The release while tracing: recorded first, out of line, so that the
+ * hot release keeps no frame. */
+static CV_TRACE_COLD void traced_release(cv_context *c)
 {
     CV_TRACE_CTX(c != NULL ? 0 : -1, CTX_RELEASE, c, NULL);
+    if (c != NULL)
+        ctx_drop(c, CTX_REF);
+}
+
+void cv_context_release(cv_context *c)
+{
+    if (CV_UNLIKELY(CV__TRACE_MAYBE())) {
+        traced_release(c);
+        return;
+    }
     if (c != NULL)
         ctx_drop(c, CTX_REF);
 }
@@ -814,8 +826,8 @@ int cv_context_new(cv_context **out)
     return r;
 }
 
-/* Makes the block n a copy of c holding the map reference m; both roads of
- * the copy end here. */
+/* Makes the block n a copy of c holding the map reference m; the roads of
+ * the copy end here. Not traced: the public calls record the copy. */
 static CV_ALWAYS_INLINE int copy_fill(const cv_context *c, cv_context *n,
                                       cv_map *m, cv_context **out)
 {
@@ -824,7 +836,6 @@ static CV_ALWAYS_INLINE int copy_fill(const cv_context *c, cv_context *n,
     n->c_map = m;
     n->c_link = 0;
     *out = n;
-    CV_TRACE_CTX(0, COPY, c, n);
     return 0;
 }
 
@@ -880,10 +891,8 @@ static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
         /* a whole context; its backend may differ if m is NULL (the
          * empty map of another backend) */
         atomic_init(&k->c_state, CTX_REF);
-        k->c_ops = ops;
-        k->c_link = 0;
+        k->c_ops = ops;  /* c_link: read only while entered */
         *out = k;
-        CV_TRACE_CTX(0, COPY, c, k);
         return 0;
     }
     free_block *b = ts.free_list;
@@ -898,10 +907,21 @@ static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
     return copy_fill(c, n, m, out);
 }
 
+/* The copies while tracing: the same, recorded, out of line (the hot
+ * copy keeps no frame). */
+static CV_TRACE_COLD int traced_copy(const cv_context *c, cv_context **out)
+{
+    int r = ctx_copy(c, out);
+    CV_TRACE_CTX(r, COPY, c, *out);
+    return r;
+}
+
 int cv_context_copy(const cv_context *c, cv_context **out)
 {
     if (c == NULL || out == NULL)
         return CV_EINVAL;
+    if (CV_UNLIKELY(CV__TRACE_MAYBE()))
+        return traced_copy(c, out);
     return ctx_copy(c, out);
 }
 
@@ -917,6 +937,8 @@ static int copy_first(cv_context **out)
     err = ctx_copy(c, out);
     if (err < 0)
         unmake_base(made);
+    else
+        CV_TRACE_CTX(err, COPY, c, *out);
     return err;
 }
 
@@ -927,6 +949,8 @@ int cv_copy_context(cv_context **out)
     cv_context *c = ts.current;
     if (CV_UNLIKELY(c == NULL))
         return copy_first(out); /* the thread's first use: makes its base */
+    if (CV_UNLIKELY(CV__TRACE_MAYBE()))
+        return traced_copy(c, out);
     return ctx_copy(c, out);
 }
 
