@@ -719,24 +719,34 @@ int cv_context_enter(cv_context *c)
     return 0;
 }
 
-/* The end of an exit whose context vouched for the spare (out of line:
- * the hot exit then keeps no frame): the spare goes back first, while c
- * still maps it. */
+/* The end of an exit whose context's entered bit was its last hold: it
+ * is off the stack, and freed now (a dead list of one). Out of line: the
+ * hot exit keeps no frame. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int exit_free(cv_context *c)
+{
+    c->c_link = 0;
+    contexts_free(c);
+    return 0;
+}
+
+/* The end of an exit whose context vouched for the spare: the spare goes
+ * back first, while c still maps it. */
 #if defined(__GNUC__)
 __attribute__((noinline, cold))
 #endif
 static int exit_spare(cv_context *c)
 {
     spare_flush(c->c_ops);
-    if (cv__refs_drop(&c->c_state, CTX_ENTERED)) {
-        c->c_link = 0; /* off the stack: a dead list of one */
-        contexts_free(c);
-    }
-    CV_TRACE_CTX(0, EXIT, c, NULL);
+    if (cv__refs_drop(&c->c_state, CTX_ENTERED))
+        return exit_free(c);
     return 0;
 }
 
-int cv_context_exit(cv_context *c)
+/* The exit, not traced (the public call records it). */
+static CV_ALWAYS_INLINE int ctx_exit(cv_context *c)
 {
     if (c == NULL)
         return CV_EINVAL;
@@ -755,12 +765,23 @@ int cv_context_exit(cv_context *c)
         cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
     if (CV_UNLIKELY(spare_vouched(d)))
         return exit_spare(c);
-    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED))) {
-        c->c_link = 0; /* off the stack: a dead list of one */
-        contexts_free(c);
-    }
-    CV_TRACE_CTX(0, EXIT, c, NULL);
+    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED)))
+        return exit_free(c);
     return 0;
+}
+
+static CV_TRACE_COLD int traced_exit(cv_context *c)
+{
+    int r = ctx_exit(c);
+    CV_TRACE_CTX(r, EXIT, c, NULL);
+    return r;
+}
+
+int cv_context_exit(cv_context *c)
+{
+    if (CV_UNLIKELY(CV__TRACE_MAYBE()))
+        return traced_exit(c);
+    return ctx_exit(c);
 }
 
 /* fn may have left contexts of its own entered: unwind them, so that
