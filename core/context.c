@@ -745,19 +745,13 @@ static int exit_spare(cv_context *c)
     return 0;
 }
 
-/* The exit, not traced (the public call records it). */
-static CV_ALWAYS_INLINE int ctx_exit(cv_context *c)
+/* Pops c, the top of the stack, and drops its entered bit: exit's pop,
+ * and run's when fn left nothing entered. c_link is left as it is (only
+ * an entered context's is read, and enter sets it); link_bits is what it
+ * may carry (LINK_BY_RUN for run's; exit has tested it clear). */
+static CV_ALWAYS_INLINE int pop_top(cv_context *c, uintptr_t link_bits)
 {
-    if (c == NULL)
-        return CV_EINVAL;
-    /* A context entered by cv_context_run is exited by that run: fn exiting
-     * it would leave run nothing to restore (CPython refuses it too). */
-    /* The base (depth 0) carries LINK_BY_RUN too: one test refuses both. */
-    if (c != ts.current || (c->c_link & LINK_BY_RUN))
-        return CV_ENOTENTERED;
-    /* stack_pop, inline (no LINK_BY_RUN to mask: tested above). c_link is
-     * left as it is: only an entered context's is read, and enter sets it. */
-    ts.current = (cv_context *)c->c_link;
+    ts.current = (cv_context *)(c->c_link & ~link_bits);
     size_t d = --ts.depth;
     if (CV_LIKELY(d < GEN_RING))
         cv_i_tcache_v1.gen = ts.below_gen[d];
@@ -768,6 +762,19 @@ static CV_ALWAYS_INLINE int ctx_exit(cv_context *c)
     if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED)))
         return exit_free(c);
     return 0;
+}
+
+/* The exit, not traced (the public call records it). */
+static CV_ALWAYS_INLINE int ctx_exit(cv_context *c)
+{
+    if (c == NULL)
+        return CV_EINVAL;
+    /* A context entered by cv_context_run is exited by that run: fn exiting
+     * it would leave run nothing to restore (CPython refuses it too). */
+    /* The base (depth 0) carries LINK_BY_RUN too: one test refuses both. */
+    if (c != ts.current || (c->c_link & LINK_BY_RUN))
+        return CV_ENOTENTERED;
+    return pop_top(c, 0);
 }
 
 static CV_TRACE_COLD int traced_exit(cv_context *c)
@@ -798,6 +805,10 @@ __attribute__((noinline))
 #endif
 static void run_unwind(size_t level, unsigned cleanups)
 {
+    if (CV_LIKELY(ts.cleanups == cleanups && ts.depth == level)) {
+        (void)pop_top(ts.current, LINK_BY_RUN); /* fn left nothing entered */
+        return;
+    }
     size_t keep = ts.cleanups == cleanups ? level - 1 : 0;
     cv_context *dead = NULL;
     while (ts.depth > keep)
