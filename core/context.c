@@ -328,8 +328,15 @@ static void blocks_drain(void)
     ts.n_free = 0;
 }
 
+static void spare_flush(const cv_backend *ops);
+
+/* A spare kept whole is a cached block too: it goes back with the others
+ * (its reference is not the last one). A spare map reference alone stays:
+ * it is a map's reference like any live context's. */
 void cv__thread_drop_caches(void)
 {
+    if (ts.spare_ctx != NULL)
+        spare_flush(ts.spare_ctx->c_ops);
     blocks_drain();
 }
 
