@@ -288,6 +288,126 @@ def run_workloads(build, outdir, backends, prog, quick_args=None, hyperfine=True
     dump_json(os.path.join(outdir, "..", "workloads.json"), summary)
 
 
+# ---------------------------------------------------------------------------
+# Locked instructions. callgrind --dump-instr=yes gives the executed count of
+# every instruction, by its address in its object file (an offset from the
+# load base, which is the address objdump prints for a PIE or a shared
+# object); objdump -d of each object named by an ob= line tells which of
+# those addresses hold a locked instruction: a lock prefix, or an xchg with a
+# memory operand (locked implicitly). Plain = total - locked.
+# ---------------------------------------------------------------------------
+INSN_PREFIXES = {"lock", "rep", "repz", "repe", "repnz", "repne", "data16", "data32",
+                 "addr16", "addr32", "cs", "ds", "es", "fs", "gs", "ss", "notrack", "bnd",
+                 "xacquire", "xrelease"}
+
+
+def is_locked_insn(text):
+    """text: one instruction as objdump -d --no-show-raw-insn prints it
+    (AT&T syntax, after the address)."""
+    text = text.split("#", 1)[0]
+    toks = text.split()
+    i = 0
+    while i < len(toks) and (toks[i] in INSN_PREFIXES or toks[i].startswith("rex")):
+        if toks[i] == "lock":
+            return True
+        i += 1
+    return i < len(toks) and toks[i].startswith("xchg") and "(" in " ".join(toks[i + 1:])
+
+
+_LOCKED_ADDRS = {}
+
+
+def locked_addrs(obj):
+    """The addresses of obj's locked instructions (a set), None if obj cannot
+    be disassembled (no such file: [vdso], ???)."""
+    if obj not in _LOCKED_ADDRS:
+        addrs = None
+        if os.path.isfile(obj):
+            r = subprocess.run(["objdump", "-d", "--no-show-raw-insn", obj],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                addrs = set()
+                for line in r.stdout.splitlines():
+                    if "lock" not in line and "xchg" not in line:
+                        continue
+                    addr, sep, insn = line.partition(":\t")
+                    addr = addr.strip()
+                    if sep and addr and all(c in "0123456789abcdef" for c in addr) \
+                            and is_locked_insn(insn):
+                        addrs.add(int(addr, 16))
+        _LOCKED_ADDRS[obj] = addrs
+    return _LOCKED_ADDRS[obj]
+
+
+def cg_parse(path):
+    """One callgrind dump written with --dump-instr=yes: {"desc", "summary",
+    "self": {(object, address): Ir}, "fn": {(object, address): function}}.
+    Call lines (the inclusive cost of a call) are not self cost: skipped."""
+    names = {"ob": {}, "fn": {}}
+    cur = {"ob": None, "fn": None}
+    desc, summary, skip, last = None, None, False, 0
+    cost, fnat = {}, {}
+    with open(path) as f:
+        for line in f:
+            c = line[:1]
+            if c in "0123456789+-*":
+                toks = line.split()
+                a = toks[0]
+                if a == "*":
+                    addr = last
+                elif a[0] in "+-":
+                    addr = last + int(a)
+                else:
+                    addr = int(a, 16) if a.startswith("0x") else int(a)
+                last = addr
+                if skip:
+                    skip = False
+                    continue
+                key = (cur["ob"], addr)
+                cost[key] = cost.get(key, 0) + (int(toks[2]) if len(toks) > 2 else 0)
+                fnat[key] = cur["fn"]
+                continue
+            kind, eq, val = line.rstrip("\n").partition("=")
+            if not eq:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    summary = int(line.split()[1])
+                elif line.startswith("desc: Trigger: Client Request: "):
+                    desc = line[len("desc: Trigger: Client Request: "):].strip()
+                continue
+            if kind in ("calls", "jump", "jcnd"):
+                skip = kind == "calls"
+                continue
+            space = {"ob": "ob", "cob": "ob", "fn": "fn", "cfn": "fn"}.get(kind)
+            if space is None:
+                continue
+            if val.startswith("("):
+                ident, _, name = val.partition(")")
+                name = name.strip()
+                if name:
+                    names[space][ident] = name
+                val = names[space].get(ident, name)
+            if kind in cur:
+                cur[kind] = val
+    return {"desc": desc, "summary": summary, "self": cost, "fn": fnat}
+
+
+def cg_locked(dump):
+    """(total Ir, locked Ir, {function: locked Ir}, Ir in objects objdump
+    could not read) of one parsed dump."""
+    total = locked = unknown = 0
+    sites = {}
+    for (ob, addr), n in dump["self"].items():
+        total += n
+        la = locked_addrs(ob) if ob else None
+        if la is None:
+            unknown += n
+        elif addr in la:
+            locked += n
+            fn = dump["fn"].get((ob, addr)) or "?"
+            sites[fn] = sites.get(fn, 0) + n
+    return total, locked, sites, unknown
+
+
 def run_instr(build, out, cfg, backends, prog, valgrind=True):
     rows = []
     tmp = out + ".d"
@@ -297,7 +417,7 @@ def run_instr(build, out, cfg, backends, prog, valgrind=True):
         cmd = [os.path.join(build, "instr"), b, cfg["instr_n"], str(cfg["instr_k"]),
                cfg["instr_depths"]]
         if valgrind:
-            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--dump-instr=yes",
                    "--callgrind-out-file=" + os.path.join(tmp, b + ".cg")] + cmd
         r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
         if r.returncode != 0:
@@ -306,23 +426,29 @@ def run_instr(build, out, cfg, backends, prog, valgrind=True):
             for fn in os.listdir(tmp):
                 if not fn.startswith(b + ".cg."):
                     continue
-                desc, total = None, None
-                with open(os.path.join(tmp, fn)) as f:
-                    for line in f:
-                        if line.startswith("desc: Trigger: Client Request: "):
-                            desc = line[len("desc: Trigger: Client Request: "):].strip()
-                        elif line.startswith("totals:") or line.startswith("summary:"):
-                            total = int(line.split()[1])
+                dump = cg_parse(os.path.join(tmp, fn))
+                desc, total = dump["desc"], dump["summary"]
                 if desc and total is not None and desc.count("/") == 4:
                     op, be, arg, iters, units = desc.split("/")
+                    ir, locked, sites, unknown = cg_locked(dump)
+                    if ir != total:
+                        sys.exit("instr: %s: the instructions add up to %d, callgrind's "
+                                 "summary says %d" % (fn, ir, total))
+                    per = int(iters) * int(units)
                     rows.append({"op": op, "backend": be, "arg": int(arg),
-                                 "ir_per_unit": round(total / int(iters) / int(units), 1),
+                                 "ir_per_unit": round(total / per, 1),
+                                 "locked_per_unit": round(locked / per, 2),
+                                 "locked_sites": {k: round(v / per, 2) for k, v in
+                                                  sorted(sites.items(), key=lambda kv: -kv[1])},
+                                 "unread_per_unit": round(unknown / per, 1),
                                  "iters": int(iters), "units": int(units)})
         prog.note("instr %s done" % b)
     shutil.rmtree(tmp, ignore_errors=True)
     rows.sort(key=lambda r: (r["op"], r["backend"], r["arg"]))
     if valgrind:
-        dump_json(out, {"tool": "valgrind --tool=callgrind (Ir)", "k": cfg["instr_k"],
+        dump_json(out, {"tool": "valgrind --tool=callgrind --dump-instr=yes (Ir; locked: "
+                                "lock prefix or xchg with memory, by objdump -d)",
+                        "k": cfg["instr_k"],
                         "machine": machine_info(), "rows": rows})
 
 
