@@ -408,6 +408,36 @@ def cg_locked(dump):
     return total, locked, sites, unknown
 
 
+def check_lock_counter(build, iters=1000):
+    """The counter against known counts: bench/floor.c under callgrind, whose
+    lock_add, lock_sub_acq_rel and lock_or each execute one locked instruction
+    per iteration, RUNS (7) x iters times, and plain_add none; and the
+    classifier against objdump lines of each kind. Exits on a mismatch."""
+    cases = {"lock xadd %esi,(%rcx)": True, "lock": True, "xchg   %rax,0x0(%r13)": True,
+             "xacquire lock cmpxchg %edx,(%rdi)": True, "lock btsq $0x0,0x2d54(%rip)": True,
+             "xchg   %ax,%ax": False, "xchg   %eax,%edx  # (x)": False,
+             "cmpxchg %edx,(%rdi)": False, "mov    %rax,(%rdx)": False,
+             "call   7fe0 <pthread_mutex_lock>": False}
+    bad = [t for t, want in cases.items() if is_locked_insn(t) != want]
+    if bad:
+        sys.exit("lock counter: misclassified %s" % bad)
+    out = os.path.join(build, "lockcheck.cg")
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes",
+                        "--callgrind-out-file=" + out, os.path.join(build, "floor"), str(iters)],
+                       capture_output=True, text=True, env=clean_env())
+    if r.returncode != 0:
+        sys.exit("lock counter: floor under callgrind failed: " + r.stderr[-2000:])
+    dump = cg_parse(out)
+    os.remove(out)
+    total, locked, sites, _ = cg_locked(dump)
+    want = {"lock_add": 7 * iters, "lock_sub_acq_rel": 7 * iters, "lock_or": 7 * iters}
+    got = {f: sites.get(f, 0) for f in list(want) + ["plain_add"]}
+    if got != dict(want, plain_add=0) or total != dump["summary"]:
+        sys.exit("lock counter: floor %d: locked per function %s, want %s plus plain_add 0 "
+                 "(total %d, callgrind %s)" % (iters, got, want, total, dump["summary"]))
+    return got
+
+
 def run_instr(build, out, cfg, backends, prog, valgrind=True):
     rows = []
     tmp = out + ".d"
@@ -1670,8 +1700,12 @@ def cmd_smoke(a):
     prog.step("smoke: workloads (tiny, checksums compared; no hyperfine)")
     tiny = {"server": ["200"], "nesting": ["50", "3"], "wide": ["500", "50"]}
     run_workloads(build, os.path.join(tagdir, "workloads"), backends, prog, tiny, hyperfine=False)
-    prog.step("smoke: instr driver (native, no valgrind)")
+    prog.step("smoke: instr driver (native, no valgrind); the locked-instruction counter")
     run_instr(build, os.path.join(tagdir, "instr.json"), cfg, backends, prog, valgrind=False)
+    if shutil.which("valgrind") and shutil.which("objdump"):
+        prog.note("lock counter: floor under callgrind: %s" % check_lock_counter(build))
+    else:
+        prog.note("lock counter not checked: no valgrind or objdump (make deps)")
     prog.step("smoke: report generator")
     info = machine_info()
     info.update(tag="smoke", backends=backends, default_backend=dflt)
