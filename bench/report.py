@@ -862,7 +862,7 @@ def limits_section(w, bench, instr, floor, default):
       "copy's release gives each back, where CPython's path copy does non-atomic Py_INCREFs.\n")
 
 
-def xthread_section(w, bench, xt):
+def xthread_section(w, bench, xt, default):
     w("## Cross-thread\n")
     if not xt or not xt.get("median"):
         w("Not measured in this run (`make report` writes xthread.json).\n")
@@ -880,9 +880,10 @@ def xthread_section(w, bench, xt):
           fn_n(xt.get("iters", 0)), xt.get("runs", 0),
           (xt.get("machine") or {}).get("cores", "?"), fn_n(nearest(bench.args("copy"), 16) or 16)))
     a = nearest(bench.args("copy"), 16)
-    rows = [["copy, one thread (bench.json)", "copy_context + release, CPython's: " +
-             ", ".join("%s ns (paired with %s)" % (fnum(bench.pair.get(("copy", b, a))), b)
-                       for b in bes[:1]), "ns per copy"] +
+    be = default if default in bes else bes[0]
+    rows = [["copy (single-thread, bench.json)",
+             "copy_context + release on one thread; CPython's paired run: %s ns (beside %s)" % (
+                 fnum(bench.pair.get(("copy", be, a))), be), "ns per copy"] +
             [fnum(bench.ns.get(("copy", b, a))) for b in bes]]
     for key, what, unit in XTHREAD_FIGS:
         cells = []
@@ -1695,7 +1696,7 @@ the gets alone).
                rows) if rows else "No backend overtakes another within the measured range.")
     w("")
     # ---- cross-thread
-    xthread_section(w, bench, load_json(os.path.join(outdir, "xthread.json")))
+    xthread_section(w, bench, load_json(os.path.join(outdir, "xthread.json")), default)
     # ---- memory
     w("## Memory\n")
     if mem:
@@ -1800,7 +1801,8 @@ the gets alone).
     w("`make report` (quick) or `make report FULL=1`; `make bench-instr`; "
       "`make advise PROFILE=\"vars=100 gets_per_set=10 copies_per_set=1 depth=4\"`. "
       "Raw data: bench.json (Google Benchmark JSON), memory.json, workloads.json, "
-      "workloads/*.json|md (hyperfine), instr.json, floor.json, machine.json.")
+      "workloads/*.json|md (hyperfine), instr.json (instructions and locked instructions), "
+      "floor.json, xthread.json (`report.py xthread`), machine.json.")
     with open(os.path.join(outdir, "REPORT.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     write_index(results_root)
