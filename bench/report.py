@@ -1793,7 +1793,7 @@ the gets alone).
         w("Instructions per unit (`valgrind --tool=callgrind`, Ir, %d iterations, collection "
           "toggled around the measured code only). Repeatable on a busy machine.%s\n" % (
               instr["k"], " CPython's counts follow its string hash seed (the shape of its "
-              "HAMT; set_tok and mix at N = 16 moved by up to a third between seeds): "
+              "HAMT; mix at N = 16 moved by half between two seeds): "
               "`PYTHONHASHSEED=%s` here, one seed's layout." % instr["pythonhashseed"]
               if "pythonhashseed" in instr else ""))
         w(instr_table(instr))
