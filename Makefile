@@ -224,7 +224,7 @@ ctxvar $(VERSION) -- make targets (variables: PREFIX LIBDIR INCLUDEDIR DESTDIR C
  others:
   fuzz fuzz-afl fuzz-build  fuzzing (FUZZ_SECONDS=600), AFL++ builds
   coverage                  lcov line + branch coverage -> results/coverage/
-  bench-instr tls-roads     callgrind instruction counts
+  bench-instr tls-roads     callgrind instruction counts (locked ones too)
   advise PROFILE="..."      which backend for your workload
 endef
 export HELP_TEXT
