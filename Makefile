@@ -98,7 +98,7 @@ $(LIB_SO): $(LIB_SO_ABI)
 DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
                librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3 \
                binutils pkg-config cmake meson ninja-build git libuv1-dev wrk zip unzip
-DEPS_REPORT := gcc g++ make libbenchmark-dev hyperfine gnuplot-nox \
+DEPS_REPORT := gcc g++ make binutils libbenchmark-dev hyperfine gnuplot-nox \
                libpython3.11-dev python3 valgrind libuv1-dev pkg-config wrk
 DEPS_EXTRA  := lcov afl++
 
@@ -224,7 +224,7 @@ ctxvar $(VERSION) -- make targets (variables: PREFIX LIBDIR INCLUDEDIR DESTDIR C
  others:
   fuzz fuzz-afl fuzz-build  fuzzing (FUZZ_SECONDS=600), AFL++ builds
   coverage                  lcov line + branch coverage -> results/coverage/
-  bench-instr tls-roads     callgrind instruction counts
+  bench-instr tls-roads     callgrind instruction counts (locked ones too)
   advise PROFILE="..."      which backend for your workload
 endef
 export HELP_TEXT

@@ -4,7 +4,7 @@
 #
 #   make report            quick sweep (about 5 min on 2 cores), results/<cpu-tag>/
 #   make report FULL=1     N = 1 ... 1,048,576
-#   make bench-instr       callgrind instruction counts -> results/<cpu-tag>/instr.json
+#   make bench-instr       callgrind instruction counts, locked ones included -> results/<cpu-tag>/instr.json
 #   make advise PROFILE="vars=100 gets_per_set=10 copies_per_set=1 depth=4"
 #   make bench-smoke       every benchmark once, tiny N (part of `make test`)
 

@@ -10,7 +10,7 @@
  * contexts, maps and vars may be shared between threads, so each of those
  * steps is a locked instruction (a reference count, the entered bit). The
  * report multiplies the locked instructions an operation executes (counted
- * from the code; see LOCKED in bench/report.py) by the figures measured
+ * under callgrind: cg_locked in bench/report.py) by the figures measured
  * here to give the floor below which that operation cannot go while it
  * stays thread-safe, and sets it beside CPython's time.
  *

@@ -3,7 +3,8 @@
 """report.py -- runs ctxvar's benchmark suite and writes results/<cpu-tag>/.
 
     report.py run    --build DIR --results DIR   everything, then generate
-    report.py instr  --build DIR --results DIR   callgrind counts -> instr.json
+    report.py instr  --build DIR --results DIR   callgrind counts, locked included -> instr.json
+    report.py xthread --build DIR --results DIR  cross-thread figures -> xthread.json
     report.py generate --dir results/<tag>       REPORT.md, charts, README index
     report.py smoke  --build DIR                 tiny pass of every part
 
@@ -212,23 +213,47 @@ def run_floor(build, out, iters=None):
     dump_json(out, json.loads(r.stdout))
 
 
-# Locked read-modify-writes one unit of each op executes in ctxvar, steady
-# state, N >= 1, counted from the code (core/context.c, maps/chainmap.c; the
-# recommended backend). The report multiplies them by floor.json's lock_add
-# to show how low an op can go while contexts, maps and vars stay shareable
-# between threads. CPython does each of these steps with a plain store.
-LOCKED = {
-    "copy": (2, "the map's count up at the copy and down at its release (the copy's own "
-                "context is freed by its sole holder with a plain load)"),
-    "enter_exit": (2, "enter's fetch-or of the entered bit (exclusive across threads, R13) "
-                      "and exit's fetch-sub"),
-    "run_empty": (2, "the enter and exit inside run"),
-    "set_tok": (4, "the token takes the var and the context (R16) and gives both back"),
-    "set_reset": (4, "as set_tok; the reset writes in place"),
-    "fork_write": (6, "copy (1), enter (1), the new layer's var (1), exit (1), and at the "
-                      "release the var (1) and the parent layer (1)"),
-    "mix": (6, "as fork_write; the 10 gets are cache hits"),
-}
+# bench/xthread.c: what moving contexts between threads costs (ns; absolute
+# times of this machine, no CPython twin). Each run prints the median of its
+# own 5 repetitions; the report keeps the median of XTHREAD_RUNS runs.
+XTHREAD_FIGS = [
+    # key, what, unit
+    ("copy_one", "one thread copies a shared context (16 pairs) and releases the copy",
+     "ns per copy"),
+    ("copy_two", "two threads copy that one context at once (its map's count bounces "
+                 "between them)", "ns per copy, each"),
+    ("copy_two_own", "two threads at once, each its own context (no shared line)",
+     "ns per copy, each"),
+    ("handoff", "a copy made on one thread, passed through a 64-slot ring, entered, exited "
+                "and released on another", "ns per hand-off"),
+    ("fiber_migrate", "an execution state (cv_exec) with a copy entered, swapped out on one "
+                      "thread and in on the other, which exits and releases it and enters a "
+                      "new copy", "ns per migration"),
+]
+XTHREAD_RUNS = 3
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def run_xthread(build, out, backends, prog, runs=XTHREAD_RUNS, iters=None):
+    raw = {}
+    for b in backends:
+        raw[b] = []
+        for _ in range(runs):
+            r = subprocess.run([os.path.join(build, "xthread")] + ([str(iters)] if iters else []),
+                               capture_output=True, text=True, env=clean_env(CTXVAR_BACKEND=b))
+            if r.returncode != 0:
+                sys.exit("xthread on %s failed: %s" % (b, r.stderr[-2000:]))
+            raw[b].append(json.loads(r.stdout))
+        prog.note("xthread %s done" % b)
+    figs = {b: {k: median([x[k] for x in rs if k in x]) for k in rs[0]} for b, rs in raw.items()}
+    dump_json(out, {"tool": "bench/xthread.c (ns; each run the median of 5 repetitions)",
+                    "runs": runs, "iters": iters or 200000, "machine": machine_info(),
+                    "median": figs, "raw": raw})
 
 
 def run_memory(build, out, cfg, backends, prog):
@@ -288,6 +313,159 @@ def run_workloads(build, outdir, backends, prog, quick_args=None, hyperfine=True
     dump_json(os.path.join(outdir, "..", "workloads.json"), summary)
 
 
+# ---------------------------------------------------------------------------
+# Locked instructions. callgrind --dump-instr=yes gives the executed count of
+# every instruction, by its address in its object file (an offset from the
+# load base, which is the address objdump prints for a PIE or a shared
+# object); objdump -d of each object named by an ob= line tells which of
+# those addresses hold a locked instruction: a lock prefix, or an xchg with a
+# memory operand (locked implicitly). Plain = total - locked.
+# ---------------------------------------------------------------------------
+INSN_PREFIXES = {"lock", "rep", "repz", "repe", "repnz", "repne", "data16", "data32",
+                 "addr16", "addr32", "cs", "ds", "es", "fs", "gs", "ss", "notrack", "bnd",
+                 "xacquire", "xrelease"}
+
+
+def is_locked_insn(text):
+    """text: one instruction as objdump -d --no-show-raw-insn prints it
+    (AT&T syntax, after the address)."""
+    text = text.split("#", 1)[0]
+    toks = text.split()
+    i = 0
+    while i < len(toks) and (toks[i] in INSN_PREFIXES or toks[i].startswith("rex")):
+        if toks[i] == "lock":
+            return True
+        i += 1
+    return i < len(toks) and toks[i].startswith("xchg") and "(" in " ".join(toks[i + 1:])
+
+
+_LOCKED_ADDRS = {}
+
+
+def locked_addrs(obj):
+    """The addresses of obj's locked instructions (a set), None if obj cannot
+    be disassembled (no such file: [vdso], ???)."""
+    if obj not in _LOCKED_ADDRS:
+        addrs = None
+        if os.path.isfile(obj):
+            r = subprocess.run(["objdump", "-d", "--no-show-raw-insn", obj],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                addrs = set()
+                for line in r.stdout.splitlines():
+                    if "lock" not in line and "xchg" not in line:
+                        continue
+                    addr, sep, insn = line.partition(":\t")
+                    addr = addr.strip()
+                    if sep and addr and all(c in "0123456789abcdef" for c in addr) \
+                            and is_locked_insn(insn):
+                        addrs.add(int(addr, 16))
+        _LOCKED_ADDRS[obj] = addrs
+    return _LOCKED_ADDRS[obj]
+
+
+def cg_parse(path):
+    """One callgrind dump written with --dump-instr=yes: {"desc", "summary",
+    "self": {(object, address): Ir}, "fn": {(object, address): function}}.
+    Call lines (the inclusive cost of a call) are not self cost: skipped."""
+    names = {"ob": {}, "fn": {}}
+    cur = {"ob": None, "fn": None}
+    desc, summary, skip, last = None, None, False, 0
+    cost, fnat = {}, {}
+    with open(path) as f:
+        for line in f:
+            c = line[:1]
+            if c in "0123456789+-*":
+                toks = line.split()
+                a = toks[0]
+                if a == "*":
+                    addr = last
+                elif a[0] in "+-":
+                    addr = last + int(a)
+                else:
+                    addr = int(a, 16) if a.startswith("0x") else int(a)
+                last = addr
+                if skip:
+                    skip = False
+                    continue
+                key = (cur["ob"], addr)
+                cost[key] = cost.get(key, 0) + (int(toks[2]) if len(toks) > 2 else 0)
+                fnat[key] = cur["fn"]
+                continue
+            kind, eq, val = line.rstrip("\n").partition("=")
+            if not eq:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    summary = int(line.split()[1])
+                elif line.startswith("desc: Trigger: Client Request: "):
+                    desc = line[len("desc: Trigger: Client Request: "):].strip()
+                continue
+            if kind in ("calls", "jump", "jcnd"):
+                skip = kind == "calls"
+                continue
+            space = {"ob": "ob", "cob": "ob", "fn": "fn", "cfn": "fn"}.get(kind)
+            if space is None:
+                continue
+            if val.startswith("("):
+                ident, _, name = val.partition(")")
+                name = name.strip()
+                if name:
+                    names[space][ident] = name
+                val = names[space].get(ident, name)
+            if kind in cur:
+                cur[kind] = val
+    return {"desc": desc, "summary": summary, "self": cost, "fn": fnat}
+
+
+def cg_locked(dump):
+    """(total Ir, locked Ir, {function: locked Ir}, Ir in objects objdump
+    could not read) of one parsed dump."""
+    total = locked = unknown = 0
+    sites = {}
+    for (ob, addr), n in dump["self"].items():
+        total += n
+        la = locked_addrs(ob) if ob else None
+        if la is None:
+            unknown += n
+        elif addr in la:
+            locked += n
+            fn = dump["fn"].get((ob, addr)) or "?"
+            sites[fn] = sites.get(fn, 0) + n
+    return total, locked, sites, unknown
+
+
+def check_lock_counter(build, iters=1000):
+    """The counter against known counts: bench/floor.c under callgrind, whose
+    lock_add, lock_sub_acq_rel and lock_or each execute one locked instruction
+    per iteration, RUNS (7) x iters times, and plain_add none; and the
+    classifier against objdump lines of each kind. Exits on a mismatch."""
+    cases = {"lock xadd %esi,(%rcx)": True, "lock": True, "xchg   %rax,0x0(%r13)": True,
+             "xacquire lock cmpxchg %edx,(%rdi)": True, "lock btsq $0x0,0x2d54(%rip)": True,
+             "xchg   %ax,%ax": False, "xchg   %eax,%edx  # (x)": False,
+             "cmpxchg %edx,(%rdi)": False, "mov    %rax,(%rdx)": False,
+             "call   7fe0 <pthread_mutex_lock>": False}
+    bad = [t for t, want in cases.items() if is_locked_insn(t) != want]
+    if bad:
+        sys.exit("lock counter: misclassified %s" % bad)
+    out = os.path.join(build, "lockcheck.cg")
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes",
+                        "--callgrind-out-file=" + out, os.path.join(build, "floor"), str(iters)],
+                       capture_output=True, text=True, env=clean_env())
+    if r.returncode != 0:
+        sys.exit("lock counter: floor under callgrind failed: " + r.stderr[-2000:])
+    dump = cg_parse(out)
+    os.remove(out)
+    total, locked, sites, _ = cg_locked(dump)
+    want = {"lock_add": 7 * iters, "lock_sub_acq_rel": 7 * iters, "lock_or": 7 * iters}
+    got = {f: sites.get(f, 0) for f in list(want) + ["plain_add"]}
+    if got != dict(want, plain_add=0) or total != dump["summary"]:
+        sys.exit("lock counter: floor %d: locked per function %s, want %s plus plain_add 0 "
+                 "(total %d, callgrind %s)" % (iters, got, want, total, dump["summary"]))
+    return got
+
+
+INSTR_HASHSEED = "0"
+
+
 def run_instr(build, out, cfg, backends, prog, valgrind=True):
     rows = []
     tmp = out + ".d"
@@ -297,32 +475,41 @@ def run_instr(build, out, cfg, backends, prog, valgrind=True):
         cmd = [os.path.join(build, "instr"), b, cfg["instr_n"], str(cfg["instr_k"]),
                cfg["instr_depths"]]
         if valgrind:
-            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--dump-instr=yes",
                    "--callgrind-out-file=" + os.path.join(tmp, b + ".cg")] + cmd
-        r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+        # CPython's HAMT shape, so its counts, follow the string hash seed:
+        # pinned, so that two runs of the same code count the same.
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           env=clean_env(PYTHONHASHSEED=INSTR_HASHSEED))
         if r.returncode != 0:
             sys.exit("instr %s failed: %s" % (b, r.stderr[-2000:]))
         if valgrind:
             for fn in os.listdir(tmp):
                 if not fn.startswith(b + ".cg."):
                     continue
-                desc, total = None, None
-                with open(os.path.join(tmp, fn)) as f:
-                    for line in f:
-                        if line.startswith("desc: Trigger: Client Request: "):
-                            desc = line[len("desc: Trigger: Client Request: "):].strip()
-                        elif line.startswith("totals:") or line.startswith("summary:"):
-                            total = int(line.split()[1])
+                dump = cg_parse(os.path.join(tmp, fn))
+                desc, total = dump["desc"], dump["summary"]
                 if desc and total is not None and desc.count("/") == 4:
                     op, be, arg, iters, units = desc.split("/")
+                    ir, locked, sites, unknown = cg_locked(dump)
+                    if ir != total:
+                        sys.exit("instr: %s: the instructions add up to %d, callgrind's "
+                                 "summary says %d" % (fn, ir, total))
+                    per = int(iters) * int(units)
                     rows.append({"op": op, "backend": be, "arg": int(arg),
-                                 "ir_per_unit": round(total / int(iters) / int(units), 1),
+                                 "ir_per_unit": round(total / per, 1),
+                                 "locked_per_unit": round(locked / per, 2),
+                                 "locked_sites": {k: round(v / per, 2) for k, v in
+                                                  sorted(sites.items(), key=lambda kv: -kv[1])},
+                                 "unread_per_unit": round(unknown / per, 1),
                                  "iters": int(iters), "units": int(units)})
         prog.note("instr %s done" % b)
     shutil.rmtree(tmp, ignore_errors=True)
     rows.sort(key=lambda r: (r["op"], r["backend"], r["arg"]))
     if valgrind:
-        dump_json(out, {"tool": "valgrind --tool=callgrind (Ir)", "k": cfg["instr_k"],
+        dump_json(out, {"tool": "valgrind --tool=callgrind --dump-instr=yes (Ir; locked: "
+                                "lock prefix or xchg with memory, by objdump -d)",
+                        "k": cfg["instr_k"], "pythonhashseed": INSTR_HASHSEED,
                         "machine": machine_info(), "rows": rows})
 
 
@@ -335,7 +522,7 @@ def cmd_run(a):
     info["backends"], info["default_backend"] = backends, dflt
     info["sweep"] = cfg
     t0 = time.time()
-    prog = Progress(7)
+    prog = Progress(8)
     prog.step("machine: %s, %s cores, backends %s (default %s) -> %s" % (
         info["cpu_model"], info["cores"], ",".join(backends), dflt, outdir))
     dump_json(os.path.join(outdir, "machine.json"), info)
@@ -347,8 +534,11 @@ def cmd_run(a):
     run_memory(a.build, os.path.join(outdir, "memory.json"), cfg, backends, prog)
     prog.step("workloads (hyperfine, per backend via CTXVAR_BACKEND)")
     run_workloads(a.build, os.path.join(outdir, "workloads"), backends, prog)
+    prog.step("cross-thread figures (bench/xthread.c, median of %d runs per backend)"
+              % XTHREAD_RUNS)
+    run_xthread(a.build, os.path.join(outdir, "xthread.json"), backends, prog)
     if shutil.which("valgrind"):
-        prog.step("instruction counts (callgrind, N=%s)" % cfg["instr_n"])
+        prog.step("instruction counts and locked instructions (callgrind, N=%s)" % cfg["instr_n"])
         run_instr(a.build, os.path.join(outdir, "instr.json"), cfg, backends, prog)
     else:
         prog.step("instruction counts skipped: no valgrind")
@@ -357,6 +547,21 @@ def cmd_run(a):
     prog.step("report: %s" % os.path.join(outdir, "REPORT.md"))
     generate(outdir, a.results)
     print("report: done in %.0f s -> %s" % (time.time() - t0, os.path.join(outdir, "REPORT.md")))
+
+
+def cmd_xthread(a):
+    info = machine_info()
+    outdir = os.path.join(a.results, info["tag"])
+    os.makedirs(outdir, exist_ok=True)
+    _, backends = backends_of(a.build)
+    prog = Progress(1)
+    out = os.path.join(outdir, "xthread.json")
+    prog.step("cross-thread figures (bench/xthread.c, median of %d runs) -> %s" % (
+        XTHREAD_RUNS, out))
+    run_xthread(a.build, out, backends, prog)
+    print(json.dumps(load_json(out)["median"]))
+    if os.path.exists(os.path.join(outdir, "bench.json")):
+        generate(outdir, a.results)
 
 
 def cmd_instr(a):
@@ -520,7 +725,9 @@ def md_table(head, rows):
     return "\n".join(out)
 
 
-def instr_table(instr):
+def instr_table(instr, key="ir_per_unit", ratios=True):
+    """One row per (op, N or D), a column per backend and CPython, of key
+    (instr.json's ir_per_unit or locked_per_unit), with ratios to CPython."""
     if not instr:
         return ""
     rows = instr["rows"]
@@ -529,9 +736,9 @@ def instr_table(instr):
     for r in rows:
         if r["backend"] not in bes and r["backend"] != ANCHOR:
             bes.append(r["backend"])
-    idx = {(r["op"], r["backend"], r["arg"]): r["ir_per_unit"] for r in rows}
+    idx = {(r["op"], r["backend"], r["arg"]): r.get(key) for r in rows}
     args = sorted({r["arg"] for r in rows if r["op"] != "get_depth"})
-    head = ["op", "N or D"] + bes + [ANCHOR] + ["%s / cpython" % b for b in bes]
+    head = ["op", "N or D"] + bes + [ANCHOR] + (["%s / cpython" % b for b in bes] if ratios else [])
     out = []
     for op in ops:
         for arg in sorted({r["arg"] for r in rows if r["op"] == op}) if op == "get_depth" else args:
@@ -540,8 +747,163 @@ def instr_table(instr):
             if all(v is None for v in vals):
                 continue
             out.append([op, fn_n(arg)] + [fnum(v) for v in vals] + [fnum(c)] +
-                       [fx(v / c) if v is not None and c else "–" for v in vals])
+                       ([fx(v / c) if v is not None and c else "–" for v in vals] if ratios else []))
     return md_table(head, out)
+
+
+def has_locked(instr):
+    return bool(instr) and any("locked_per_unit" in r for r in instr.get("rows", []))
+
+
+def nearest(xs, t):
+    return min(xs, key=lambda x: abs(math.log(max(x, 1)) - math.log(t))) if xs else None
+
+
+# The ops of the locked/plain table (issue 16), at the instr sizes nearest
+# to these N.
+LIMIT_OPS = ["get_hot", "get_switch", "set_tok", "set_reset", "copy", "enter_exit",
+             "run_empty", "fork_write", "mix"]
+LIMIT_N = (16, 1000)
+
+
+def sites_text(sites, most=4):
+    """{function: locked per unit} -> "f 1, g 1" (the largest first)."""
+    items = sorted(((v, k) for k, v in (sites or {}).items() if v >= 0.005), reverse=True)
+    txt = ", ".join("`%s` %s" % (k, fnum(v)) for v, k in items[:most])
+    if len(items) > most:
+        txt += ", others %s" % fnum(sum(v for v, _ in items[most:]))
+    return txt or "none"
+
+
+def limits_table(instr, backends):
+    rows = instr["rows"]
+    idx = {(r["op"], r["backend"], r["arg"]): r for r in rows}
+    args = sorted({r["arg"] for r in rows if r["op"] != "get_depth"})
+    ns = []
+    for t in LIMIT_N:
+        a = nearest(args, t)
+        if a is not None and a not in ns:
+            ns.append(a)
+    out = []
+    for op in LIMIT_OPS:
+        for a in ns:
+            c = idx.get((op, ANCHOR, a))
+            for b in backends:
+                r = idx.get((op, b, a))
+                if not r or r.get("locked_per_unit") is None:
+                    continue
+                ir, lk = r["ir_per_unit"], r["locked_per_unit"]
+                cir = c["ir_per_unit"] if c else None
+                clk = c.get("locked_per_unit") if c else None
+                cpl = cir - clk if cir is not None and clk is not None else None
+                out.append([op, fn_n(a), b, fnum(ir), fnum(lk), fnum(ir - lk),
+                            "%s / %s" % (fnum(cir), fnum(clk)),
+                            fx(ir / cir) if cir else "–",
+                            fx((ir - lk) / cpl) if cpl else "–"])
+    return md_table(["op", "N", "backend", "instructions", "locked", "plain",
+                     "CPython instructions / locked", "ratio", "plain ratio"], out)
+
+
+def limits_section(w, bench, instr, floor, default):
+    w("## What limits the missed targets\n")
+    be = default if default in bench.backends else bench.backends[0]
+    if has_locked(instr):
+        w("Instructions per unit of each core operation, and how many of them are locked, "
+          "counted under callgrind on any machine: `bench/instr.c` runs each op with collection "
+          "toggled around its loop (`--dump-instr=yes`, one dump per op, backend and N); every "
+          "executed instruction's address is looked up in `objdump -d` of its object (the "
+          "benchmark binary with the static library, libpython3.11 and libc for the CPython "
+          "side), and those with a `lock` prefix or an `xchg` with a memory operand (locked "
+          "implicitly) are summed (bench/report.py cg_locked; checked against bench/floor.c's "
+          "known counts by `make bench-smoke`). Plain = instructions - locked. The benchmark "
+          "loop is included on both sides. \"ratio\" is instructions / CPython's, \"plain "
+          "ratio\" plain / CPython's plain. CPython runs these semantics under its GIL and does "
+          "with plain stores what ctxvar must do with locked instructions, because its "
+          "contexts, maps and vars may be shared between threads (R9, R13, R16).\n")
+        w(limits_table(instr, bench.backends))
+        w("")
+    else:
+        w("Locked instructions not counted: instr.json predates the counter (`make bench-instr` "
+          "or `make report` writes them).\n")
+    if not floor:
+        w("The floor was not measured in this run (floor.json is written by `make report`).\n")
+        return
+    lock = floor["lock_add_ns"]
+    w("One uncontended locked add costs **%.2f ns** on this machine (bench/floor.c, median of "
+      "%d runs; acq_rel fetch-sub %.2f ns, fetch-or + store %.2f ns, a plain increment "
+      "%.2f ns). The floor is the measured locked count (above) times the cost of one; "
+      "\"best ratio\" is the floor over CPython's time, the lowest figure any thread-safe "
+      "design with these locked instructions could reach. Backend %s, the recommended "
+      "default; \"where\" names the functions that execute the locked instructions, per unit "
+      "(callgrind's attribution; static functions inlined into a caller are counted in it).\n" % (
+          lock, floor.get("runs", 0), floor.get("lock_sub_acq_rel_ns", 0),
+          floor.get("lock_or_plus_store_ns", 0), floor.get("plain_add_ns", 0), be))
+    irows = {(r["op"], r["backend"], r["arg"]): r for r in (instr or {}).get("rows", [])}
+    rows = []
+    for op in LIMIT_OPS:
+        a = nearest(bench.args(op), 16)
+        if a is None:
+            continue
+        ours, cp = bench.ns.get((op, be, a)), bench.pair.get((op, be, a))
+        ia = nearest([x for (o, b, x) in irows if o == op and b == be], a)
+        r, c = irows.get((op, be, ia)), irows.get((op, ANCHOR, ia))
+        if ours is None or not cp or not r or r.get("locked_per_unit") is None:
+            continue
+        lk = r["locked_per_unit"]
+        fl = lk * lock
+        i_txt = "%s / %s (N=%s)" % (fnum(r["ir_per_unit"]), fnum(c["ir_per_unit"]), fn_n(ia)) \
+            if c else "–"
+        rows.append([op, fn_n(a), fnum(lk), fnum(fl), fnum(ours), fnum(cp), fx(ours / cp),
+                     fx(fl / cp), i_txt, sites_text(r.get("locked_sites"))])
+    if rows:
+        w(md_table(["op (%s)" % be, "N", "locked", "floor ns", "ours ns", "cpython ns", "ratio",
+                    "best ratio", "instr", "where"], rows))
+        w("")
+    w("A hit (get_hot) is a thread-local load, two compares and a load, inlined into C callers "
+      "by ctxvar.h; get_call is the same hit through the exported function, what an FFI pays; "
+      "what is left of get_hot is the benchmark loop, common to both sides. The first get after "
+      "a switch is the map's own lookup, a call through the backend table. Where a backend "
+      "executes more locked instructions than another on fork_write or mix, the table above "
+      "shows it; a HAMT path copy takes a reference on every slot of each copied node, and the "
+      "copy's release gives each back, where CPython's path copy does non-atomic Py_INCREFs.\n")
+
+
+def xthread_section(w, bench, xt, default):
+    w("## Cross-thread\n")
+    if not xt or not xt.get("median"):
+        w("Not measured in this run (`make report` writes xthread.json).\n")
+        return
+    med = xt["median"]
+    bes = [b for b in bench.backends if b in med] + [b for b in med if b not in bench.backends]
+    w("What moving contexts between threads costs (bench/xthread.c, one process per backend, "
+      "chosen by `CTXVAR_BACKEND`; 16 pairs, %s iterations; each figure the median of %d runs, "
+      "each run the median of 5 repetitions). **These are absolute times of this machine** "
+      "(two threads on its %s cores): CPython has no twin to pair them with, so they are not "
+      "ratios and they drift with the machine's load like any absolute figure here; the ring "
+      "figures include the waits for a core when the other side has none (a waiter yields "
+      "after 256 spins). Beside them, the single-thread copy of the Operations table (copy_context "
+      "+ release, N = %s, this run's bench.json) and its paired CPython run.\n" % (
+          fn_n(xt.get("iters", 0)), xt.get("runs", 0),
+          (xt.get("machine") or {}).get("cores", "?"), fn_n(nearest(bench.args("copy"), 16) or 16)))
+    a = nearest(bench.args("copy"), 16)
+    be = default if default in bes else bes[0]
+    rows = [["copy (single-thread, bench.json)",
+             "copy_context + release on one thread; CPython's paired run: %s ns (beside %s)" % (
+                 fnum(bench.pair.get(("copy", be, a))), be), "ns per copy"] +
+            [fnum(bench.ns.get(("copy", b, a))) for b in bes]]
+    for key, what, unit in XTHREAD_FIGS:
+        cells = []
+        for b in bes:
+            v = med[b].get(key)
+            one = bench.ns.get(("copy", b, a))
+            if v is not None and key.startswith("copy") and one:
+                cells.append("%s (%.1fx)" % (fnum(v), v / one))
+            else:
+                cells.append(fnum(v))
+        rows.append([key, what, unit] + cells)
+    w(md_table(["figure", "what", "unit"] + ["%s ns" % b for b in bes], rows))
+    w("\nIn brackets: the figure over the single-thread copy of the same backend.\n")
+
 
 
 # ---------------------------------------------------------------------------
@@ -1339,6 +1701,8 @@ the gets alone).
     w(md_table(["op", "faster beyond", "slower beyond", "N ≈ (log-log interpolation)", "between"],
                rows) if rows else "No backend overtakes another within the measured range.")
     w("")
+    # ---- cross-thread
+    xthread_section(w, bench, load_json(os.path.join(outdir, "xthread.json")), default)
     # ---- memory
     w("## Memory\n")
     if mem:
@@ -1422,59 +1786,23 @@ the gets alone).
         with open(uvh) as f:
             w(f.read())
     # ---- limits
-    w("## What limits the missed targets\n")
-    if floor:
-        lock = floor["lock_add_ns"]
-        w("One uncontended locked add costs **%.2f ns** on this machine (bench/floor.c, median of "
-          "%d runs; acq_rel fetch-sub %.2f ns, fetch-or + store %.2f ns, a plain increment "
-          "%.2f ns). CPython runs these semantics under its GIL and does with plain stores what "
-          "ctxvar must do with locked instructions, because its contexts, maps and vars may be "
-          "shared between threads (R9, R13, R16). The floor is that count times the cost of one; "
-          "\"best ratio\" is the floor over CPython's time, the lowest figure any thread-safe "
-          "design with these reference counts could reach. Counts are of the recommended "
-          "backend's path (LOCKED in bench/report.py names each one); \"instr\" is the "
-          "callgrind count of the whole op, ours / CPython's, where measured.\n" % (
-              lock, floor.get("runs", 0), floor.get("lock_sub_acq_rel_ns", 0),
-              floor.get("lock_or_plus_store_ns", 0), floor.get("plain_add_ns", 0)))
-        be = default if default in bench.backends else bench.backends[0]
-        ir = {(r["op"], r["backend"], r["arg"]): r["ir_per_unit"]
-              for r in (instr or {}).get("rows", [])}
-        rows = []
-        for op, (n_locked, why) in LOCKED.items():
-            args = bench.args(op)
-            if not args:
-                continue
-            a = min(args, key=lambda x: abs(math.log(max(x, 1)) - math.log(16)))
-            ours, cp = bench.ns.get((op, be, a)), bench.pair.get((op, be, a))
-            if ours is None or not cp:
-                continue
-            fl = n_locked * lock
-            ia = [x for (o, b, x) in ir if o == op and b == be]
-            ia = min(ia, key=lambda x: abs(math.log(max(x, 1)) - math.log(a))) if ia else None
-            i_us, i_py = ir.get((op, be, ia)), ir.get((op, ANCHOR, ia))
-            i_txt = "%s / %s (N=%s)" % (fnum(i_us), fnum(i_py), fn_n(ia)) if i_us and i_py else "–"
-            rows.append([op, fn_n(a), str(n_locked), fnum(fl), fnum(ours), fnum(cp),
-                         fx(ours / cp), fx(fl / cp), i_txt, why])
-        w(md_table(["op (%s)" % be, "N", "locked", "floor ns", "ours ns", "cpython ns", "ratio",
-                    "best ratio", "instr", "the locked instructions"], rows))
-        w("\nHamt and adaptive pay more on fork_write and mix: a path copy takes one locked "
-          "increment per slot of every copied node (a var, or a child node), and the release "
-          "of the copy gives each back, where CPython's path copy does non-atomic Py_INCREFs. "
-          "The get targets are not bounded this way. A hit is a thread-local load, two compares "
-          "and a load, inlined into C callers by ctxvar.h (get_hot; get_call is the same hit "
-          "through the exported function, what an FFI pays); what is left of get_hot is the "
-          "benchmark loop, common to both sides (its instruction count above). The first get "
-          "after a switch is the map's own lookup, a call through the backend table: the "
-          "instruction counts above show how each backend's lookup compares with CPython's "
-          "HAMT.\n")
-    else:
-        w("Not measured in this run (floor.json is written by `make report`).\n")
+    limits_section(w, bench, instr, floor, default)
     # ---- instructions
     w("## Instruction counts (callgrind)\n")
     if instr:
         w("Instructions per unit (`valgrind --tool=callgrind`, Ir, %d iterations, collection "
-          "toggled around the measured code only). Repeatable on a busy machine.\n" % instr["k"])
+          "toggled around the measured code only). Repeatable on a busy machine.%s\n" % (
+              instr["k"], " CPython's counts follow its string hash seed (the shape of its "
+              "HAMT; mix at N = 16 moved by half between two seeds): "
+              "`PYTHONHASHSEED=%s` here, one seed's layout." % instr["pythonhashseed"]
+              if "pythonhashseed" in instr else ""))
         w(instr_table(instr))
+        if has_locked(instr):
+            w("\n### Locked instructions per unit (callgrind + objdump)\n")
+            w("The same runs: executed instructions with a `lock` prefix or an `xchg` with a "
+              "memory operand (how they are counted: \"What limits the missed targets\"). "
+              "CPython's column is the check that its side runs none.\n")
+            w(instr_table(instr, key="locked_per_unit", ratios=False))
     else:
         w("Not measured in this run: `make bench-instr` writes instr.json.")
     w("")
@@ -1483,7 +1811,8 @@ the gets alone).
     w("`make report` (quick) or `make report FULL=1`; `make bench-instr`; "
       "`make advise PROFILE=\"vars=100 gets_per_set=10 copies_per_set=1 depth=4\"`. "
       "Raw data: bench.json (Google Benchmark JSON), memory.json, workloads.json, "
-      "workloads/*.json|md (hyperfine), instr.json, floor.json, machine.json.")
+      "workloads/*.json|md (hyperfine), instr.json (instructions and locked instructions), "
+      "floor.json, xthread.json (`report.py xthread`), machine.json.")
     with open(os.path.join(outdir, "REPORT.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     write_index(results_root)
@@ -1535,7 +1864,7 @@ def cmd_smoke(a):
     dflt, backends = backends_of(build)
     cfg = dict(QUICK, n="1,16", mix_n="10", depths="2", min_time="0.0001", mem_n=[16], mem_k=8,
                instr_n="1,16", instr_depths="2", instr_k=3)
-    prog = Progress(5)
+    prog = Progress(6)
     prog.step("smoke: every benchmark once, N=1,16 (%s + cpython)" % ",".join(backends))
     run_bench(build, os.path.join(tagdir, "bench.json"), cfg, prog)
     prog.step("smoke: memory and floor")
@@ -1544,8 +1873,14 @@ def cmd_smoke(a):
     prog.step("smoke: workloads (tiny, checksums compared; no hyperfine)")
     tiny = {"server": ["200"], "nesting": ["50", "3"], "wide": ["500", "50"]}
     run_workloads(build, os.path.join(tagdir, "workloads"), backends, prog, tiny, hyperfine=False)
-    prog.step("smoke: instr driver (native, no valgrind)")
+    prog.step("smoke: cross-thread figures (tiny)")
+    run_xthread(build, os.path.join(tagdir, "xthread.json"), backends, prog, runs=1, iters=2000)
+    prog.step("smoke: instr driver (native, no valgrind); the locked-instruction counter")
     run_instr(build, os.path.join(tagdir, "instr.json"), cfg, backends, prog, valgrind=False)
+    if shutil.which("valgrind") and shutil.which("objdump"):
+        prog.note("lock counter: floor under callgrind: %s" % check_lock_counter(build))
+    else:
+        prog.note("lock counter not checked: no valgrind or objdump (make deps)")
     prog.step("smoke: report generator")
     info = machine_info()
     info.update(tag="smoke", backends=backends, default_backend=dflt)
@@ -1561,7 +1896,7 @@ def cmd_smoke(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "instr", "smoke"):
+    for name in ("run", "instr", "xthread", "smoke"):
         p = sub.add_parser(name)
         p.add_argument("--build", required=True)
         p.add_argument("--results", default="results")
@@ -1569,7 +1904,8 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--results")
     a = ap.parse_args()
-    {"run": cmd_run, "instr": cmd_instr, "generate": cmd_generate, "smoke": cmd_smoke}[a.cmd](a)
+    {"run": cmd_run, "instr": cmd_instr, "xthread": cmd_xthread, "generate": cmd_generate,
+     "smoke": cmd_smoke}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -276,6 +276,7 @@ int main(int argc, char **argv)
                 {"fiber_migrate", fiber_run}};
     const char *only = getenv("XTHREAD_ONLY");
     printf("{");
+    const char *sep = "";
     for (size_t f = 0; f < sizeof figs / sizeof figs[0]; f++) {
         if (only != NULL && strstr(only, figs[f].name) == NULL)
             continue;
@@ -283,7 +284,8 @@ int main(int argc, char **argv)
         for (int r = 0; r < RUNS; r++)
             ns[r] = figs[f].fn();
         qsort(ns, RUNS, sizeof ns[0], cmp_d);
-        printf("%s\"%s\": %.1f", f ? ", " : "", figs[f].name, ns[RUNS / 2]);
+        printf("%s\"%s\": %.1f", sep, figs[f].name, ns[RUNS / 2]);
+        sep = ", ";
         fflush(stdout);
     }
     printf("}\n");
