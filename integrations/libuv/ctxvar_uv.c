@@ -210,15 +210,11 @@ int cv_uv_read_start(cv_uv_stream *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
     return r;
 }
 
-typedef struct status_args {
-    void *req;
-    int status;
-} status_args;
-
-static int call_write(void *p)
+/* The status travels in the binding, as after_work's does. */
+static int call_write(void *req)
 {
-    status_args *a = p;
-    ((uv_write_cb)bind_of(a->req)->cb)(a->req, a->status);
+    cv_uv_bind *b = bind_of(req);
+    ((uv_write_cb)b->cb)(req, b->status);
     return 0;
 }
 
@@ -226,9 +222,9 @@ static void tramp_write(uv_write_t *req, int status)
 {
     cv_uv_bind *b = bind_of(req);
     cv_context *c = b->ctx;
-    status_args a = {req, status};
     b->ctx = NULL;               /* the callback may reuse the request */
-    run_in(c, call_write, &a);
+    b->status = status;
+    run_in(c, call_write, req);
     cv_context_release(c);
 }
 
