@@ -60,7 +60,7 @@ benchmark::internal::Benchmark *register_py(PyWorlds *ws, const std::string &op,
                                             const std::string &pair, long arg);
 
 /*
- * What run_cv and run_py (bench_ctxvar.cc, bench_cpython.cc) share, so that a
+ * What every run of either side (bench_register below) does, so that a
  * backend and its CPython anchor are measured by one loop: enter the world,
  * loop the body, leave it, then the counters bench_main.cc and report.py
  * read. get(n, depth) returns the world; Enter and Exit are template

@@ -7,7 +7,6 @@
  */
 #include "bench.h"
 
-
 void PyWorlds::clear()
 {
     if (have_)
