@@ -60,7 +60,7 @@ benchmark::internal::Benchmark *register_py(PyWorlds *ws, const std::string &op,
                                             const std::string &pair, long arg);
 
 /*
- * What run_cv and run_py (bench_ctxvar.cc, bench_cpython.cc) share, so that a
+ * What every run of either side (bench_register below) does, so that a
  * backend and its CPython anchor are measured by one loop: enter the world,
  * loop the body, leave it, then the counters bench_main.cc and report.py
  * read. get(n, depth) returns the world; Enter and Exit are template
@@ -85,28 +85,29 @@ void bench_measure(benchmark::State &st, Get get, void (*fn)(World *), const cha
     st.SetItemsProcessed((int64_t)(st.iterations() * units));
 }
 
-/* One op of a kind of world: its BENCH_OP_LIST name and its body. */
-template <typename World> struct bench_op_entry {
-    const char *name;
-    void (*fn)(World *);
-};
-
-/* Registers the entry of ops named op as `name` at Arg(arg); make(fn, opname,
- * depth) returns the benchmark's body. Throws on an unknown op. */
-template <typename World, size_t N, typename Make>
-benchmark::internal::Benchmark *bench_register(const bench_op_entry<World> (&ops)[N],
+/* Registers the body fn of op (bench_op_named(op), which must exist: else
+ * it throws) as `name` at Arg(arg): each run is bench_measure on the World
+ * that get(n, depth) returns, labelled `label` unless that is empty. */
+template <typename World, void (*Enter)(World *), void (*Exit)(World *), typename Get>
+benchmark::internal::Benchmark *bench_register(void (*bench_op_desc::*side)(World *),
                                                const std::string &op,
-                                               const std::string &name, long arg,
-                                               Make make)
+                                               const std::string &name, long arg, Get get,
+                                               const std::string &label)
 {
-    for (const bench_op_entry<World> &e : ops) {
-        if (op != e.name)
-            continue;
-        return benchmark::RegisterBenchmark(name.c_str(),
-                                            make(e.fn, e.name, op == "get_depth"))
-            ->Arg(arg);
-    }
-    throw std::invalid_argument("unknown op " + op);
+    const bench_op_desc *d = bench_op_named(op.c_str());
+    if (d == nullptr)
+        throw std::invalid_argument("unknown op " + op);
+    void (*fn)(World *) = d->*side;
+    const char *opname = d->name;
+    bool depth_sweep = op == "get_depth";
+    return benchmark::RegisterBenchmark(name.c_str(),
+                                        [=](benchmark::State &st) {
+                                            bench_measure<World, Enter, Exit>(st, get, fn, opname,
+                                                                              depth_sweep);
+                                            if (!label.empty())
+                                                st.SetLabel(label);
+                                        })
+        ->Arg(arg);
 }
 
 #endif

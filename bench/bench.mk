@@ -49,7 +49,7 @@ $(MEM_BIN): bench/memory.c $(BENCH_HDR) $(LIB_A)
 	$(CC) $(BENCH_CCFLAGS) $(BENCH_INC) -o $@ bench/memory.c $(LIB_A) $(PY_EMBED_LDFLAGS) -lpthread
 
 # The trace replayer (docs/TRACE.md): C11 + pthreads, the public API only.
-$(REPLAY_BIN): bench/replay.c bench/digest.h core/ctxvar.h $(LIB_A)
+$(REPLAY_BIN): bench/replay.c bench/digest.h core/ctxvar.h core/trace_format.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(BENCH_OPT) -g -D_GNU_SOURCE -iquote core -o $@ bench/replay.c $(LIB_A) -lpthread
 

@@ -7,8 +7,6 @@
  */
 #include "bench.h"
 
-#include <stdexcept>
-
 void PyWorlds::clear()
 {
     if (have_)
@@ -28,34 +26,11 @@ py_world *PyWorlds::get(size_t n, size_t depth)
     return &world_;
 }
 
-namespace {
-
-typedef void (*py_op_fn)(py_world *);
-
-/* One benchmark run of the CPython world, labelled with the backend it
- * anchors. */
-void run_py(benchmark::State &st, PyWorlds *ws, py_op_fn fn, const char *op,
-            const std::string &pair, bool depth_sweep)
-{
-    auto get = [=](size_t n, size_t depth) { return ws->get(n, depth); };
-    bench_measure<py_world, py_world_enter, py_world_exit>(st, get, fn, op, depth_sweep);
-    st.SetLabel("anchor-for:" + pair);
-}
-
-#define PY_OP_ENTRY(name) {#name, pyop_##name},
-const bench_op_entry<py_world> py_ops[] = {
-    BENCH_OP_LIST(PY_OP_ENTRY){"get_depth", pyop_get_depth}};
-#undef PY_OP_ENTRY
-
-} // namespace
-
+/* The CPython world, labelled with the backend it anchors. */
 benchmark::internal::Benchmark *register_py(PyWorlds *ws, const std::string &op,
                                             const std::string &pair, long arg)
 {
-    return bench_register(py_ops, op, op + "/cpython", arg,
-                          [=](py_op_fn fn, const char *opname, bool depth) {
-                              return [=](benchmark::State &st) {
-                                  run_py(st, ws, fn, opname, pair, depth);
-                              };
-                          });
+    return bench_register<py_world, py_world_enter, py_world_exit>(
+        &bench_op_desc::py, op, op + "/cpython", arg,
+        [=](size_t n, size_t depth) { return ws->get(n, depth); }, "anchor-for:" + pair);
 }

@@ -7,7 +7,6 @@
 #include "bench.h"
 
 #include <cstdlib>
-#include <stdexcept>
 
 void CvWorlds::clear()
 {
@@ -32,33 +31,10 @@ bench_world *CvWorlds::get(const cv_backend *b, size_t n, size_t depth)
     return &it->second;
 }
 
-namespace {
-
-typedef void (*cv_op_fn)(bench_world *);
-
-/* One benchmark run of a backend's world. */
-void run_cv(benchmark::State &st, CvWorlds *ws, cv_op_fn fn, const char *op,
-            const cv_backend *b, bool depth_sweep)
-{
-    auto get = [=](size_t n, size_t depth) { return ws->get(b, n, depth); };
-    bench_measure<bench_world, bench_world_enter, bench_world_exit>(st, get, fn, op,
-                                                                     depth_sweep);
-}
-
-#define CV_OP_ENTRY(name) {#name, cvop_##name},
-const bench_op_entry<bench_world> cv_ops[] = {
-    BENCH_OP_LIST(CV_OP_ENTRY){"get_depth", cvop_get_depth}};
-#undef CV_OP_ENTRY
-
-} // namespace
-
 benchmark::internal::Benchmark *register_cv(CvWorlds *ws, const std::string &op,
                                             const cv_backend *b, long arg)
 {
-    return bench_register(cv_ops, op, op + "/" + cv_backend_name(b), arg,
-                          [=](cv_op_fn fn, const char *opname, bool depth) {
-                              return [=](benchmark::State &st) {
-                                  run_cv(st, ws, fn, opname, b, depth);
-                              };
-                          });
+    return bench_register<bench_world, bench_world_enter, bench_world_exit>(
+        &bench_op_desc::cv, op, op + "/" + cv_backend_name(b), arg,
+        [=](size_t n, size_t depth) { return ws->get(b, n, depth); }, "");
 }

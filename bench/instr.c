@@ -21,16 +21,6 @@
 #include "ops.h"
 #include "ops_py.h"
 
-typedef struct op_desc {
-    const char *name;
-    void (*cv)(bench_world *);
-    void (*py)(py_world *);
-} op_desc;
-
-#define OP_DESC(name) {#name, cvop_##name, pyop_##name},
-static const op_desc ops[] = {BENCH_OP_LIST(OP_DESC){"get_depth", cvop_get_depth, pyop_get_depth}};
-#undef OP_DESC
-
 /* Fewer iterations where one iteration is O(N). */
 static size_t iters_for(const char *op, size_t n, size_t k)
 {
@@ -80,12 +70,8 @@ static void dump(const char *op, const char *backend, size_t arg, size_t iters, 
             CALLGRIND_TOGGLE_COLLECT;                                     \
         }                                                                 \
     } while (0)
-#define CV_ENTER(c) BENCH_OK(cv_context_enter(c))
-#define CV_EXIT(c) BENCH_OK(cv_context_exit(c))
-#define PY_ENTER(c) PY_OK(PyContext_Enter(c))
-#define PY_EXIT(c) PY_OK(PyContext_Exit(c))
 
-static void run_cv(const cv_backend *b, bench_pool *pool, const op_desc *op,
+static void run_cv(const cv_backend *b, bench_pool *pool, const bench_op_desc *op,
                    size_t arg, size_t k)
 {
     int depth = strcmp(op->name, "get_depth") == 0;
@@ -96,13 +82,13 @@ static void run_cv(const cv_backend *b, bench_pool *pool, const op_desc *op,
     bench_world_enter(&w);
     size_t iters = iters_for(op->name, n, k);
     op->cv(&w); /* warm */
-    MEASURE(w, op->cv, cvop_gets, CV_ENTER, CV_EXIT, iters, is_switch(op->name));
+    MEASURE(w, op->cv, cvop_gets, BENCH_CV_ENTER, BENCH_CV_EXIT, iters, is_switch(op->name));
     dump(op->name, cv_backend_name(b), arg, iters, bench_op_units(op->name, n, w.nsw));
     bench_world_exit(&w);
     bench_world_free(&w);
 }
 
-static void run_py(py_pool *pool, const op_desc *op, size_t arg, size_t k)
+static void run_py(py_pool *pool, const bench_op_desc *op, size_t arg, size_t k)
 {
     int depth = strcmp(op->name, "get_depth") == 0;
     size_t n = depth ? BENCH_DEPTH_N : arg;
@@ -111,7 +97,7 @@ static void run_py(py_pool *pool, const op_desc *op, size_t arg, size_t k)
     py_world_enter(&w);
     size_t iters = iters_for(op->name, n, k);
     op->py(&w); /* warm */
-    MEASURE(w, op->py, pyop_gets, PY_ENTER, PY_EXIT, iters, is_switch(op->name));
+    MEASURE(w, op->py, pyop_gets, BENCH_PY_ENTER, BENCH_PY_EXIT, iters, is_switch(op->name));
     dump(op->name, "cpython", arg, iters, bench_op_units(op->name, n, w.nsw));
     py_world_exit(&w);
     py_world_free(&w);
@@ -145,12 +131,14 @@ int main(int argc, char **argv)
     memset(&ppool, 0, sizeof ppool);
     if (py)
         Py_Initialize();
+    size_t nops;
+    const bench_op_desc *ops = bench_ops(&nops);
     for (int pass = 0; pass < 2; pass++) {
         const char *list = pass == 0 ? argv[2] : (argc > 4 ? argv[4] : "");
         char *copy = strdup(list), *save = NULL;
         for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             size_t arg = strtoul(tok, NULL, 10);
-            for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+            for (size_t i = 0; i < nops; i++) {
                 if ((pass == 1) != (strcmp(ops[i].name, "get_depth") == 0))
                     continue;
                 if (pass == 0 && !bench_op_fits(ops[i].name, arg))

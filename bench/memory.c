@@ -148,6 +148,44 @@ static void print_result(const char *backend, size_t n, size_t k, double per_ent
            peak_rss_kb(), method);
 }
 
+/* The measurement, one protocol for both sides: the live bytes of counter
+ * c before ctx is made (NEW), after it is entered and the n vars set, and
+ * with the k snapshots held (live[0..2]); then everything goes again but
+ * the vars. A snapshot is COPY(dst), then in the chosen shape one set of
+ * var i % n to value i / n + 1 (SET(var, i) stores value i & 1, a change
+ * each time round). ENTER, EXIT and DROP (release) are the side's calls. */
+#define MEASURE(c, ctx, vars, n, k, Ctx, NEW, COPY, ENTER, EXIT, SET, DROP, live) \
+    do {                                                                    \
+        (live)[0] = (c).live;                                               \
+        NEW(ctx);                                                           \
+        ENTER(ctx);                                                         \
+        for (size_t i_ = 0; i_ < (n); i_++)                                 \
+            SET((vars)[i_], 0);                                             \
+        (live)[1] = (c).live;                                               \
+        Ctx **snaps_ = (Ctx **)calloc((k), sizeof *snaps_);                 \
+        for (size_t i_ = 0; i_ < (k); i_++) {                               \
+            COPY(snaps_[i_]);                                               \
+            if (fork_shape)                                                 \
+                ENTER(snaps_[i_]);                                          \
+            SET((vars)[i_ % (n)], i_ / (n) + 1);                            \
+            if (fork_shape)                                                 \
+                EXIT(snaps_[i_]);                                           \
+        }                                                                   \
+        (live)[2] = (c).live;                                               \
+        for (size_t i_ = 0; i_ < (k); i_++)                                 \
+            DROP(snaps_[i_]);                                               \
+        free(snaps_);                                                       \
+        EXIT(ctx);                                                          \
+        DROP(ctx);                                                          \
+    } while (0)
+
+static void print_measured(const char *backend, size_t n, size_t k, const long long live[3],
+                           long long leaked, const char *method)
+{
+    print_result(backend, n, k, (double)(live[1] - live[0]) / (double)n,
+                 (double)(live[2] - live[1]) / (double)k, leaked, method);
+}
+
 static int measure_cv(const char *name, size_t n, size_t k)
 {
     counter c = {0, 0, 0};
@@ -163,31 +201,14 @@ static int measure_cv(const char *name, size_t n, size_t k)
     bench_pool_grow(&pool, n);
     cv_context *ctx;
     static char vals[2];
-    long long base = c.live;
-    BENCH_OK(cv_context_new_on(b, &ctx));
-    BENCH_OK(cv_context_enter(ctx));
-    for (size_t i = 0; i < n; i++)
-        BENCH_OK(cv_var_set(pool.vars[i], &vals[0], NULL));
-    long long filled = c.live;
-    cv_context **snaps = calloc(k, sizeof *snaps);
-    for (size_t i = 0; i < k; i++) {
-        BENCH_OK(cv_copy_context(&snaps[i]));
-        if (fork_shape)
-            BENCH_OK(cv_context_enter(snaps[i]));
-        BENCH_OK(cv_var_set(pool.vars[i % n], &vals[(i / n + 1) & 1], NULL));
-        if (fork_shape)
-            BENCH_OK(cv_context_exit(snaps[i]));
-    }
-    long long held = c.live;
-    for (size_t i = 0; i < k; i++)
-        cv_context_release(snaps[i]);
-    free(snaps);
-    BENCH_OK(cv_context_exit(ctx));
-    cv_context_release(ctx);
+    long long live[3];
+#define CV_NEW(ctx) BENCH_OK(cv_context_new_on(b, &(ctx)))
+#define CV_SET(var, i) BENCH_OK(cv_var_set((var), &vals[(i) & 1], NULL))
+    MEASURE(c, ctx, pool.vars, n, k, cv_context, CV_NEW, BENCH_CV_COPY, BENCH_CV_ENTER,
+            BENCH_CV_EXIT, CV_SET, cv_context_release, live);
     bench_pool_free(&pool);
     cv_thread_cleanup();
-    print_result(name, n, k, (double)(filled - base) / (double)n,
-                 (double)(held - filled) / (double)k, c.live, "cv_set_allocator counting");
+    print_measured(name, n, k, live, c.live, "cv_set_allocator counting");
     return 0;
 }
 
@@ -215,30 +236,13 @@ static int measure_py(size_t n, size_t k)
         vars[i] = PyContextVar_New(name, NULL);
     }
     PyObject *vals[2] = {PyLong_FromLong(1000001), PyLong_FromLong(1000002)};
-    long long base = c.live;
-    PyObject *ctx = PyContext_New();
-    PY_OK(PyContext_Enter(ctx));
-    for (size_t i = 0; i < n; i++)
-        Py_DECREF(PyContextVar_Set(vars[i], vals[0]));
-    long long filled = c.live;
-    PyObject **snaps = calloc(k, sizeof *snaps);
-    for (size_t i = 0; i < k; i++) {
-        snaps[i] = PyContext_CopyCurrent();
-        if (fork_shape)
-            PY_OK(PyContext_Enter(snaps[i]));
-        Py_DECREF(PyContextVar_Set(vars[i % n], vals[(i / n + 1) & 1]));
-        if (fork_shape)
-            PY_OK(PyContext_Exit(snaps[i]));
-    }
-    long long held = c.live;
-    for (size_t i = 0; i < k; i++)
-        Py_DECREF(snaps[i]);
-    free(snaps);
-    PY_OK(PyContext_Exit(ctx));
-    Py_DECREF(ctx);
-    print_result("cpython", n, k, (double)(filled - base) / (double)n,
-                 (double)(held - filled) / (double)k, 0,
-                 "PyMem_SetAllocator counting hooks (MEM+OBJ domains)");
+    PyObject *ctx;
+    long long live[3];
+#define PY_NEW(ctx) ((ctx) = PyContext_New())
+#define PY_SET(var, i) py_set_quiet((var), vals[(i) & 1])
+    MEASURE(c, ctx, vars, n, k, PyObject, PY_NEW, BENCH_PY_COPY, BENCH_PY_ENTER, BENCH_PY_EXIT,
+            PY_SET, Py_DECREF, live);
+    print_measured("cpython", n, k, live, 0, "PyMem_SetAllocator counting hooks (MEM+OBJ domains)");
     return 0;
 }
 

@@ -125,36 +125,48 @@ typedef struct bench_pool {
     cv_var *absent;  /* has a default, never set anywhere */
 } bench_pool;
 
-static inline void bench_pool_grow(bench_pool *p, size_t n)
-{
-    if (p->absent == NULL) {
-        static char dflt;  /* an address only */
-        BENCH_OK(cv_var_new_default("absent", &dflt, &p->absent));
+/* A pool's two functions, for either side (ops_py.h makes CPython's):
+ * P_grow(p, n) makes the absent var once and vars v<i> up to n, P_free
+ * releases them all and empties p. Pool has vars, n and absent; the side's
+ * calls: NEW_ABSENT(p) makes p->absent, NEW_VAR(name, dst) one var into
+ * dst, DROP_VAR(v) and DROP_ABSENT(p) release, DIE(what) aborts. */
+#define BENCH_POOL_FNS(P, Pool, Var, NEW_ABSENT, NEW_VAR, DROP_VAR, DROP_ABSENT, DIE) \
+    static inline void P##_grow(Pool *p, size_t n)                           \
+    {                                                                        \
+        if (p->absent == NULL)                                               \
+            NEW_ABSENT(p);                                                   \
+        if (n <= p->n)                                                       \
+            return;                                                          \
+        Var **v = (Var **)realloc(p->vars, n * sizeof *v);                   \
+        if (v == NULL)                                                       \
+            DIE("realloc");                                                  \
+        p->vars = v;                                                         \
+        for (size_t i = p->n; i < n; i++) {                                  \
+            char name[32];                                                   \
+            snprintf(name, sizeof name, "v%zu", i);                          \
+            NEW_VAR(name, p->vars[i]);                                       \
+        }                                                                    \
+        p->n = n;                                                            \
+    }                                                                        \
+    static inline void P##_free(Pool *p)                                     \
+    {                                                                        \
+        for (size_t i = 0; i < p->n; i++)                                    \
+            DROP_VAR(p->vars[i]);                                            \
+        DROP_ABSENT(p);                                                      \
+        free(p->vars);                                                       \
+        memset(p, 0, sizeof *p);                                             \
     }
-    if (n <= p->n)
-        return;
-    cv_var **v = (cv_var **)realloc(p->vars, n * sizeof *v);
-    if (v == NULL)
-        bench_die("realloc", CV_ENOMEM);
-    p->vars = v;
-    for (size_t i = p->n; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "v%zu", i);
-        BENCH_OK(cv_var_new(name, &p->vars[i]));
-    }
-    p->n = n;
-}
 
-static inline void bench_pool_free(bench_pool *p)
+static inline void bench_pool_new_absent(bench_pool *p)
 {
-    for (size_t i = 0; i < p->n; i++)
-        cv_var_release(p->vars[i]);
-    cv_var_release(p->absent);
-    free(p->vars);
-    p->vars = NULL;
-    p->n = 0;
-    p->absent = NULL;
+    static char dflt; /* an address only */
+    BENCH_OK(cv_var_new_default("absent", &dflt, &p->absent));
 }
+#define BENCH_CV_NEW_VAR(name, dst) BENCH_OK(cv_var_new((name), &(dst)))
+#define BENCH_CV_DROP_ABSENT(p) cv_var_release((p)->absent)
+#define BENCH_CV_DIE(what) bench_die((what), CV_ENOMEM)
+BENCH_POOL_FNS(bench_pool, bench_pool, cv_var, bench_pool_new_absent, BENCH_CV_NEW_VAR,
+               cv_var_release, BENCH_CV_DROP_ABSENT, BENCH_CV_DIE)
 
 /* ------------------------------------------------------------------------
  * A world: one backend, N pairs, optionally D nested copies deep.
@@ -212,6 +224,110 @@ static inline void bench_spread(size_t *out, size_t k, size_t n)
         out[i] = n ? ((2 * i + 1) * n) / (2 * k) % n : 0;
 }
 
+/* ------------------------------------------------------------------------
+ * The world's contexts, one definition for both sides (ops_py.h makes the
+ * CPython one). World has bench_world's fields n, depth, vars, ctx, chain,
+ * other, other2, snaps, snap_i, hist, hist_snaps, sw, nsw, mix and hot; Ctx
+ * is the side's context type. The side's calls, each checked:
+ *   COPY(dst)         dst = a copy of the current context
+ *   ENTER(c), EXIT(c)
+ *   DROP(c)           release c (NULL: nothing)
+ *   SET(w, var, i)    set var to value i of the two that alternate (i & 1)
+ * It defines P_build (from a fresh empty w->ctx: fills it, builds the rest,
+ * leaves nothing entered), P_enter, P_exit and P_drop (releases them all).
+ * ------------------------------------------------------------------------ */
+#define BENCH_WORLD_CONTEXTS(P, World, Ctx, COPY, ENTER, EXIT, DROP, SET)    \
+    static inline void P##_build(World *w)                                   \
+    {                                                                        \
+        size_t n = w->n, depth = w->depth;                                   \
+        ENTER(w->ctx);                                                       \
+        for (size_t i = 0; i < n; i++)                                       \
+            SET(w, w->vars[i], 0);                                           \
+        w->chain = NULL;                                                     \
+        if (depth > 0) {                                                     \
+            w->chain = (Ctx **)calloc(depth, sizeof *w->chain);              \
+            for (size_t d = 0; d < depth; d++) {                             \
+                COPY(w->chain[d]);                                           \
+                ENTER(w->chain[d]);                                          \
+                /* One set per level, on vars the gets below do not read. */ \
+                SET(w, w->vars[n - 1 - d % (n / 2)], 1 + d / (n / 2));       \
+            }                                                                \
+        }                                                                    \
+        COPY(w->other);                                                      \
+        COPY(w->other2);                                                     \
+        for (size_t s = 0; s < BENCH_SNAPS; s++)                             \
+            w->snaps[s] = NULL;                                              \
+        w->snap_i = 0;                                                       \
+        w->hist[0] = w->hist[1] = NULL;                                      \
+        if (depth == 0 && n > 0 && n <= BENCH_SNAP_GET_MAX_N) {              \
+            /* two histories: 64 snapshots kept, 8 sets after each */        \
+            for (int h = 0; h < 2; h++) {                                    \
+                COPY(w->hist[h]);                                            \
+                ENTER(w->hist[h]);                                           \
+                for (size_t s = 0; s < BENCH_SNAPS; s++) {                   \
+                    COPY(w->hist_snaps[h][s]);                               \
+                    for (size_t k = 0; k < BENCH_SNAP_W; k++)                \
+                        SET(w, w->vars[((s * BENCH_SNAP_W + k) * 7919) % n], \
+                            s + k + 1);                                      \
+                }                                                            \
+                EXIT(w->hist[h]);                                            \
+            }                                                                \
+        }                                                                    \
+        for (size_t d = depth; d > 0; d--)                                   \
+            EXIT(w->chain[d - 1]);                                           \
+        EXIT(w->ctx);                                                        \
+        w->nsw = n < BENCH_SWITCH_K ? n : BENCH_SWITCH_K;                    \
+        /* at depth, the gets read base vars, below every level's set */     \
+        bench_spread(w->sw, w->nsw, depth > 0 ? n / 2 : n);                  \
+        bench_spread(w->mix, BENCH_MIX_GETS, n);                             \
+        w->hot = n / 2;                                                      \
+    }                                                                        \
+    static inline void P##_enter(World *w)                                   \
+    {                                                                        \
+        ENTER(w->ctx);                                                       \
+        for (size_t d = 0; d < w->depth; d++)                                \
+            ENTER(w->chain[d]);                                              \
+    }                                                                        \
+    static inline void P##_exit(World *w)                                    \
+    {                                                                        \
+        /* snap_set's snapshots go: they share ctx's map, and the next op   \
+         * must find it as before */                                         \
+        for (size_t s = 0; s < BENCH_SNAPS; s++) {                           \
+            DROP(w->snaps[s]);                                               \
+            w->snaps[s] = NULL;                                              \
+        }                                                                    \
+        for (size_t d = w->depth; d > 0; d--)                                \
+            EXIT(w->chain[d - 1]);                                           \
+        EXIT(w->ctx);                                                        \
+    }                                                                        \
+    static inline void P##_drop(World *w)                                    \
+    {                                                                        \
+        DROP(w->other);                                                      \
+        DROP(w->other2);                                                     \
+        for (int h = 0; h < 2; h++) {                                        \
+            if (w->hist[h] == NULL)                                          \
+                continue;                                                    \
+            for (size_t s = 0; s < BENCH_SNAPS; s++)                         \
+                DROP(w->hist_snaps[h][s]);                                   \
+            DROP(w->hist[h]);                                                \
+            w->hist[h] = NULL;                                               \
+        }                                                                    \
+        for (size_t d = 0; d < w->depth; d++)                                \
+            DROP(w->chain[d]);                                               \
+        free(w->chain);                                                      \
+        DROP(w->ctx);                                                        \
+        w->ctx = w->other = w->other2 = NULL;                                \
+        w->chain = NULL;                                                     \
+    }
+
+/* ctxvar's side of it. */
+#define BENCH_CV_COPY(dst) BENCH_OK(cv_copy_context(&(dst)))
+#define BENCH_CV_ENTER(c) BENCH_OK(cv_context_enter(c))
+#define BENCH_CV_EXIT(c) BENCH_OK(cv_context_exit(c))
+#define BENCH_CV_SET(w, var, i) BENCH_OK(cv_var_set((var), bench_val((w), (unsigned)(i)), NULL))
+BENCH_WORLD_CONTEXTS(bench_world, bench_world, cv_context, BENCH_CV_COPY, BENCH_CV_ENTER,
+                     BENCH_CV_EXIT, cv_context_release, BENCH_CV_SET)
+
 /* Builds the world; leaves nothing entered. pool must hold >= n vars. */
 static inline void bench_world_init(bench_world *w, const cv_backend *b,
                                     bench_pool *pool, size_t n, size_t depth)
@@ -225,88 +341,12 @@ static inline void bench_world_init(bench_world *w, const cv_backend *b,
     w->flip = 0;
     w->sink = 0;
     BENCH_OK(cv_context_new_on(b, &w->ctx));
-    BENCH_OK(cv_context_enter(w->ctx));
-    for (size_t i = 0; i < n; i++)
-        BENCH_OK(cv_var_set(w->vars[i], bench_val(w, 0), NULL));
-    w->chain = NULL;
-    if (depth > 0) {
-        w->chain = (cv_context **)calloc(depth, sizeof *w->chain);
-        for (size_t d = 0; d < depth; d++) {
-            BENCH_OK(cv_copy_context(&w->chain[d]));
-            BENCH_OK(cv_context_enter(w->chain[d]));
-            /* One set per level, on vars the gets below do not read. */
-            BENCH_OK(cv_var_set(w->vars[n - 1 - d % (n / 2)],
-                                bench_val(w, 1 + (unsigned)(d / (n / 2))), NULL));
-        }
-    }
-    BENCH_OK(cv_copy_context(&w->other));
-    BENCH_OK(cv_copy_context(&w->other2));
-    memset(w->snaps, 0, sizeof w->snaps);
-    w->snap_i = 0;
-    w->hist[0] = w->hist[1] = NULL;
-    if (depth == 0 && n > 0 && n <= BENCH_SNAP_GET_MAX_N) {
-        /* two histories: 64 snapshots kept, 8 sets after each */
-        for (int h = 0; h < 2; h++) {
-            BENCH_OK(cv_copy_context(&w->hist[h]));
-            BENCH_OK(cv_context_enter(w->hist[h]));
-            for (size_t s = 0; s < BENCH_SNAPS; s++) {
-                BENCH_OK(cv_copy_context(&w->hist_snaps[h][s]));
-                for (size_t k = 0; k < BENCH_SNAP_W; k++)
-                    BENCH_OK(cv_var_set(w->vars[((s * BENCH_SNAP_W + k) * 7919) % n],
-                                        bench_val(w, (unsigned)(s + k + 1)), NULL));
-            }
-            BENCH_OK(cv_context_exit(w->hist[h]));
-        }
-    }
-    for (size_t d = depth; d > 0; d--)
-        BENCH_OK(cv_context_exit(w->chain[d - 1]));
-    BENCH_OK(cv_context_exit(w->ctx));
-    w->nsw = n < BENCH_SWITCH_K ? n : BENCH_SWITCH_K;
-    bench_spread(w->sw, w->nsw, n);
-    bench_spread(w->mix, BENCH_MIX_GETS, n);
-    w->hot = n / 2;
-    if (depth > 0) /* the gets read base vars, below every level's set */
-        bench_spread(w->sw, w->nsw, n / 2);
-}
-
-static inline void bench_world_enter(bench_world *w)
-{
-    BENCH_OK(cv_context_enter(w->ctx));
-    for (size_t d = 0; d < w->depth; d++)
-        BENCH_OK(cv_context_enter(w->chain[d]));
-}
-
-static inline void bench_world_exit(bench_world *w)
-{
-    /* snap_set's snapshots go: they share ctx's map, and the next op must
-     * find it as before */
-    for (size_t s = 0; s < BENCH_SNAPS; s++) {
-        cv_context_release(w->snaps[s]);
-        w->snaps[s] = NULL;
-    }
-    for (size_t d = w->depth; d > 0; d--)
-        BENCH_OK(cv_context_exit(w->chain[d - 1]));
-    BENCH_OK(cv_context_exit(w->ctx));
+    bench_world_build(w);
 }
 
 static inline void bench_world_free(bench_world *w)
 {
-    cv_context_release(w->other);
-    cv_context_release(w->other2);
-    for (int h = 0; h < 2; h++) {
-        if (w->hist[h] == NULL)
-            continue;
-        for (size_t s = 0; s < BENCH_SNAPS; s++)
-            cv_context_release(w->hist_snaps[h][s]);
-        cv_context_release(w->hist[h]);
-        w->hist[h] = NULL;
-    }
-    for (size_t d = 0; d < w->depth; d++)
-        cv_context_release(w->chain[d]);
-    free(w->chain);
-    cv_context_release(w->ctx);
-    w->ctx = w->other = w->other2 = NULL;
-    w->chain = NULL;
+    bench_world_drop(w);
 }
 
 /* How many units one iteration of op does (see the table above). */
@@ -349,14 +389,21 @@ static inline void cvop_gets(bench_world *w)
     }
 }
 
+/* The body of get_switch and snap_get on either side: the gets in context
+ * a, then in b, each entered for them (ENTER, EXIT, GETS: the side's). */
+#define BENCH_GETS_IN_TWO(w, a, b, ENTER, EXIT, GETS) \
+    do {                                              \
+        ENTER((w)->a);                                \
+        GETS(w);                                      \
+        EXIT((w)->a);                                 \
+        ENTER((w)->b);                                \
+        GETS(w);                                      \
+        EXIT((w)->b);                                 \
+    } while (0)
+
 static inline void cvop_get_switch(bench_world *w)
 {
-    BENCH_OK(cv_context_enter(w->other));
-    cvop_gets(w);
-    BENCH_OK(cv_context_exit(w->other));
-    BENCH_OK(cv_context_enter(w->other2));
-    cvop_gets(w);
-    BENCH_OK(cv_context_exit(w->other2));
+    BENCH_GETS_IN_TWO(w, other, other2, BENCH_CV_ENTER, BENCH_CV_EXIT, cvop_gets);
 }
 
 static inline void cvop_get_absent(bench_world *w)
@@ -487,12 +534,7 @@ static inline void cvop_snap_get(bench_world *w)
 {
     if (w->hist[0] == NULL)
         bench_die("snap_get beyond BENCH_SNAP_GET_MAX_N", CV_EINVAL);
-    BENCH_OK(cv_context_enter(w->hist[0]));
-    cvop_gets(w);
-    BENCH_OK(cv_context_exit(w->hist[0]));
-    BENCH_OK(cv_context_enter(w->hist[1]));
-    cvop_gets(w);
-    BENCH_OK(cv_context_exit(w->hist[1]));
+    BENCH_GETS_IN_TWO(w, hist[0], hist[1], BENCH_CV_ENTER, BENCH_CV_EXIT, cvop_gets);
 }
 
 static inline void cvop_snap_write(bench_world *w)

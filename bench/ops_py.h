@@ -40,38 +40,25 @@ typedef struct py_pool {
     PyObject *dflt;   /* its default */
 } py_pool;
 
-static inline void py_pool_grow(py_pool *p, size_t n)
+static inline void py_pool_new_absent(py_pool *p)
 {
-    if (p->absent == NULL) {
-        p->dflt = PyLong_FromLong(7000001);
-        p->absent = PyContextVar_New("absent", p->dflt);
-        if (p->absent == NULL)
-            py_die("PyContextVar_New");
-    }
-    if (n <= p->n)
-        return;
-    PyObject **v = (PyObject **)realloc(p->vars, n * sizeof *v);
-    if (v == NULL)
-        py_die("realloc");
-    p->vars = v;
-    for (size_t i = p->n; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "v%zu", i);
-        if ((p->vars[i] = PyContextVar_New(name, NULL)) == NULL)
-            py_die("PyContextVar_New");
-    }
-    p->n = n;
+    p->dflt = PyLong_FromLong(7000001);
+    p->absent = PyContextVar_New("absent", p->dflt);
+    if (p->absent == NULL)
+        py_die("PyContextVar_New");
 }
-
-static inline void py_pool_free(py_pool *p)
-{
-    for (size_t i = 0; i < p->n; i++)
-        Py_DECREF(p->vars[i]);
-    Py_XDECREF(p->absent);
-    Py_XDECREF(p->dflt);
-    free(p->vars);
-    memset(p, 0, sizeof *p);
-}
+#define BENCH_PY_NEW_VAR(name, dst)                           \
+    do {                                                      \
+        if (((dst) = PyContextVar_New((name), NULL)) == NULL) \
+            py_die("PyContextVar_New");                       \
+    } while (0)
+#define BENCH_PY_DROP_ABSENT(p)  \
+    do {                         \
+        Py_XDECREF((p)->absent); \
+        Py_XDECREF((p)->dflt);   \
+    } while (0)
+BENCH_POOL_FNS(py_pool, py_pool, PyObject, py_pool_new_absent, BENCH_PY_NEW_VAR, Py_DECREF,
+               BENCH_PY_DROP_ABSENT, py_die)
 
 typedef struct py_world {
     size_t n, depth;
@@ -111,6 +98,18 @@ static inline void py_set_quiet(PyObject *var, PyObject *val)
     Py_DECREF(tok);
 }
 
+/* CPython's side of ops.h's BENCH_WORLD_CONTEXTS. */
+#define BENCH_PY_COPY(dst)                                 \
+    do {                                                   \
+        if (((dst) = PyContext_CopyCurrent()) == NULL)     \
+            py_die("PyContext_CopyCurrent");               \
+    } while (0)
+#define BENCH_PY_ENTER(c) PY_OK(PyContext_Enter(c))
+#define BENCH_PY_EXIT(c) PY_OK(PyContext_Exit(c))
+#define BENCH_PY_SET(w, var, i) py_set_quiet((var), (w)->vals[(i) & 1])
+BENCH_WORLD_CONTEXTS(py_world, py_world, PyObject, BENCH_PY_COPY, BENCH_PY_ENTER, BENCH_PY_EXIT,
+                     Py_XDECREF, BENCH_PY_SET)
+
 static inline void py_world_init(py_world *w, py_pool *pool, size_t n, size_t depth)
 {
     py_pool_grow(pool, n > 0 ? n : 1);
@@ -129,80 +128,12 @@ static inline void py_world_init(py_world *w, py_pool *pool, size_t n, size_t de
     w->str_items = PyUnicode_InternFromString("items");
     if ((w->ctx = PyContext_New()) == NULL)
         py_die("PyContext_New");
-    PY_OK(PyContext_Enter(w->ctx));
-    for (size_t i = 0; i < n; i++)
-        py_set_quiet(w->vars[i], w->vals[0]);
-    if (depth > 0) {
-        w->chain = (PyObject **)calloc(depth, sizeof *w->chain);
-        for (size_t d = 0; d < depth; d++) {
-            if ((w->chain[d] = PyContext_CopyCurrent()) == NULL)
-                py_die("PyContext_CopyCurrent");
-            PY_OK(PyContext_Enter(w->chain[d]));
-            py_set_quiet(w->vars[n - 1 - d % (n / 2)], w->vals[(1 + d / (n / 2)) & 1]);
-        }
-    }
-    if ((w->other = PyContext_CopyCurrent()) == NULL)
-        py_die("PyContext_CopyCurrent");
-    if ((w->other2 = PyContext_CopyCurrent()) == NULL)
-        py_die("PyContext_CopyCurrent");
-    if (depth == 0 && n > 0 && n <= BENCH_SNAP_GET_MAX_N) {
-        for (int h = 0; h < 2; h++) {
-            if ((w->hist[h] = PyContext_CopyCurrent()) == NULL)
-                py_die("PyContext_CopyCurrent");
-            PY_OK(PyContext_Enter(w->hist[h]));
-            for (size_t s = 0; s < BENCH_SNAPS; s++) {
-                if ((w->hist_snaps[h][s] = PyContext_CopyCurrent()) == NULL)
-                    py_die("PyContext_CopyCurrent");
-                for (size_t k = 0; k < BENCH_SNAP_W; k++)
-                    py_set_quiet(w->vars[((s * BENCH_SNAP_W + k) * 7919) % n],
-                                 w->vals[(s + k + 1) & 1]);
-            }
-            PY_OK(PyContext_Exit(w->hist[h]));
-        }
-    }
-    for (size_t d = depth; d > 0; d--)
-        PY_OK(PyContext_Exit(w->chain[d - 1]));
-    PY_OK(PyContext_Exit(w->ctx));
-    w->nsw = n < BENCH_SWITCH_K ? n : BENCH_SWITCH_K;
-    bench_spread(w->sw, w->nsw, depth > 0 ? n / 2 : n);
-    bench_spread(w->mix, BENCH_MIX_GETS, n);
-    w->hot = n / 2;
-}
-
-static inline void py_world_enter(py_world *w)
-{
-    PY_OK(PyContext_Enter(w->ctx));
-    for (size_t d = 0; d < w->depth; d++)
-        PY_OK(PyContext_Enter(w->chain[d]));
-}
-
-static inline void py_world_exit(py_world *w)
-{
-    for (size_t s = 0; s < BENCH_SNAPS; s++) {
-        Py_XDECREF(w->snaps[s]);
-        w->snaps[s] = NULL;
-    }
-    for (size_t d = w->depth; d > 0; d--)
-        PY_OK(PyContext_Exit(w->chain[d - 1]));
-    PY_OK(PyContext_Exit(w->ctx));
+    py_world_build(w);
 }
 
 static inline void py_world_free(py_world *w)
 {
-    Py_DECREF(w->other);
-    Py_DECREF(w->other2);
-    for (int h = 0; h < 2; h++) {
-        if (w->hist[h] == NULL)
-            continue;
-        for (size_t s = 0; s < BENCH_SNAPS; s++)
-            Py_DECREF(w->hist_snaps[h][s]);
-        Py_DECREF(w->hist[h]);
-        w->hist[h] = NULL;
-    }
-    for (size_t d = 0; d < w->depth; d++)
-        Py_DECREF(w->chain[d]);
-    free(w->chain);
-    Py_DECREF(w->ctx);
+    py_world_drop(w);
     for (int i = 0; i < 3; i++)
         Py_DECREF(w->vals[i]);
     Py_DECREF(w->noop);
@@ -230,12 +161,7 @@ static inline void pyop_gets(py_world *w)
 
 static inline void pyop_get_switch(py_world *w)
 {
-    PY_OK(PyContext_Enter(w->other));
-    pyop_gets(w);
-    PY_OK(PyContext_Exit(w->other));
-    PY_OK(PyContext_Enter(w->other2));
-    pyop_gets(w);
-    PY_OK(PyContext_Exit(w->other2));
+    BENCH_GETS_IN_TWO(w, other, other2, BENCH_PY_ENTER, BENCH_PY_EXIT, pyop_gets);
 }
 
 /* CPython's get is always a call: get_call is get_hot there. */
@@ -348,14 +274,7 @@ static inline void pyop_snap_get(py_world *w)
 {
     if (w->hist[0] == NULL)
         py_die("snap_get beyond BENCH_SNAP_GET_MAX_N");
-    PY_OK(PyContext_Enter(w->hist[0]));
-    for (size_t k = 0; k < w->nsw; k++)
-        pyop_get1(w->vars[w->sw[k]]);
-    PY_OK(PyContext_Exit(w->hist[0]));
-    PY_OK(PyContext_Enter(w->hist[1]));
-    for (size_t k = 0; k < w->nsw; k++)
-        pyop_get1(w->vars[w->sw[k]]);
-    PY_OK(PyContext_Exit(w->hist[1]));
+    BENCH_GETS_IN_TWO(w, hist[0], hist[1], BENCH_PY_ENTER, BENCH_PY_EXIT, pyop_gets);
 }
 
 static inline void pyop_snap_write(py_world *w)
@@ -370,6 +289,37 @@ static inline void pyop_snap_write(py_world *w)
         }
         PY_OK(PyContext_Exit(w->hist[h]));
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Every op on both sides, BENCH_OP_LIST's then get_depth: the one table
+ * instr.c and the Google Benchmark harness (bench_*.cc) run.
+ * ------------------------------------------------------------------------ */
+typedef struct bench_op_desc {
+    const char *name;
+    void (*cv)(bench_world *);
+    void (*py)(py_world *);
+} bench_op_desc;
+
+static inline const bench_op_desc *bench_ops(size_t *count)
+{
+#define BENCH_OP_DESC(name) {#name, cvop_##name, pyop_##name},
+    static const bench_op_desc ops[] = {
+        BENCH_OP_LIST(BENCH_OP_DESC){"get_depth", cvop_get_depth, pyop_get_depth}};
+#undef BENCH_OP_DESC
+    *count = sizeof ops / sizeof ops[0];
+    return ops;
+}
+
+/* The op named name, or NULL. */
+static inline const bench_op_desc *bench_op_named(const char *name)
+{
+    size_t n;
+    const bench_op_desc *ops = bench_ops(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ops[i].name, name) == 0)
+            return &ops[i];
+    return NULL;
 }
 
 #endif /* CV_BENCH_OPS_PY_H */

@@ -42,27 +42,12 @@
 #define CV_NO_INLINE_GET /* every get through the library, as traced */
 #include "ctxvar.h"
 #include "digest.h"
+#include "trace_format.h" /* the format, as the recorder writes it */
 
-/* The format (core/trace.h has the same numbers). */
-enum {
-    OP_END, OP_THREAD, OP_VAR_NEW, OP_VAR_RELEASE, OP_GET, OP_SET, OP_RESET,
-    OP_TOKEN_RELEASE, OP_CTX_NEW, OP_CTX_BASE, OP_COPY, OP_ENTER, OP_EXIT,
-    OP_RUN, OP_RUN_END, OP_CTX_RELEASE, OP_CLEANUP, OP_CTX_GET, OP_FOREACH,
-    OP_CTX_RETAIN, OP_COUNT
-};
-static const char *const op_name[OP_COUNT] = {
+static const char *const op_name[CV_TOP__COUNT] = {
     "end", "thread", "var_new", "var_release", "get", "set", "reset",
     "token_release", "ctx_new", "ctx_base", "copy", "enter", "exit", "run",
     "run_end", "ctx_release", "cleanup", "ctx_get", "foreach", "ctx_retain"};
-#define TF_FOUND 1u
-#define TF_GET_OR 2u
-#define TF_DEFAULT 1u
-#define TF_HOOKS 2u
-#define TF_TOKEN 1u
-#define HEADER_BYTES 64u
-#define REC_BYTES 16u
-#define BLOCK_MAGIC 0x4b4c4243u
-#define END_THREAD 0xffffffffu
 #define MAX_THREADS 1024u
 #define MAX_RUN_DEPTH 100000u
 #define WAIT_LIMIT_NS (20ull * 1000000000ull)
@@ -104,20 +89,6 @@ static uint32_t get32(const unsigned char *p)
     return v;
 }
 
-static int has_seq(int op, unsigned flags)
-{
-    switch (op) {
-    case OP_GET:
-    case OP_VAR_NEW:
-    case OP_VAR_RELEASE:
-        return 0;
-    case OP_SET:
-        return (flags & TF_TOKEN) != 0;
-    default:
-        return 1;
-    }
-}
-
 static stream *streams;
 static uint32_t n_streams;
 static uint32_t n_vars, n_ctxs, n_toks, n_vals; /* largest ids */
@@ -125,7 +96,7 @@ static int have_end;
 static char rec_backend[32];
 static unsigned ptr_bytes;
 /* from the records: what each var was made with */
-static uint8_t *var_flags;    /* [id]: 0x80 made, TF_DEFAULT, TF_HOOKS */
+static uint8_t *var_flags;    /* [id]: 0x80 made, CV_TF_DEFAULT, CV_TF_HOOKS */
 static uint32_t *var_default; /* [id]: value id of the default */
 static rec **sync_tab;        /* every record with a seq, by seq */
 static size_t n_sync;
@@ -167,46 +138,50 @@ static void load(const char *path)
     if (ferror(f))
         die(2, "read error");
     fclose(f);
-    if (len < HEADER_BYTES)
+    if (len < CV_TRACE_HEADER_BYTES)
         die(2, "not a ctxvar trace: %zu bytes, shorter than the %u-byte header", len,
-            HEADER_BYTES);
-    if (memcmp(buf, "CVTRACE", 7) != 0)
-        die(2, "not a ctxvar trace: bad magic (want \"CVTRACE1\")");
+            CV_TRACE_HEADER_BYTES);
+    /* the magic's last character is the version's */
+    if (memcmp(buf, CV_TRACE_MAGIC, 7) != 0)
+        die(2, "not a ctxvar trace: bad magic (want \"" CV_TRACE_MAGIC "\")");
     uint32_t version = get32(buf + 8);
-    if (buf[7] != '1' || version != 1)
-        die(2, "trace format version %u, this replayer reads version 1", version);
-    if (get32(buf + 12) != 0x01020304u)
+    if (buf[7] != CV_TRACE_MAGIC[7] || version != CV_TRACE_VERSION)
+        die(2, "trace format version %u, this replayer reads version %u", version,
+            CV_TRACE_VERSION);
+    if (get32(buf + 12) != CV_TRACE_BYTE_ORDER)
         die(2, "trace written with another byte order (0x%08x)", get32(buf + 12));
-    ptr_bytes = buf[16];
-    if (buf[17] != REC_BYTES || buf[18] != HEADER_BYTES)
-        die(2, "bad header: record size %u, header size %u", buf[17], buf[18]);
-    memcpy(rec_backend, buf + 24, 31);
-    rec_backend[31] = '\0';
+    ptr_bytes = buf[CV_TRACE_HDR_PTR_BYTES];
+    if (buf[CV_TRACE_HDR_REC_BYTES] != CV_TRACE_REC_BYTES ||
+        buf[CV_TRACE_HDR_HEADER_BYTES] != CV_TRACE_HEADER_BYTES)
+        die(2, "bad header: record size %u, header size %u", buf[CV_TRACE_HDR_REC_BYTES],
+            buf[CV_TRACE_HDR_HEADER_BYTES]);
+    memcpy(rec_backend, buf + CV_TRACE_HDR_BACKEND, CV_TRACE_BACKEND_BYTES - 1);
+    rec_backend[CV_TRACE_BACKEND_BYTES - 1] = '\0';
 
     uint32_t *tid_map = NULL; /* trace tid -> stream index + 1 */
     size_t tid_cap = 0;
-    size_t off = HEADER_BYTES;
+    size_t off = CV_TRACE_HEADER_BYTES;
     uint32_t max_var = 0, max_ctx = 0, max_tok = 0, max_val = 0;
     uint32_t end_counts[4] = {0};
     uint32_t end_threads = 0;
     while (off < len) {
-        if (len - off < 16)
+        if (len - off < CV_TRACE_BLOCK_BYTES)
             die(2, "truncated block header at offset %zu", off);
         if (have_end)
             die(2, "data after the end block at offset %zu", off);
         uint32_t magic = get32(buf + off), tid = get32(buf + off + 4);
         uint32_t nbytes = get32(buf + off + 8), nrec = get32(buf + off + 12);
-        if (magic != BLOCK_MAGIC)
+        if (magic != CV_TRACE_BLOCK_MAGIC)
             die(2, "bad block magic at offset %zu", off);
-        off += 16;
+        off += CV_TRACE_BLOCK_BYTES;
         if (nbytes > len - off)
-            die(2, "truncated block at offset %zu: %u bytes announced, %zu left", off - 16,
-                nbytes, len - off);
+            die(2, "truncated block at offset %zu: %u bytes announced, %zu left",
+                off - CV_TRACE_BLOCK_BYTES, nbytes, len - off);
         stream *s = NULL;
-        if (tid != END_THREAD) {
+        if (tid != CV_TRACE_END_THREAD) {
             if (tid >= MAX_THREADS)
-                die(2, "thread id %u at offset %zu: more than %u threads", tid, off - 16,
-                    MAX_THREADS);
+                die(2, "thread id %u at offset %zu: more than %u threads", tid,
+                    off - CV_TRACE_BLOCK_BYTES, MAX_THREADS);
             if (tid >= tid_cap) {
                 size_t nc = tid + 1;
                 tid_map = realloc(tid_map, nc * sizeof *tid_map);
@@ -224,31 +199,31 @@ static void load(const char *path)
         uint32_t count = 0;
         while (off < end) {
             rec r = {0};
-            if (buf[off] & 0x80u) { /* short: a get, 4 bytes */
+            if (buf[off] & CV_TOP_SHORT) { /* short: a get, 4 bytes */
                 if (s == NULL)
                     die(2, "short record in the end block at offset %zu", off);
-                if (end - off < 4)
+                if (end - off < CV_TRACE_SHORT_BYTES)
                     die(2, "truncated record at offset %zu", off);
-                r.op = buf[off] & 0x7fu;
+                r.op = buf[off] & (CV_TOP_SHORT - 1u);
                 r.flags = buf[off + 1];
                 uint16_t id;
                 memcpy(&id, buf + off + 2, 2);
                 r.a = id;
                 r.dep = r.sidx = -1;
-                if (r.op != OP_GET)
+                if (r.op != CV_TOP_GET)
                     die(2, "short record of %s at offset %zu (only gets are short)",
-                        r.op < OP_COUNT ? op_name[r.op] : "an unknown operation", off);
+                        r.op < CV_TOP__COUNT ? op_name[r.op] : "an unknown operation", off);
                 if (r.flags & ~3u)
                     die(2, "bad flags 0x%x on get at offset %zu", r.flags, off);
                 if (s->n == 0)
                     die(2, "thread %u does not start with a thread record (offset %zu)", tid,
                         off);
                 push(s, &r);
-                off += 4;
+                off += CV_TRACE_SHORT_BYTES;
                 count++;
                 continue;
             }
-            if (end - off < REC_BYTES)
+            if (end - off < CV_TRACE_REC_BYTES)
                 die(2, "truncated record at offset %zu", off);
             r.op = buf[off];
             r.flags = buf[off + 1];
@@ -256,17 +231,19 @@ static void load(const char *path)
             r.b = get32(buf + off + 8);
             r.c = get32(buf + off + 12);
             r.dep = r.sidx = -1;
-            if (r.op >= OP_COUNT)
+            if (r.op >= CV_TOP__COUNT)
                 die(2, "unknown operation %u at offset %zu", r.op, off);
-            if ((r.op == OP_END) != (s == NULL))
+            if ((r.op == CV_TOP_END) != (s == NULL))
                 die(2, "%s record in a %s block at offset %zu", op_name[r.op],
                     s ? "thread" : "end", off);
-            size_t rl = REC_BYTES + (has_seq(r.op, r.flags) || r.op == OP_END ? 8 : 0);
+            size_t rl = CV_TRACE_REC_BYTES +
+                        (cv_trace_has_seq(r.op, r.flags) || r.op == CV_TOP_END ? CV_TRACE_SEQ_BYTES
+                                                                               : 0);
             if (end - off < rl)
                 die(2, "truncated record at offset %zu", off);
-            if (rl > REC_BYTES)
-                memcpy(&r.seq, buf + off + 16, 8);
-            if (r.op == OP_END) {
+            if (rl > CV_TRACE_REC_BYTES)
+                memcpy(&r.seq, buf + off + CV_TRACE_REC_BYTES, CV_TRACE_SEQ_BYTES);
+            if (r.op == CV_TOP_END) {
                 end_counts[0] = r.a;
                 end_counts[1] = r.b;
                 end_counts[2] = r.c;
@@ -276,10 +253,10 @@ static void load(const char *path)
             } else {
                 if (r.flags & ~3u)
                     die(2, "bad flags 0x%x on %s at offset %zu", r.flags, op_name[r.op], off);
-                if (s->n == 0 && r.op != OP_THREAD)
+                if (s->n == 0 && r.op != CV_TOP_THREAD)
                     die(2, "thread %u does not start with a thread record (offset %zu)", tid,
                         off);
-                if (r.op == OP_THREAD && (s->n != 0 || r.a != tid))
+                if (r.op == CV_TOP_THREAD && (s->n != 0 || r.a != tid))
                     die(2, "stray thread record at offset %zu", off);
                 push(s, &r);
             }
@@ -287,8 +264,8 @@ static void load(const char *path)
             count++;
         }
         if (count != nrec)
-            die(2, "block at offset %zu holds %u records, announced %u", end - nbytes - 16,
-                count, nrec);
+            die(2, "block at offset %zu holds %u records, announced %u",
+                end - nbytes - CV_TRACE_BLOCK_BYTES, count, nrec);
     }
     free(buf);
     free(tid_map);
@@ -301,15 +278,15 @@ static void load(const char *path)
             rec *r = &streams[t].r[i];
             uint32_t v = 0, c1 = 0, c2 = 0, tk = 0, val = 0;
             switch (r->op) {
-            case OP_VAR_NEW: v = r->a; val = r->b; break;
-            case OP_VAR_RELEASE: case OP_GET: v = r->a; break;
-            case OP_SET: v = r->a; val = r->b; tk = r->c; break;
-            case OP_RESET: v = r->a; tk = r->b; break;
-            case OP_TOKEN_RELEASE: tk = r->a; break;
-            case OP_CTX_NEW: case OP_CTX_BASE: case OP_ENTER: case OP_EXIT: case OP_RUN:
-            case OP_CTX_RELEASE: case OP_FOREACH: case OP_CTX_RETAIN: c1 = r->a; break;
-            case OP_COPY: c1 = r->a; c2 = r->b; break;
-            case OP_CTX_GET: c1 = r->a; v = r->b; break;
+            case CV_TOP_VAR_NEW: v = r->a; val = r->b; break;
+            case CV_TOP_VAR_RELEASE: case CV_TOP_GET: v = r->a; break;
+            case CV_TOP_SET: v = r->a; val = r->b; tk = r->c; break;
+            case CV_TOP_RESET: v = r->a; tk = r->b; break;
+            case CV_TOP_TOKEN_RELEASE: tk = r->a; break;
+            case CV_TOP_CTX_NEW: case CV_TOP_CTX_BASE: case CV_TOP_ENTER: case CV_TOP_EXIT: case CV_TOP_RUN:
+            case CV_TOP_CTX_RELEASE: case CV_TOP_FOREACH: case CV_TOP_CTX_RETAIN: c1 = r->a; break;
+            case CV_TOP_COPY: c1 = r->a; c2 = r->b; break;
+            case CV_TOP_CTX_GET: c1 = r->a; v = r->b; break;
             default: break;
             }
             if (v > max_var) max_var = v;
@@ -317,7 +294,7 @@ static void load(const char *path)
             if (c2 > max_ctx) max_ctx = c2;
             if (tk > max_tok) max_tok = tk;
             if (val > max_val) max_val = val;
-            if (has_seq(r->op, r->flags))
+            if (cv_trace_has_seq(r->op, r->flags))
                 n_sync++;
         }
     }
@@ -355,24 +332,24 @@ static void load(const char *path)
         uint64_t last_seq = 0;
         for (size_t i = 0; i < streams[t].n; i++) {
             rec *r = &streams[t].r[i];
-            if (r->op == OP_VAR_NEW) {
+            if (r->op == CV_TOP_VAR_NEW) {
                 if (r->a == 0 || (var_flags[r->a] & 0x80))
                     die(2, "var %u made twice (thread %u, record %zu)", r->a, t, i);
                 var_flags[r->a] = (uint8_t)(0x80 | r->flags);
                 var_default[r->a] = r->b;
             }
-            if (r->op == OP_CTX_NEW || r->op == OP_CTX_BASE || r->op == OP_COPY) {
-                uint32_t c = r->op == OP_COPY ? r->b : r->a;
+            if (r->op == CV_TOP_CTX_NEW || r->op == CV_TOP_CTX_BASE || r->op == CV_TOP_COPY) {
+                uint32_t c = r->op == CV_TOP_COPY ? r->b : r->a;
                 if (c == 0 || ctx_made[c])
                     die(2, "context %u made twice (thread %u, record %zu)", c, t, i);
                 ctx_made[c] = 1;
             }
-            if (r->op == OP_SET && (r->flags & TF_TOKEN)) {
+            if (r->op == CV_TOP_SET && (r->flags & CV_TF_TOKEN)) {
                 if (r->c == 0 || tok_made[r->c])
                     die(2, "token %u made twice (thread %u, record %zu)", r->c, t, i);
                 tok_made[r->c] = 1;
             }
-            if (r->op == OP_RUN) {
+            if (r->op == CV_TOP_RUN) {
                 if (nruns == capruns) {
                     capruns = capruns ? capruns * 2 : 64;
                     runs = realloc(runs, capruns * sizeof *runs);
@@ -383,13 +360,13 @@ static void load(const char *path)
                 if (nruns > MAX_RUN_DEPTH)
                     die(2, "runs nested deeper than %u (thread %u)", MAX_RUN_DEPTH, t);
             }
-            if (r->op == OP_RUN_END) {
+            if (r->op == CV_TOP_RUN_END) {
                 if (nruns == 0)
                     die(2, "run_end without its run (thread %u, record %zu)", t, i);
                 r->a = runs[--nruns]; /* the context the run leaves */
             }
             r->thr = (uint16_t)t;
-            if (has_seq(r->op, r->flags)) {
+            if (cv_trace_has_seq(r->op, r->flags)) {
                 if (r->seq <= last_seq)
                     die(2, "sequence numbers out of order in thread %u (record %zu)", t, i);
                 last_seq = r->seq;
@@ -410,27 +387,27 @@ static void load(const char *path)
             rec *r = &streams[t].r[i];
             uint32_t v = 0, c = 0, tk = 0;
             switch (r->op) {
-            case OP_VAR_RELEASE: case OP_GET: case OP_SET: case OP_RESET: v = r->a; break;
-            case OP_CTX_GET: v = r->b; c = r->a; break;
-            case OP_ENTER: case OP_EXIT: case OP_RUN: case OP_CTX_RELEASE: case OP_FOREACH:
-            case OP_COPY: case OP_CTX_RETAIN: c = r->a; break;
+            case CV_TOP_VAR_RELEASE: case CV_TOP_GET: case CV_TOP_SET: case CV_TOP_RESET: v = r->a; break;
+            case CV_TOP_CTX_GET: v = r->b; c = r->a; break;
+            case CV_TOP_ENTER: case CV_TOP_EXIT: case CV_TOP_RUN: case CV_TOP_CTX_RELEASE: case CV_TOP_FOREACH:
+            case CV_TOP_COPY: case CV_TOP_CTX_RETAIN: c = r->a; break;
             default: break;
             }
-            if (r->op == OP_RESET) tk = r->b;
-            if (r->op == OP_TOKEN_RELEASE) tk = r->a;
-            if (r->op != OP_VAR_NEW && r->op != OP_THREAD && v == 0 &&
-                (r->op == OP_GET || r->op == OP_SET || r->op == OP_RESET ||
-                 r->op == OP_VAR_RELEASE || r->op == OP_CTX_GET))
+            if (r->op == CV_TOP_RESET) tk = r->b;
+            if (r->op == CV_TOP_TOKEN_RELEASE) tk = r->a;
+            if (r->op != CV_TOP_VAR_NEW && r->op != CV_TOP_THREAD && v == 0 &&
+                (r->op == CV_TOP_GET || r->op == CV_TOP_SET || r->op == CV_TOP_RESET ||
+                 r->op == CV_TOP_VAR_RELEASE || r->op == CV_TOP_CTX_GET))
                 die(2, "%s of var 0 (thread %u, record %zu)", op_name[r->op], t, i);
             if (v && !(var_flags[v] & 0x80))
                 die(2, "var %u used but never made (thread %u, record %zu)", v, t, i);
             if (c && !ctx_made[c])
                 die(2, "context %u used but never made (thread %u, record %zu)", c, t, i);
-            if ((r->op == OP_ENTER || r->op == OP_EXIT || r->op == OP_RUN ||
-                 r->op == OP_CTX_RELEASE || r->op == OP_FOREACH || r->op == OP_COPY ||
-                 r->op == OP_CTX_GET || r->op == OP_CTX_RETAIN) && c == 0)
+            if ((r->op == CV_TOP_ENTER || r->op == CV_TOP_EXIT || r->op == CV_TOP_RUN ||
+                 r->op == CV_TOP_CTX_RELEASE || r->op == CV_TOP_FOREACH || r->op == CV_TOP_COPY ||
+                 r->op == CV_TOP_CTX_GET || r->op == CV_TOP_CTX_RETAIN) && c == 0)
                 die(2, "%s of context 0 (thread %u, record %zu)", op_name[r->op], t, i);
-            if ((r->op == OP_RESET || r->op == OP_TOKEN_RELEASE) && (tk == 0 || !tok_made[tk]))
+            if ((r->op == CV_TOP_RESET || r->op == CV_TOP_TOKEN_RELEASE) && (tk == 0 || !tok_made[tk]))
                 die(2, "token %u used but never made (thread %u, record %zu)", tk, t, i);
         }
     }
@@ -453,11 +430,11 @@ static void load(const char *path)
         size_t objs[2];
         int no = 0;
         switch (r->op) {
-        case OP_COPY: objs[no++] = r->a; objs[no++] = r->b; break;
-        case OP_SET: objs[no++] = (size_t)n_ctxs + 1 + r->c; break;
-        case OP_RESET: objs[no++] = (size_t)n_ctxs + 1 + r->b; break;
-        case OP_TOKEN_RELEASE: objs[no++] = (size_t)n_ctxs + 1 + r->a; break;
-        case OP_THREAD: case OP_CLEANUP: break;
+        case CV_TOP_COPY: objs[no++] = r->a; objs[no++] = r->b; break;
+        case CV_TOP_SET: objs[no++] = (size_t)n_ctxs + 1 + r->c; break;
+        case CV_TOP_RESET: objs[no++] = (size_t)n_ctxs + 1 + r->b; break;
+        case CV_TOP_TOKEN_RELEASE: objs[no++] = (size_t)n_ctxs + 1 + r->a; break;
+        case CV_TOP_THREAD: case CV_TOP_CLEANUP: break;
         default: objs[no++] = r->a; break;
         }
         for (int j = 0; j < no; j++) {
@@ -480,16 +457,16 @@ static void load(const char *path)
  * ------------------------------------------------------------------------ */
 static void print_summary_json(FILE *o)
 {
-    uint64_t per_op[OP_COUNT] = {0};
+    uint64_t per_op[CV_TOP__COUNT] = {0};
     uint64_t gets_found = 0, sets_tok = 0, total = 0;
     for (uint32_t t = 0; t < n_streams; t++)
         for (size_t i = 0; i < streams[t].n; i++) {
             rec *r = &streams[t].r[i];
             per_op[r->op]++;
             total++;
-            if (r->op == OP_GET && (r->flags & TF_FOUND))
+            if (r->op == CV_TOP_GET && (r->flags & CV_TF_FOUND))
                 gets_found++;
-            if (r->op == OP_SET && (r->flags & TF_TOKEN))
+            if (r->op == CV_TOP_SET && (r->flags & CV_TF_TOKEN))
                 sets_tok++;
         }
     fprintf(o, "{\"threads\":%u,\"records\":%" PRIu64 ",\"vars\":%u,\"contexts\":%u,"
@@ -499,7 +476,7 @@ static void print_summary_json(FILE *o)
             n_streams, total, n_vars, n_ctxs, n_toks, n_vals, rec_backend, ptr_bytes,
             have_end ? "true" : "false", gets_found, sets_tok);
     int first = 1;
-    for (int op = 1; op < OP_COUNT; op++) {
+    for (int op = 1; op < CV_TOP__COUNT; op++) {
         if (!per_op[op])
             continue;
         fprintf(o, "%s\"%s\":%" PRIu64, first ? "" : ",", op_name[op], per_op[op]);
@@ -764,34 +741,40 @@ static int exec(rthread *rt, int in_run)
         const rec *r = &s->r[rt->i++];
         if (wait_dep(rt, r) < 0)
             return -1;
+        if (mode_null && r->op != CV_TOP_RUN_END) {
+            /* the baseline: the walk alone, each run still a nested walk */
+            mark(r);
+            if (r->op == CV_TOP_RUN) {
+                if (exec(rt, 1) < 0)
+                    return -1;
+                mark(&s->r[rt->i - 1]); /* its RUN_END, consumed inside */
+            }
+            continue;
+        }
         void *out;
         int rc;
         switch (r->op) {
-        case OP_THREAD:
-        case OP_VAR_NEW:
-        case OP_VAR_RELEASE: /* vars live for the whole replay */
+        case CV_TOP_THREAD:
+        case CV_TOP_VAR_NEW:
+        case CV_TOP_VAR_RELEASE: /* vars live for the whole replay */
             break;
-        case OP_GET:
-            if (mode_null)
-                break;
+        case CV_TOP_GET:
             if (mode_profile) {
                 profile_sample(rt);
                 prof_get(rt, r->a);
             }
-            if (r->flags & TF_GET_OR)
+            if (r->flags & CV_TF_GET_OR)
                 out = cv_var_get_or(vars[r->a], NULL);
             else
                 (void)cv_var_get(vars[r->a], &out);
             break;
-        case OP_SET: {
-            if (mode_null)
-                break;
+        case CV_TOP_SET: {
             if (mode_profile) {
                 profile_sample(rt);
                 prof_set(rt, r->a);
             }
             void *val = r->b ? val_base + r->b : NULL;
-            if (r->flags & TF_TOKEN) {
+            if (r->flags & CV_TF_TOKEN) {
                 cv_token *t;
                 rc = cv_var_set(vars[r->a], val, &t);
                 if (rc == 0) {
@@ -807,9 +790,7 @@ static int exec(rthread *rt, int in_run)
                 return fail(rt, "set before the thread's base context was made");
             break;
         }
-        case OP_RESET:
-            if (mode_null)
-                break;
+        case CV_TOP_RESET:
             if (mode_profile)
                 prof_set(rt, r->a);
             if (!atomic_load(&toks[r->b].alive))
@@ -818,25 +799,21 @@ static int exec(rthread *rt, int in_run)
             if (rc < 0)
                 return fail(rt, "reset failed: %s", cv_err_name(rc));
             break;
-        case OP_TOKEN_RELEASE:
-            if (mode_null)
-                break;
+        case CV_TOP_TOKEN_RELEASE:
             if (!atomic_load(&toks[r->a].alive))
                 return fail(rt, "token %u released twice or never made", r->a);
             atomic_store(&toks[r->a].alive, 0);
             cv_token_release(toks[r->a].p);
             toks[r->a].p = NULL;
             break;
-        case OP_CTX_NEW:
-        case OP_CTX_BASE:
-        case OP_COPY: {
-            uint32_t id = r->op == OP_COPY ? r->b : r->a;
-            if (mode_null)
-                break;
+        case CV_TOP_CTX_NEW:
+        case CV_TOP_CTX_BASE:
+        case CV_TOP_COPY: {
+            uint32_t id = r->op == CV_TOP_COPY ? r->b : r->a;
             cv_context *c = NULL;
-            if (r->op == OP_CTX_NEW) {
+            if (r->op == CV_TOP_CTX_NEW) {
                 rc = cv_context_new(&c);
-            } else if (r->op == OP_CTX_BASE) {
+            } else if (r->op == CV_TOP_CTX_BASE) {
                 if (rt->base)
                     return fail(rt, "a second base context while the first is alive");
                 c = cv_context_current();
@@ -849,45 +826,35 @@ static int exec(rthread *rt, int in_run)
             if (rc < 0)
                 return fail(rt, "%s failed: %s", op_name[r->op], cv_err_name(rc));
             ctxs[id].p = c;
-            ctxs[id].is_base = r->op == OP_CTX_BASE;
-            atomic_store(&ctxs[id].owned, r->op != OP_CTX_BASE);
-            atomic_store(&ctxs[id].entered, r->op == OP_CTX_BASE);
+            ctxs[id].is_base = r->op == CV_TOP_CTX_BASE;
+            atomic_store(&ctxs[id].owned, r->op != CV_TOP_CTX_BASE);
+            atomic_store(&ctxs[id].entered, r->op == CV_TOP_CTX_BASE);
             atomic_store(&ctxs[id].alive, 1);
-            if (r->op == OP_CTX_BASE) {
+            if (r->op == CV_TOP_CTX_BASE) {
                 rt->base = id;
                 rt->gen = ++rt->gen_seq;
             }
             if (hist_depth) {
-                hist_depth[id] = r->op == OP_COPY ? hist_depth[r->a] : 0;
-                hist_parent[id] = r->op == OP_COPY ? hist_parent[r->a] : 0;
+                hist_depth[id] = r->op == CV_TOP_COPY ? hist_depth[r->a] : 0;
+                hist_parent[id] = r->op == CV_TOP_COPY ? hist_parent[r->a] : 0;
                 own_snaps[id] = 0;
             }
             if (ctx_shared) {
-                ctx_shared[id] = r->op == OP_COPY; /* 1: the copy's side */
-                if (r->op == OP_COPY)
+                ctx_shared[id] = r->op == CV_TOP_COPY; /* 1: the copy's side */
+                if (r->op == CV_TOP_COPY)
                     ctx_shared[r->a] = 2;          /* 2: the source's side */
             }
             if (chain_depth)
-                chain_depth[id] = r->op == OP_COPY ? chain_depth[r->a] + 1 : 0;
+                chain_depth[id] = r->op == CV_TOP_COPY ? chain_depth[r->a] + 1 : 0;
             break;
         }
-        case OP_ENTER:
-        case OP_RUN: {
-            if (mode_null) {
-                if (r->op == OP_RUN) {
-                    mark(r);
-                    if (exec(rt, 1) < 0)
-                        return -1;
-                    mark(&s->r[rt->i - 1]);
-                    continue;
-                }
-                break;
-            }
+        case CV_TOP_ENTER:
+        case CV_TOP_RUN: {
             ctx_slot *cs = &ctxs[r->a];
             if (!ctx_usable(cs) || cs->is_base)
                 return fail(rt, "%s of context %u, which is not alive (or a base)",
                             op_name[r->op], r->a);
-            if (r->op == OP_ENTER) {
+            if (r->op == CV_TOP_ENTER) {
                 uint64_t t0 = 0;
                 while ((rc = cv_context_enter(cs->p)) == CV_EENTERED) {
                     /* entered by another replay thread that the recorded
@@ -924,13 +891,11 @@ static int exec(rthread *rt, int in_run)
             mark(&s->r[rt->i - 1]);
             continue;
         }
-        case OP_RUN_END:
+        case CV_TOP_RUN_END:
             if (!in_run)
                 return fail(rt, "run_end outside a run");
             return 0; /* the caller marks it after the run returned */
-        case OP_EXIT:
-            if (mode_null)
-                break;
+        case CV_TOP_EXIT:
             if (rt->depth == 0 || rt->stack[rt->depth - 1].c != r->a ||
                 rt->stack[rt->depth - 1].by_run)
                 return fail(rt, "exit of context %u, which this thread has not entered last",
@@ -940,9 +905,7 @@ static int exec(rthread *rt, int in_run)
                 return fail(rt, "exit failed: %s", cv_err_name(rc));
             pop_entered(rt);
             break;
-        case OP_CTX_RELEASE: {
-            if (mode_null)
-                break;
+        case CV_TOP_CTX_RELEASE: {
             ctx_slot *cs = &ctxs[r->a];
             if (cs->is_base || atomic_load(&cs->owned) <= 0 || !atomic_load(&cs->alive))
                 return fail(rt, "release of context %u, which the program did not own",
@@ -954,9 +917,7 @@ static int exec(rthread *rt, int in_run)
             cv_context_release(cs->p);
             break;
         }
-        case OP_CTX_RETAIN: {
-            if (mode_null)
-                break;
+        case CV_TOP_CTX_RETAIN: {
             ctx_slot *cs = &ctxs[r->a];
             if (!ctx_usable(cs) || cs->is_base)
                 return fail(rt, "retain of context %u, which is not alive (or a base)", r->a);
@@ -965,9 +926,7 @@ static int exec(rthread *rt, int in_run)
             atomic_fetch_add(&cs->owned, 1);
             break;
         }
-        case OP_CLEANUP:
-            if (mode_null)
-                break;
+        case CV_TOP_CLEANUP:
             rt->cleanups++;
             while (rt->depth > 0)
                 pop_entered(rt);
@@ -975,16 +934,12 @@ static int exec(rthread *rt, int in_run)
             rt->gen = ++rt->gen_seq;
             cv_thread_cleanup();
             break;
-        case OP_CTX_GET:
-            if (mode_null)
-                break;
+        case CV_TOP_CTX_GET:
             if (!ctx_usable(&ctxs[r->a]))
                 return fail(rt, "context_get on context %u, which is not alive", r->a);
             (void)cv_context_get(ctxs[r->a].p, vars[r->b], &out);
             break;
-        case OP_FOREACH:
-            if (mode_null)
-                break;
+        case CV_TOP_FOREACH:
             if (!ctx_usable(&ctxs[r->a]))
                 return fail(rt, "foreach on context %u, which is not alive", r->a);
             if (mode_digest) {
@@ -1042,11 +997,11 @@ static uint64_t replay_once(const cv_backend *b, int *bad)
         char name[24];
         snprintf(name, sizeof name, "v%u", v);
         cv_var_opts o = {.name = name};
-        if (var_flags[v] & TF_DEFAULT) {
+        if (var_flags[v] & CV_TF_DEFAULT) {
             o.has_default = 1;
             o.dflt = var_default[v] ? val_base + var_default[v] : NULL;
         }
-        if (var_flags[v] & TF_HOOKS) {
+        if (var_flags[v] & CV_TF_HOOKS) {
             o.retain = hook_noop;
             o.release = hook_noop;
         }

@@ -36,15 +36,7 @@
 _Atomic int cv__trace_mode = CV_TRACE_UNDECIDED;
 _Atomic uint64_t cv__trace_genbits = CV__GEN_TRACED;
 
-#define TRACE_MAGIC "CVTRACE1"
-#define TRACE_VERSION 1u
-#define TRACE_BYTE_ORDER 0x01020304u
-#define TRACE_HEADER_BYTES 64u
-#define BLOCK_MAGIC 0x4b4c4243u /* "CBLK" little-endian */
-#define END_THREAD 0xffffffffu
-#define REC_BYTES 16u
-#define SEQ_BYTES 8u
-#define SHORT_BYTES 4u
+/* The format's numbers: trace_format.h (through trace.h). */
 #define TBUF_BYTES (64u * 1024u)
 
 /* ------------------------------------------------------------------------
@@ -267,8 +259,8 @@ static void flush_locked(tbuf *b)
     if (b->used == 0)
         return;
     if (out >= 0) {
-        unsigned char h[16];
-        put32(h, BLOCK_MAGIC);
+        unsigned char h[CV_TRACE_BLOCK_BYTES];
+        put32(h, CV_TRACE_BLOCK_MAGIC);
         put32(h + 4, b->tid);
         put32(h + 8, b->used);
         put32(h + 12, b->nrec);
@@ -283,9 +275,9 @@ static void write_end_locked(void)
 {
     if (out < 0)
         return;
-    unsigned char h[16], r[REC_BYTES + SEQ_BYTES];
-    put32(h, BLOCK_MAGIC);
-    put32(h + 4, END_THREAD);
+    unsigned char h[CV_TRACE_BLOCK_BYTES], r[CV_TRACE_REC_BYTES + CV_TRACE_SEQ_BYTES];
+    put32(h, CV_TRACE_BLOCK_MAGIC);
+    put32(h + 4, CV_TRACE_END_THREAD);
     put32(h + 8, (uint32_t)sizeof r);
     put32(h + 12, 1);
     memset(r, 0, sizeof r);
@@ -294,7 +286,7 @@ static void write_end_locked(void)
     put32(r + 8, t_ctxs.next ? t_ctxs.next - 1 : 0);
     put32(r + 12, t_toks.next ? t_toks.next - 1 : 0);
     uint64_t tail = ((uint64_t)n_threads << 32) | (t_vals.next ? t_vals.next - 1 : 0);
-    memcpy(r + 16, &tail, 8);
+    memcpy(r + CV_TRACE_REC_BYTES, &tail, CV_TRACE_SEQ_BYTES);
     if (write_all(h, sizeof h) < 0 || write_all(r, sizeof r) < 0) {
         trace_fail("cannot write the trace");
         return;
@@ -412,17 +404,17 @@ static void trace_init(void)
             close(out);
             out = -1;
         } else {
-            unsigned char h[TRACE_HEADER_BYTES];
+            unsigned char h[CV_TRACE_HEADER_BYTES];
             memset(h, 0, sizeof h);
-            memcpy(h, TRACE_MAGIC, 8);
-            put32(h + 8, TRACE_VERSION);
-            put32(h + 12, TRACE_BYTE_ORDER);
-            h[16] = (unsigned char)sizeof(void *);
-            h[17] = REC_BYTES;
-            h[18] = TRACE_HEADER_BYTES;
+            memcpy(h, CV_TRACE_MAGIC, 8);
+            put32(h + 8, CV_TRACE_VERSION);
+            put32(h + 12, CV_TRACE_BYTE_ORDER);
+            h[CV_TRACE_HDR_PTR_BYTES] = (unsigned char)sizeof(void *);
+            h[CV_TRACE_HDR_REC_BYTES] = CV_TRACE_REC_BYTES;
+            h[CV_TRACE_HDR_HEADER_BYTES] = CV_TRACE_HEADER_BYTES;
             const cv_backend *b = cv_backend_default();
             const char *name = b ? cv_backend_name(b) : "?";
-            strncpy((char *)h + 24, name, 31);
+            strncpy((char *)h + CV_TRACE_HDR_BACKEND, name, CV_TRACE_BACKEND_BYTES - 1);
             owner = getpid();
             if (ftruncate(out, 0) != 0 || write_all(h, sizeof h) < 0 ||
                 atexit(trace_atexit) != 0 || pthread_atfork(NULL, NULL, trace_child) != 0) {
@@ -454,20 +446,6 @@ int cv__trace_active(void)
 /* ------------------------------------------------------------------------
  * Appending
  * ------------------------------------------------------------------------ */
-static int has_seq(int op, unsigned flags)
-{
-    switch (op) {
-    case CV_TOP_GET:
-    case CV_TOP_VAR_NEW:
-    case CV_TOP_VAR_RELEASE:
-        return 0;
-    case CV_TOP_SET:
-        return (flags & CV_TF_TOKEN) != 0;
-    default:
-        return 1;
-    }
-}
-
 static inline void emit(tbuf *b, int op, unsigned flags, uint32_t a, uint32_t x,
                         uint32_t c, uint64_t s);
 
@@ -499,7 +477,7 @@ static tbuf *my_buf(void)
 static inline void emit(tbuf *b, int op, unsigned flags, uint32_t a, uint32_t x,
                         uint32_t c, uint64_t s)
 {
-    uint32_t len = REC_BYTES + (has_seq(op, flags) ? SEQ_BYTES : 0);
+    uint32_t len = CV_TRACE_REC_BYTES + (cv_trace_has_seq(op, flags) ? CV_TRACE_SEQ_BYTES : 0);
     if (b->used + len > TBUF_BYTES) {
         lock_take();
         flush_locked(b);
@@ -512,8 +490,8 @@ static inline void emit(tbuf *b, int op, unsigned flags, uint32_t a, uint32_t x,
     put32(p + 4, a);
     put32(p + 8, x);
     put32(p + 12, c);
-    if (len > REC_BYTES)
-        memcpy(p + 16, &s, 8);
+    if (len > CV_TRACE_REC_BYTES)
+        memcpy(p + CV_TRACE_REC_BYTES, &s, CV_TRACE_SEQ_BYTES);
     b->last = b->used;
     b->used += len;
     b->nrec++;
@@ -604,14 +582,14 @@ void cv__trace_get(const cv_var *v, unsigned flags)
         if (CV_LIKELY(b->vars[i].p == p &&
                       b->vars[i].epoch ==
                           atomic_load_explicit(&var_epoch, memory_order_relaxed) &&
-                      b->vars[i].id <= 0xffff && b->used + SHORT_BYTES <= TBUF_BYTES)) {
+                      b->vars[i].id <= 0xffff && b->used + CV_TRACE_SHORT_BYTES <= TBUF_BYTES)) {
             unsigned char *q = b->buf + b->used;
             uint16_t id = (uint16_t)b->vars[i].id;
             q[0] = (unsigned char)(CV_TOP_GET | CV_TOP_SHORT);
             q[1] = (unsigned char)flags;
             memcpy(q + 2, &id, 2);
             b->last = b->used;
-            b->used += SHORT_BYTES;
+            b->used += CV_TRACE_SHORT_BYTES;
             b->nrec++;
             return;
         }

@@ -12,29 +12,26 @@
 typedef struct nest {
     cv_var **v;
     long nvars, depth;
+    long level; /* of the task running now */
     unsigned long long sum;
 } nest;
 
-typedef struct frame {
-    nest *n;
-    long level;
-} frame;
-
 static int level_fn(void *arg)
 {
-    frame *f = arg;
-    nest *n = f->n;
-    cv_var *mine = n->v[f->level % n->nvars];
-    WL_OK(cv_var_set(mine, wl_val((uintptr_t)f->level), NULL));
-    if (f->level + 1 < n->depth) {
-        frame next = {n, f->level + 1};
-        wl_run_in_copy(level_fn, &next);
+    nest *n = arg;
+    long level = n->level;
+    cv_var *mine = n->v[level % n->nvars];
+    WL_OK(cv_var_set(mine, wl_val((uintptr_t)level), NULL));
+    if (level + 1 < n->depth) {
+        n->level = level + 1;
+        wl_run_in_copy(level_fn, n);
+        n->level = level;
     }
     /* After the child: our own value is intact (R9), and so are the others. */
     for (long i = 0; i < 4; i++)
-        n->sum = wl_fold(n->sum, n->v[(f->level + i * 7) % n->nvars]);
-    if (wl_num(cv_var_get_or(mine, NULL)) != (uintptr_t)f->level) {
-        fprintf(stderr, "nesting: isolation broken at level %ld\n", f->level);
+        n->sum = wl_fold(n->sum, n->v[(level + i * 7) % n->nvars]);
+    if (wl_num(cv_var_get_or(mine, NULL)) != (uintptr_t)level) {
+        fprintf(stderr, "nesting: isolation broken at level %ld\n", level);
         exit(1);
     }
     return 0;
@@ -43,16 +40,14 @@ static int level_fn(void *arg)
 int main(int argc, char **argv)
 {
     nest n = {0};
-    n.depth = wl_arg(argc, argv, 1, 1000);
-    long chains = wl_arg(argc, argv, 2, 300);
-    n.nvars = wl_arg(argc, argv, 3, 32);
+    long chains;
+    wl_args(argc, argv, 3, (long *const[]){&n.depth, &chains, &n.nvars},
+            (const long[]){1000, 300, 32});
     n.v = wl_vars("nest", n.nvars);
     for (long c = 0; c < chains; c++) {
-        frame f = {&n, 0};
-        wl_run_in_copy(level_fn, &f);
+        n.level = 0;
+        wl_run_in_copy(level_fn, &n);
     }
-    wl_vars_free(n.v, n.nvars);
-    wl_finish("nesting", n.sum);
-    cv_thread_cleanup();
+    wl_end("nesting", n.sum, n.v, n.nvars);
     return 0;
 }

@@ -40,17 +40,14 @@ int main(int argc, char **argv)
 {
     scopes s;
     memset(&s, 0, sizeof s);
-    s.calls = wl_arg(argc, argv, 1, 200000);
-    s.nvars = wl_arg(argc, argv, 2, 2000);
-    s.depth = wl_arg(argc, argv, 3, 6);
-    s.snap_every = wl_arg(argc, argv, 4, 50);
+    wl_args(argc, argv, 4, (long *const[]){&s.calls, &s.nvars, &s.depth, &s.snap_every},
+            (const long[]){200000, 2000, 6, 50});
     if (s.nvars < 1)
         s.nvars = 1;
     if (s.snap_every < 1)
         s.snap_every = 1;
     s.v = wl_vars("cfg", s.nvars);
-    for (long i = 0; i < s.nvars; i++)
-        WL_OK(cv_var_set(s.v[i], wl_val((uintptr_t)i), NULL));
+    wl_vars_fill(s.v, s.nvars);
     for (long n = 0; n < s.calls; n++) {
         call(&s, n, 0);
         if (n % s.snap_every == 0) {
@@ -61,8 +58,6 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < SNAPS; i++)
         cv_context_release(s.ring[i]);
-    wl_vars_free(s.v, s.nvars);
-    wl_finish("scopes", s.sum);
-    cv_thread_cleanup();
+    wl_end("scopes", s.sum, s.v, s.nvars);
     return 0;
 }

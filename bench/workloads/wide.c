@@ -28,19 +28,14 @@ static int fork_fn(void *arg)
 int main(int argc, char **argv)
 {
     wide w = {0};
-    w.nvars = wl_arg(argc, argv, 1, 10000);
-    long forks = wl_arg(argc, argv, 2, 5000);
-    w.writes = wl_arg(argc, argv, 3, 2);
-    w.reads = wl_arg(argc, argv, 4, 16);
+    long forks;
+    wl_args(argc, argv, 4, (long *const[]){&w.nvars, &forks, &w.writes, &w.reads},
+            (const long[]){10000, 5000, 2, 16});
     w.v = wl_vars("w", w.nvars);
-    for (long i = 0; i < w.nvars; i++) {
-        WL_OK(cv_var_set(w.v[i], wl_val((uintptr_t)i), NULL));
-    }
+    wl_vars_fill(w.v, w.nvars);
     for (w.fork = 0; w.fork < forks; w.fork++) {
         wl_run_in_copy(fork_fn, &w);
     }
-    wl_vars_free(w.v, w.nvars);
-    wl_finish("wide", w.sum);
-    cv_thread_cleanup();
+    wl_end("wide", w.sum, w.v, w.nvars);
     return 0;
 }

@@ -33,6 +33,14 @@ static inline long wl_arg(int argc, char **argv, int i, long dflt)
     return argc > i ? strtol(argv[i], NULL, 10) : dflt;
 }
 
+/* A workload's arguments, in order: *out[i] = argument i + 1, or dflt[i]
+ * where it is not given (the usage line at the top of each workload). */
+static inline void wl_args(int argc, char **argv, int n, long *const out[], const long dflt[])
+{
+    for (int i = 0; i < n; i++)
+        *out[i] = wl_arg(argc, argv, i + 1, dflt[i]);
+}
+
 static inline cv_var *wl_var(const char *name)
 {
     cv_var *v;
@@ -60,6 +68,13 @@ static inline void wl_vars_free(cv_var **v, long n)
     for (long i = 0; i < n; i++)
         cv_var_release(v[i]);
     free(v);
+}
+
+/* Sets each of the n vars v[i] to value i, in the current context. */
+static inline void wl_vars_fill(cv_var **v, long n)
+{
+    for (long i = 0; i < n; i++)
+        WL_OK(cv_var_set(v[i], wl_val((uintptr_t)i), NULL));
 }
 
 /* Folds the value v reads here (absent: slot 0) into a workload's
@@ -95,6 +110,15 @@ static inline void wl_finish(const char *name, unsigned long long checksum)
         fprintf(stderr, "{\"workload\":\"%s\",\"backend\":\"%s\",\"peak_rss_kb\":%ld}\n",
                 name, b ? cv_backend_name(b) : "?", kb);
     }
+}
+
+/* The end of a workload on the n vars of wl_vars: they go, the checksum
+ * line (and the statistics), and the thread's own ctxvar state. */
+static inline void wl_end(const char *name, unsigned long long checksum, cv_var **v, long n)
+{
+    wl_vars_free(v, n);
+    wl_finish(name, checksum);
+    cv_thread_cleanup();
 }
 
 #endif

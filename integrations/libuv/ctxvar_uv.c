@@ -210,25 +210,35 @@ int cv_uv_read_start(cv_uv_stream *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
     return r;
 }
 
-typedef struct status_args {
-    void *req;
-    int status;
-} status_args;
+/* ---- requests: a callback of (request, status) ---------------------- */
 
-static int call_write(void *p)
+/* call_<kind>: calls the binding's callback in `field` with the status the
+ * trampoline left in the binding (a request's status travels there). */
+#define STATUS_CALL(kind, cb_type, field)                                   \
+    static int call_##kind(void *req)                                       \
+    {                                                                       \
+        cv_uv_bind *b = bind_of(req);                                       \
+        ((cb_type)b->field)(req, b->status);                                \
+        return 0;                                                           \
+    }
+
+STATUS_CALL(write, uv_write_cb, cb)
+STATUS_CALL(after, uv_after_work_cb, cb2)
+
+/* A finished request's context, taken out of its binding (the callback
+ * may reuse the request), and its status left there for call_<kind>. */
+static cv_context *take_finished(cv_uv_bind *b, int status)
 {
-    status_args *a = p;
-    ((uv_write_cb)bind_of(a->req)->cb)(a->req, a->status);
-    return 0;
+    cv_context *c = b->ctx;
+    b->ctx = NULL;
+    b->status = status;
+    return c;
 }
 
 static void tramp_write(uv_write_t *req, int status)
 {
-    cv_uv_bind *b = bind_of(req);
-    cv_context *c = b->ctx;
-    status_args a = {req, status};
-    b->ctx = NULL;               /* the callback may reuse the request */
-    run_in(c, call_write, &a);
+    cv_context *c = take_finished(bind_of(req), status);
+    run_in(c, call_write, req);
     cv_context_release(c);
 }
 
@@ -265,21 +275,12 @@ static void tramp_work(uv_work_t *req)
     cv_thread_cleanup();
 }
 
-static int call_after(void *req)
-{
-    cv_uv_bind *b = bind_of(req);
-    ((uv_after_work_cb)b->cb2)(req, b->status);
-    return 0;
-}
-
 static void tramp_after(uv_work_t *req, int status)
 {
     cv_uv_bind *b = bind_of(req);
-    cv_context *copy = b->ctx;
     cv_bound *after = b->after;
-    b->ctx = NULL;               /* the callback may reuse the request */
     b->after = NULL;
-    b->status = status;
+    cv_context *copy = take_finished(b, status);
     if (b->cb2 != NULL) {
         /* In the caller's own context: as it is if it is current here (the
          * loop thread's base), else entered for the call; if it is entered

@@ -52,7 +52,7 @@ typedef struct cv_uv_bind {
     void (*cb)(void);            /* the user's callback, of the handle's type */
     void (*cb2)(void);           /* alloc_cb (reads), after_work_cb */
     uv_close_cb close_cb;
-    int status;                  /* after_work's, while it is called */
+    int status;                  /* write's, after_work's: while it is called */
 } cv_uv_bind;
 
 typedef struct cv_uv_timer { cv_uv_bind bind; uv_timer_t handle; } cv_uv_timer;
