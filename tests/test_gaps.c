@@ -664,24 +664,15 @@ TEST(race_release_while_enter_is_parked)
 
 /* ---- the allocator hook takes both callbacks or neither ------------------- */
 
-static void *only_malloc(size_t n, void *ud)
-{
-    (void)ud;
-    return malloc(n);
-}
-
-static void only_free(void *p, void *ud)
-{
-    (void)ud;
-    free(p);
-}
-
 TEST(gaps_allocator_refuses_half_a_hook)
 {
     (void)state;
     long live = tu_alloc_live();
-    cv_allocator no_free = {.malloc_cb = only_malloc, .free_cb = NULL};
-    cv_allocator no_malloc = {.malloc_cb = NULL, .free_cb = only_free};
+    tu_side_alloc side = {0};
+    cv_allocator no_free = tu_side_allocator(&side);
+    cv_allocator no_malloc = no_free;
+    no_free.free_cb = NULL;
+    no_malloc.malloc_cb = NULL;
     int r1 = cv_set_allocator(&no_free);
     int r2 = cv_set_allocator(&no_malloc);
     tu_alloc_install(); /* whatever happened: the test allocator again */
@@ -691,6 +682,7 @@ TEST(gaps_allocator_refuses_half_a_hook)
     cv_var *v;
     ASSERT_OK(cv_var_new("counted", &v));
     assert_int_equal(tu_alloc_live(), live + 1);
+    assert_int_equal(side.live, 0);
     cv_var_release(v);
 }
 

@@ -37,4 +37,12 @@ long tu_alloc_failures(void);        /* allocations failed since fail_at */
  * switched on or off in between (the fuzz interpreter does so). */
 long tu_alloc_failures_total(void);
 
+/* A second allocator to swap in and out of this one: plain malloc and free
+ * that count their own live blocks in side->live (the allocator's ud). The
+ * returned hook is whole; a test may blank either half. */
+typedef struct tu_side_alloc {
+    long live;
+} tu_side_alloc;
+cv_allocator tu_side_allocator(tu_side_alloc *side);
+
 #endif
