@@ -91,3 +91,10 @@ void tu_alloc_fail_at(long k, int forever)
     atomic_store(&failures, 0);
     atomic_store(&fail_at, k > 0 ? atomic_load(&calls) + k : 0);
 }
+
+long tu_alloc_fail_off(void)
+{
+    long failed = atomic_load(&failures);
+    tu_alloc_fail_at(0, 0);
+    return failed;
+}

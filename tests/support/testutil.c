@@ -55,6 +55,25 @@ void tu_fail_err(const char *expr, int got, int want, const char *file,
     _fail(file, line);
 }
 
+int tu_oom_done(int r, long live, const char *file, int line)
+{
+    if (tu_alloc_fail_off() == 0) {
+        if (r != 0)
+            tu_fail_err("the call, no allocation failed", r, 0, file, line);
+        return 1;
+    }
+    if (r != CV_ENOMEM)
+        tu_fail_err("the call, an allocation failed", r, CV_ENOMEM, file,
+                    line);
+    long left = tu_alloc_live() - live;
+    if (left != 0) {
+        print_error("%s:%d: the failed call left %ld blocks\n", file, line,
+                    left);
+        _fail(file, line);
+    }
+    return 0;
+}
+
 const char *tu_get_str(const cv_var *v)
 {
     void *out = NULL;

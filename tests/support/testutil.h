@@ -54,6 +54,15 @@ void tu_fail_err(const char *expr, int got, int want, const char *file,
     } while (0)
 #define ASSERT_OK(expr) ASSERT_ERR(expr, 0)
 
+/* The check of one round of an OOM loop (SQLite's: fail the k-th
+ * allocation, make the call, k + 1 the next round), right after the call:
+ * turns failing off (tu_alloc_fail_off) and returns 1 when no allocation
+ * failed -- the call must then have returned 0, and the loop is done -- or
+ * asserts that the call failed cleanly, with CV_ENOMEM and the live blocks
+ * back at `live` (counted before the call), and returns 0. */
+#define TU_OOM_DONE(r, live) tu_oom_done((r), (live), __FILE__, __LINE__)
+int tu_oom_done(int r, long live, const char *file, int line);
+
 /* The value of v in the current context, as a string (values in these
  * tests are string literals), or "<LookupError>". */
 const char *tu_get_str(const cv_var *v);
