@@ -84,6 +84,56 @@ const char *tu_get_str(const cv_var *v)
     return (const char *)out;
 }
 
+/* What a call inside tu_*_in's run gets and gives back. */
+typedef struct in_call {
+    const cv_var *v;
+    void *value;
+    cv_token **tok;
+    const char *got;
+} in_call;
+
+static int set_cb(void *arg)
+{
+    in_call *a = arg;
+    return cv_var_set((cv_var *)a->v, a->value, a->tok);
+}
+
+static int reset_cb(void *arg)
+{
+    in_call *a = arg;
+    return cv_var_reset((cv_var *)a->v, *a->tok);
+}
+
+static int get_cb(void *arg)
+{
+    in_call *a = arg;
+    void *out = NULL;
+    int r = cv_var_get(a->v, &out);
+    a->got = r == CV_ELOOKUP ? "<LookupError>"
+             : r == 0        ? (const char *)out
+                             : "<error>";
+    return 0;
+}
+
+int tu_set_in(cv_context *c, cv_var *v, void *value, cv_token **tok)
+{
+    in_call a = {.v = v, .value = value, .tok = tok};
+    return cv_context_run(c, set_cb, &a);
+}
+
+int tu_reset_in(cv_context *c, cv_var *v, cv_token *tok)
+{
+    in_call a = {.v = v, .tok = &tok};
+    return cv_context_run(c, reset_cb, &a);
+}
+
+const char *tu_get_str_in(cv_context *c, const cv_var *v)
+{
+    in_call a = {.v = v, .got = "<run failed>"};
+    int r = cv_context_run(c, get_cb, &a);
+    return r == 0 ? a.got : "<run failed>";
+}
+
 cv_var *tu_var(const char *name)
 {
     cv_var *v = NULL;

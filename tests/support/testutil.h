@@ -69,6 +69,15 @@ const char *tu_get_str(const cv_var *v);
 cv_var *tu_var(const char *name);                  /* cv_var_new or fail */
 cv_var *tu_var_default(const char *name, void *d); /* cv_var_new_default */
 
+/* The same calls made inside cv_context_run(c, ...), so that they act on c
+ * (a context not entered anywhere): a set (and its token) or a reset lands
+ * in c. They return what the call returned, through run (or run's own
+ * error). tu_get_str_in is tu_get_str in c, "<error>" for any other error:
+ * it asserts nothing inside the run. */
+int tu_set_in(cv_context *c, cv_var *v, void *value, cv_token **tok);
+int tu_reset_in(cv_context *c, cv_var *v, cv_token *tok);
+const char *tu_get_str_in(cv_context *c, const cv_var *v);
+
 /* Iteration counts shrink under valgrind (CV_TEST_QUICK=1). */
 int tu_quick(void);
 long tu_scale(long normal, long quick);
