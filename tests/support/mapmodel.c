@@ -148,6 +148,12 @@ static void checked(const mm_world *w, const cv_map *m, const char *op, int k)
         fail_msg("%s of key %d: check: %s", op, k, why);
 }
 
+void mm_expect_release(const mm_world *w, cv_map *m, const mm_model *md)
+{
+    mm_expect(w, m, md);
+    w->b->release(m);
+}
+
 void mm_release_all(const cv_backend *b, cv_map **maps, int n)
 {
     for (int i = 0; i < n; i++) {
