@@ -176,23 +176,6 @@ TEST(allocator_hook_sees_every_allocation)
     assert_int_equal(tu_alloc_live(), live);
 }
 
-/* A second allocator, counting on its own, to swap in and out. */
-typedef struct side_alloc {
-    long live;
-} side_alloc;
-
-static void *side_malloc(size_t size, void *ud)
-{
-    ((side_alloc *)ud)->live++;
-    return malloc(size);
-}
-
-static void side_free(void *p, void *ud)
-{
-    ((side_alloc *)ud)->live--;
-    free(p);
-}
-
 /* Swapping allocators gives the calling thread's cached token and context
  * blocks back to the allocator they came from. Before the fix they stayed
  * on the thread's free list and the next allocator freed them (or handed
@@ -204,8 +187,8 @@ TEST(allocator_swap_returns_cached_blocks)
     cv_var *v = tu_var("v");
     cv_thread_cleanup();                    /* nothing cached */
     ASSERT_OK(cv_var_set(v, "x", NULL));    /* the base and its map: tu's */
-    side_alloc side = {0};
-    cv_allocator a = {side_malloc, side_free, &side};
+    tu_side_alloc side = {0};               /* tests/support/testalloc.h */
+    cv_allocator a = tu_side_allocator(&side);
     ASSERT_OK(cv_set_allocator(&a));
     cv_token *t[8];
     for (int i = 0; i < 8; i++)             /* in place: only tokens */

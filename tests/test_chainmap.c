@@ -22,6 +22,7 @@ typedef mm_model model;
 #define set_ok mm_set
 #define del_ok mm_del
 #define expect_model mm_expect
+#define expect_release mm_expect_release
 #define world_free mm_world_free
 #define rnd tu_rnd
 
@@ -162,8 +163,7 @@ TEST(chainmap_tombstones_hide_lower_layers)
     del_ok(&w, &b, &mb, 2);
     assert_null(b);
     assert_int_equal(B->len(b), 0);
-    expect_model(&w, a, &ma);
-    B->release(a);
+    expect_release(&w, a, &ma);
     world_free(&w);
 }
 
@@ -183,8 +183,7 @@ TEST(chainmap_empty_top_layer_is_popped)
     del_ok(&w, &b, &mb, 1);
     assert_ptr_equal(b, a);
     assert_int_equal(cv__chainmap_depth(b), 0);
-    expect_model(&w, b, &mb);
-    B->release(b);
+    expect_release(&w, b, &mb);
     B->release(a);
     world_free(&w);
 }
@@ -245,10 +244,8 @@ TEST(chainmap_regress_pop_leaves_shared_top_unabsorbed)
     set_ok(&w, &q, &mq, 2, &w.vals[2]); /* L1 over L0 */
     del_ok(&w, &q, &mq, 2);             /* L1 empty: popped, q is L0 */
     assert_ptr_equal(q, s);
-    expect_model(&w, s, &ms);
-    expect_model(&w, q, &mq);
-    B->release(q);
-    B->release(s);
+    expect_release(&w, q, &mq);
+    expect_release(&w, s, &ms);
     world_free(&w);
 }
 
@@ -834,9 +831,7 @@ TEST(chainmap_writes_without_allocation)
     del_ok(&w, &m, &md, 2);             /* in place, pops the empty top */
     tu_alloc_fail_at(0, 0);
     assert_ptr_equal(m, s);
-    expect_model(&w, m, &md);
-    expect_model(&w, s, &ms);
-    B->release(s);
-    B->release(m);
+    expect_release(&w, s, &ms);
+    expect_release(&w, m, &md);
     world_free(&w);
 }

@@ -42,6 +42,13 @@ static cv_var *hkey(uint32_t hash)
     return v;
 }
 
+/* k[0 .. n-1]: n keys of one hash, a full collision. */
+static void hkeys_colliding(cv_var **k, unsigned n, uint32_t hash)
+{
+    for (unsigned i = 0; i < n; i++)
+        k[i] = hkey(hash);
+}
+
 static void release_keys(cv_var **k, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -417,8 +424,7 @@ TEST(hamt_collision_nodes)
     cv_var *k[6];
     void *vals[6];
     tu_val v[6];
-    for (unsigned i = 0; i < 5; i++)
-        k[i] = hkey(h);
+    hkeys_colliding(k, 5, h);
     k[5] = hkey(h ^ 0x80000000u); /* differs in the very last bit */
     tag_values(v, vals, 6, 0);
     cv_map *m = NULL;
@@ -476,9 +482,7 @@ TEST(hamt_every_depth_and_full_iteration)
     tu_val v[35];
     for (unsigned b = 0; b < 32; b++)
         k[b] = hkey(base ^ (1u << b));
-    k[32] = hkey(base);
-    k[33] = hkey(base);
-    k[34] = hkey(base);
+    hkeys_colliding(&k[32], 3, base);
     tag_values(v, vals, 35, 1);
     /* Pairs (base, base ^ 1 << b): the path is as deep as the first
      * fragment they differ in. */
@@ -805,8 +809,7 @@ static void oom_run(const struct oom_case *c)
             tu_alloc_fail_at(n, forever);
             int r = c->del ? H->del(&m, k[c->target])
                            : H->set(&m, k[c->target], &nv);
-            long failed = tu_alloc_failures();
-            tu_alloc_fail_at(0, 0);
+            long failed = tu_alloc_fail_off();
 
             if (r == CV_ENOMEM) {
                 assert_true(failed >= 1);

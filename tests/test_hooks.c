@@ -89,6 +89,18 @@ static void leave(cv_context *c)
     cv_context_release(c);
 }
 
+/* How a hook test starts: no values left by a failed test before, vars v
+ * and w (w may be NULL) of counted values, and a fresh context entered,
+ * which it returns. */
+static cv_context *hook_test_begin(cv_var **v, cv_var **w)
+{
+    rc_reset();
+    *v = rc_var("v", NULL);
+    if (w != NULL)
+        *w = rc_var("w", NULL);
+    return fresh_entered();
+}
+
 /* How a hook test ends: leaves its context c, releases its vars (w may be
  * NULL), then checks as hook_test_end. */
 static void hook_test_leave(cv_context *c, cv_var *v, cv_var *w)
@@ -102,21 +114,34 @@ static void hook_test_leave(cv_context *c, cv_var *v, cv_var *w)
 
 /* ---- the three cases of the bug report ---------------------------------- */
 
+/* Their cast: a var v of counted values, the writer of a destructor that
+ * sets v to "from hook", and a fresh context entered. */
+typedef struct report {
+    cv_var *v;
+    writer w;
+    cv_context *c;
+} report;
+
+static void report_begin(report *r)
+{
+    r->c = hook_test_begin(&r->v, NULL);
+    r->w = (writer){.var = r->v, .tag = "from hook"};
+}
+
 /* A reset to MISSING releases D; D's destructor sets the var. The get must
  * say the destructor's value, as the context does (CPython does too). */
 static void reset_to_missing_case(int neighbours)
 {
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL), *n = rc_var("n", NULL);
-    writer w = {.var = v, .tag = "from hook"};
-    cv_context *c = fresh_entered();
+    report rp;
+    report_begin(&rp);
+    cv_var *v = rp.v, *n = rc_var("n", NULL);
     /* With a neighbour the reset removes one pair of several (a slot of
      * the map); without, it empties the map (the whole map goes). */
     tu_rc *nv = rc_new("n", NULL, NULL);
     if (neighbours)
         ASSERT_OK(cv_var_set(n, nv, NULL));
     rc_unref(nv);
-    tu_rc *a = rc_new("a", NULL, NULL), *d = rc_new("D", dtor_sets, &w);
+    tu_rc *a = rc_new("a", NULL, NULL), *d = rc_new("D", dtor_sets, &rp.w);
     cv_token *t;
     ASSERT_OK(cv_var_set(v, a, &t));         /* old: MISSING */
     ASSERT_OK(cv_var_set(v, d, NULL));
@@ -124,11 +149,11 @@ static void reset_to_missing_case(int neighbours)
     rc_unref(d);
     assert_string_equal(agreed(v), "D");
     ASSERT_OK(cv_var_reset(v, t));           /* removes v; D dies -> sets */
-    assert_int_equal(w.fired, 1);
+    assert_int_equal(rp.w.fired, 1);
     assert_string_equal(agreed(v), "from hook");
     cv_token_release(t);
     assert_string_equal(agreed(v), "from hook");
-    hook_test_leave(c, v, n);
+    hook_test_leave(rp.c, v, n);
 }
 
 TEST(r14a_reset_to_missing_whose_hook_sets_the_var)
@@ -144,12 +169,11 @@ TEST(r14a_reset_to_missing_whose_hook_sets_the_var)
 TEST(r14a_reset_restoring_then_token_release)
 {
     (void)state;
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL);
-    writer w = {.var = v, .tag = "from hook"};
-    cv_context *c = fresh_entered();
+    report rp;
+    report_begin(&rp);
+    cv_var *v = rp.v;
     tu_rc *a = rc_new("a", NULL, NULL), *b = rc_new("b", NULL, NULL);
-    tu_rc *d = rc_new("D", dtor_sets, &w);
+    tu_rc *d = rc_new("D", dtor_sets, &rp.w);
     cv_token *t;
     ASSERT_OK(cv_var_set(v, a, NULL));
     ASSERT_OK(cv_var_set(v, b, &t));         /* t holds "a" */
@@ -158,34 +182,33 @@ TEST(r14a_reset_restoring_then_token_release)
     rc_unref(b);
     rc_unref(d);
     ASSERT_OK(cv_var_reset(v, t));
-    assert_int_equal(w.fired, 1);
+    assert_int_equal(rp.w.fired, 1);
     assert_string_equal(agreed(v), "from hook");
     assert_false(a->dead);                   /* the token still holds it */
     cv_token_release(t);
     assert_true(a->dead);
     assert_string_equal(agreed(v), "from hook");
-    hook_test_leave(c, v, NULL);
+    hook_test_leave(rp.c, v, NULL);
 }
 
 /* A plain set (no token) whose replaced value's destructor sets the var. */
 TEST(r14a_plain_set_whose_replaced_value_sets_the_var)
 {
     (void)state;
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL);
-    writer w = {.var = v, .tag = "from hook"};
-    cv_context *c = fresh_entered();
-    tu_rc *d = rc_new("D", dtor_sets, &w), *b = rc_new("b", NULL, NULL);
+    report rp;
+    report_begin(&rp);
+    cv_var *v = rp.v;
+    tu_rc *d = rc_new("D", dtor_sets, &rp.w), *b = rc_new("b", NULL, NULL);
     ASSERT_OK(cv_var_set(v, d, NULL));
     rc_unref(d);
     ASSERT_OK(cv_var_set(v, b, NULL));       /* D dies -> sets "from hook" */
-    assert_int_equal(w.fired, 1);
+    assert_int_equal(rp.w.fired, 1);
     assert_string_equal(agreed(v), "from hook");
     assert_false(b->dead);                   /* the user still holds b */
     rc_unref(b);                             /* ... and now nothing does */
     assert_true(b->dead);
     assert_string_equal(agreed(v), "from hook");
-    hook_test_leave(c, v, NULL);
+    hook_test_leave(rp.c, v, NULL);
 }
 
 /* ---- hooks from every releasing call ------------------------------------ */
@@ -230,10 +253,9 @@ static void dtor_busy(tu_rc *self, void *arg)
 TEST(r14a_hook_from_token_release)
 {
     (void)state;
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL), *w = rc_var("w", NULL);
+    cv_var *v, *w;
+    cv_context *c = hook_test_begin(&v, &w);
     busy b = {.var = w};
-    cv_context *c = fresh_entered();
     tu_rc *d = rc_new("D", dtor_busy, &b), *x = rc_new("x", NULL, NULL);
     cv_token *t;
     ASSERT_OK(cv_var_set(v, d, NULL));
@@ -254,10 +276,9 @@ TEST(r14a_hook_from_token_release)
 TEST(r14a_hook_from_context_release)
 {
     (void)state;
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL), *w = rc_var("w", NULL);
+    cv_var *v, *w;
+    cv_context *outer = hook_test_begin(&v, &w);
     busy b = {.var = w};
-    cv_context *outer = fresh_entered();
     cv_context *c = fresh_entered();
     tu_rc *d = rc_new("D", dtor_busy, &b);
     ASSERT_OK(cv_var_set(v, d, NULL));
@@ -294,10 +315,9 @@ static int unwind_body(void *arg)
 TEST(r14a_hook_from_run_unwind)
 {
     (void)state;
-    rc_reset(); /* a failed test before may have left values */
-    cv_var *v = rc_var("v", NULL), *w = rc_var("w", NULL);
+    cv_var *v, *w;
+    cv_context *outer = hook_test_begin(&v, &w);
     writer wr = {.var = w, .tag = "after run"};
-    cv_context *outer = fresh_entered();
     cv_context *c;
     ASSERT_OK(cv_context_new(&c));
     unwind_case u = {.v = v, .w = &wr};

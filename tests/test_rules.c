@@ -171,17 +171,6 @@ TEST(r6_reset_restores_recorded_value)
     cv_var_release(v);
 }
 
-typedef struct set_arg {
-    cv_var *v;
-    cv_token *t;
-} set_arg;
-
-static int set_in(void *arg)
-{
-    set_arg *a = arg;
-    return cv_var_set(a->v, "inner", &a->t);
-}
-
 /* The checks come in the order of R6: used, then var, then context. */
 TEST(r6_reset_check_order)
 {
@@ -197,9 +186,7 @@ TEST(r6_reset_check_order)
     /* other var + other context: VAR wins */
     cv_context *c;
     ASSERT_OK(cv_context_new(&c));
-    set_arg sa = {.v = v};
-    ASSERT_OK(cv_context_run(c, set_in, &sa));
-    foreign = sa.t;
+    ASSERT_OK(tu_set_in(c, v, "inner", &foreign));
     ASSERT_ERR(cv_var_reset(w, foreign), CV_ETOKEN_VAR);
     ASSERT_ERR(cv_var_reset(v, foreign), CV_ETOKEN_CTX);
     assert_int_equal(cv_token_used(foreign), 0); /* failures change nothing */

@@ -152,18 +152,6 @@ static int s4_child(sched_task *t, void *arg)
     return SCHED_DONE;
 }
 
-typedef struct s4_read {
-    cv_var *v;
-    const char *seen;
-} s4_read;
-
-static int s4_read_fn(void *arg)
-{
-    s4_read *rd = arg;
-    rd->seen = peek(rd->v);
-    return 0;
-}
-
 TEST(s4_child_task_copy_and_empty_context)
 {
     (void)state;
@@ -172,15 +160,12 @@ TEST(s4_child_task_copy_and_empty_context)
 
     run_tasks_expect(s4_child, v, "child task: main value\n");
 
-    s4_read rd = {.v = v, .seen = NULL};
     cv_context *copy, *empty;
     ASSERT_OK(cv_copy_context(&copy));
-    ASSERT_OK(cv_context_run(copy, s4_read_fn, &rd));
-    assert_string_equal(rd.seen, "main value");
+    assert_string_equal(tu_get_str_in(copy, v), "main value");
 
     ASSERT_OK(cv_context_new(&empty));
-    ASSERT_OK(cv_context_run(empty, s4_read_fn, &rd));
-    assert_string_equal(rd.seen, "default");
+    assert_string_equal(tu_get_str_in(empty, v), "default");
 
     cv_context_release(copy);
     cv_context_release(empty);
@@ -695,23 +680,6 @@ TEST(s15_context_entered_once)
  * S16: reset misuse
  * ------------------------------------------------------------------------ */
 
-typedef struct s16_io {
-    cv_var *v;
-    cv_token *tok;   /* made inside the context */
-} s16_io;
-
-static int s16_set_in_ctx(void *arg)
-{
-    s16_io *io = arg;
-    return cv_var_set(io->v, STR("in ctx"), &io->tok);
-}
-
-static int s16_reset_in_ctx(void *arg)
-{
-    s16_io *io = arg;
-    return cv_var_reset(io->v, io->tok);
-}
-
 TEST(s16_reset_misuse)
 {
     (void)state;
@@ -737,16 +705,16 @@ TEST(s16_reset_misuse)
     /* A token made in another context. */
     cv_context *ctx;
     ASSERT_OK(cv_copy_context(&ctx));
-    s16_io io = {v, NULL};
-    ASSERT_OK(cv_context_run(ctx, s16_set_in_ctx, &io));
-    ASSERT_ERR(cv_var_reset(v, io.tok), CV_ETOKEN_CTX);
-    assert_int_equal(cv_token_used(io.tok), 0);
+    cv_token *in_ctx = NULL;   /* made inside the context */
+    ASSERT_OK(tu_set_in(ctx, v, STR("in ctx"), &in_ctx));
+    ASSERT_ERR(cv_var_reset(v, in_ctx), CV_ETOKEN_CTX);
+    assert_int_equal(cv_token_used(in_ctx), 0);
     assert_string_equal(tu_get_str(v), "v value");
     /* In its own context the same token works. */
-    ASSERT_OK(cv_context_run(ctx, s16_reset_in_ctx, &io));
+    ASSERT_OK(tu_reset_in(ctx, v, in_ctx));
     assert_string_equal(ctx_str(ctx, v), "v value");
 
-    cv_token_release(io.tok);
+    cv_token_release(in_ctx);
     cv_context_release(ctx);
     cv_token_release(t);
     cv_token_release(tw);

@@ -667,45 +667,60 @@ struct NewCtx : Cmd {
     }
 };
 
-struct Enter : CtxCmd { /* ctx -1: the current one (always CV_EENTERED) */
-    explicit Enter(int c) : CtxCmd(c) {}
-    void apply(Model &s) const override { s.enter(resolve(s, ctx)); }
+/* Enter and Exit: one call on a held context or the current one (ctx -1),
+ * whose result must be the model's (enter_err, exit_err); the model then
+ * takes the same step. */
+struct SwitchCmd : CtxCmd {
+    using Call = int (*)(cv_context *);
+    using Want = int (Model::*)(int) const;
+    using Step = void (*)(Model &, int);
+    const char *name;
+    Call call;
+    Want want;
+    Step step;
+    SwitchCmd(int c, const char *n, Call f, Want w, Step st)
+        : CtxCmd(c), name(n), call(f), want(w), step(st) {}
+    void apply(Model &s) const override { step(s, resolve(s, ctx)); }
     void run(const Model &s, Sut &sut) const override
     {
         int c = resolve(s, ctx);
-        int e = s.enter_err(c);
-        int r = cv_context_enter(sut.ctx(s, c));
-        RC_ASSERT(r == e);
-        if (r == 0)
+        int e = (s.*want)(c);
+        RC_ASSERT(call(sut.ctx(s, c)) == e);
+        after(sut, c, e);
+    }
+    /* What else holds once the call on context c returned e. */
+    virtual void after(Sut &sut, int c, int e) const = 0;
+    void show(std::ostream &os) const override
+    {
+        os << name << "(" << cname(ctx) << ")";
+    }
+};
+
+struct Enter : SwitchCmd { /* ctx -1: the current one (always CV_EENTERED) */
+    explicit Enter(int c)
+        : SwitchCmd(c, "enter", cv_context_enter, &Model::enter_err,
+                    [](Model &s, int k) { s.enter(k); }) {}
+    void after(Sut &sut, int c, int e) const override
+    {
+        if (e == 0)
             RC_ASSERT(truth(cv_context_current() == sut.ctxs[c]));
         if (sut.py)
             RC_ASSERT(sut.py->enter(c) == e);
     }
-    void show(std::ostream &os) const override
-    {
-        os << "enter(" << cname(ctx) << ")";
-    }
 };
 
-struct Exit : CtxCmd { /* ctx -1: the current one */
-    explicit Exit(int c) : CtxCmd(c) {}
-    void apply(Model &s) const override { s.exit(resolve(s, ctx)); }
-    void run(const Model &s, Sut &sut) const override
+struct Exit : SwitchCmd { /* ctx -1: the current one */
+    explicit Exit(int c)
+        : SwitchCmd(c, "exit", cv_context_exit, &Model::exit_err,
+                    [](Model &s, int k) { s.exit(k); }) {}
+    void after(Sut &sut, int c, int e) const override
     {
-        int c = resolve(s, ctx);
-        int e = s.exit_err(c);
-        int r = cv_context_exit(sut.ctx(s, c));
-        RC_ASSERT(r == e);
         check_hooks();
         if (sut.py) {
             int p = sut.py->exit(c);
             if (p != NA)
                 RC_ASSERT(p == e);
         }
-    }
-    void show(std::ostream &os) const override
-    {
-        os << "exit(" << cname(ctx) << ")";
     }
 };
 

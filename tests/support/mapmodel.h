@@ -73,6 +73,9 @@ void mm_expect(const mm_world *w, const cv_map *m, const mm_model *md);
  * what foreach returned (77 when stopped) and the pairs seen in *calls. */
 int mm_walk(const mm_world *w, const cv_map *m, int stop_after, int *calls);
 
+/* mm_expect(w, m, md), then m is released: how a test lets go of a map
+ * whose contents it still checks. */
+void mm_expect_release(const mm_world *w, cv_map *m, const mm_model *md);
 /* check() holds on each of maps[0 .. n-1], then each is released. */
 void mm_release_all(const cv_backend *b, cv_map **maps, int n);
 

@@ -66,9 +66,35 @@ long tu_alloc_calls(void) { return atomic_load(&calls); }
 long tu_alloc_failures(void) { return atomic_load(&failures); }
 long tu_alloc_failures_total(void) { return atomic_load(&failures_total); }
 
+static void *side_malloc(size_t size, void *ud)
+{
+    ((tu_side_alloc *)ud)->live++;
+    return malloc(size);
+}
+
+static void side_free(void *p, void *ud)
+{
+    ((tu_side_alloc *)ud)->live--;
+    free(p);
+}
+
+cv_allocator tu_side_allocator(tu_side_alloc *side)
+{
+    cv_allocator a = {.malloc_cb = side_malloc, .free_cb = side_free,
+                      .ud = side};
+    return a;
+}
+
 void tu_alloc_fail_at(long k, int forever)
 {
     atomic_store(&fail_forever, forever);
     atomic_store(&failures, 0);
     atomic_store(&fail_at, k > 0 ? atomic_load(&calls) + k : 0);
+}
+
+long tu_alloc_fail_off(void)
+{
+    long failed = atomic_load(&failures);
+    tu_alloc_fail_at(0, 0);
+    return failed;
 }

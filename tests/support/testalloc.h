@@ -32,9 +32,21 @@ long tu_alloc_calls(void);           /* allocations attempted so far */
  * tu_alloc_failures() starts again from 0. */
 void tu_alloc_fail_at(long k, int forever);
 long tu_alloc_failures(void);        /* allocations failed since fail_at */
+/* Turns failing off (tu_alloc_fail_at(0, 0)) and returns how many
+ * allocations failed since the last fail_at: the end of one round of an
+ * OOM loop, right after the call under test. */
+long tu_alloc_fail_off(void);
 /* Allocations failed since the process started; never reset. For a mark
  * taken before a call and compared after it when the failing may be
  * switched on or off in between (the fuzz interpreter does so). */
 long tu_alloc_failures_total(void);
+
+/* A second allocator to swap in and out of this one: plain malloc and free
+ * that count their own live blocks in side->live (the allocator's ud). The
+ * returned hook is whole; a test may blank either half. */
+typedef struct tu_side_alloc {
+    long live;
+} tu_side_alloc;
+cv_allocator tu_side_allocator(tu_side_alloc *side);
 
 #endif

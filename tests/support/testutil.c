@@ -55,6 +55,25 @@ void tu_fail_err(const char *expr, int got, int want, const char *file,
     _fail(file, line);
 }
 
+int tu_oom_done(int r, long live, const char *file, int line)
+{
+    if (tu_alloc_fail_off() == 0) {
+        if (r != 0)
+            tu_fail_err("the call, no allocation failed", r, 0, file, line);
+        return 1;
+    }
+    if (r != CV_ENOMEM)
+        tu_fail_err("the call, an allocation failed", r, CV_ENOMEM, file,
+                    line);
+    long left = tu_alloc_live() - live;
+    if (left != 0) {
+        print_error("%s:%d: the failed call left %ld blocks\n", file, line,
+                    left);
+        _fail(file, line);
+    }
+    return 0;
+}
+
 const char *tu_get_str(const cv_var *v)
 {
     void *out = NULL;
@@ -63,6 +82,56 @@ const char *tu_get_str(const cv_var *v)
         return "<LookupError>";
     ASSERT_OK(r);
     return (const char *)out;
+}
+
+/* What a call inside tu_*_in's run gets and gives back. */
+typedef struct in_call {
+    const cv_var *v;
+    void *value;
+    cv_token **tok;
+    const char *got;
+} in_call;
+
+static int set_cb(void *arg)
+{
+    in_call *a = arg;
+    return cv_var_set((cv_var *)a->v, a->value, a->tok);
+}
+
+static int reset_cb(void *arg)
+{
+    in_call *a = arg;
+    return cv_var_reset((cv_var *)a->v, *a->tok);
+}
+
+static int get_cb(void *arg)
+{
+    in_call *a = arg;
+    void *out = NULL;
+    int r = cv_var_get(a->v, &out);
+    a->got = r == CV_ELOOKUP ? "<LookupError>"
+             : r == 0        ? (const char *)out
+                             : "<error>";
+    return 0;
+}
+
+int tu_set_in(cv_context *c, cv_var *v, void *value, cv_token **tok)
+{
+    in_call a = {.v = v, .value = value, .tok = tok};
+    return cv_context_run(c, set_cb, &a);
+}
+
+int tu_reset_in(cv_context *c, cv_var *v, cv_token *tok)
+{
+    in_call a = {.v = v, .tok = &tok};
+    return cv_context_run(c, reset_cb, &a);
+}
+
+const char *tu_get_str_in(cv_context *c, const cv_var *v)
+{
+    in_call a = {.v = v, .got = "<run failed>"};
+    int r = cv_context_run(c, get_cb, &a);
+    return r == 0 ? a.got : "<run failed>";
 }
 
 cv_var *tu_var(const char *name)
