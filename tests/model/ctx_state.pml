@@ -24,6 +24,10 @@
  *             CTX_ENTERED | CTX_REF), one drop of 3 by a thread that has
  *             it entered and holds a reference.
  *
+ * Bounds: each thread attempts at most TRIES enters (default 2), and
+ * threads 0 .. RETAINERS-1 may retain (default all; the 3-thread run of
+ * make model passes -DRETAINERS=1, 0.5 M states instead of 10 M).
+ *
  * Whoever's drop returns true frees the context (ctx_free / exit_free /
  * contexts_free): a step of its own, after the drop.
  *
