@@ -38,6 +38,10 @@
  *   unref     cv_context_release of X or Y: nothing while it is entered
  *             (R16), else ctx_free as for a copy (a layer: its destroy's
  *             cv__map_head_drop).
+ *   flush     spare_flush at any other time (since main's 6ab61a9,
+ *             cv__thread_drop_caches, which cv_set_allocator calls, gives
+ *             a spare kept whole back): a give-back is never the last
+ *             reference, whenever it runs.
  *   read      any read of M (get) through what A holds.
  * Thread B
  *   release   ctx_free on B's stack, whose current context never maps M:
@@ -290,6 +294,7 @@ proctype A()
             ctx_gone(m, true);
             m = 0
         fi
+    :: sp != 0 -> spare_flush()                   /* a give-back at any time */
     :: XHOLDS || YHOLDS || ac > 0 -> atomic { assert(!mfreed) }   /* read M */
     :: !xin && !xref && !yin && !yref && ac == 0 ->
         assert(sp == 0);                          /* nothing on the stack */
