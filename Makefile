@@ -10,7 +10,7 @@
 #   make clean      build outputs only
 #
 # Other targets: deps, unit, valgrind, clang-check, fuzz, prop, tsan,
-# coverage, bench-instr, mutate (see the fragments included at the bottom).
+# coverage, bench-instr, mutate, model (see the fragments included at the bottom).
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -97,7 +97,7 @@ $(LIB_SO): $(LIB_SO_ABI)
 # ---------------------------------------------------------------------------
 DEPS_TEST   := gcc g++ make clang libclang-rt-14-dev llvm libcmocka-dev \
                librapidcheck-dev libbenchmark-dev valgrind libpython3.11-dev python3 \
-               binutils pkg-config cmake meson ninja-build git libuv1-dev wrk zip unzip
+               binutils pkg-config cmake meson ninja-build git libuv1-dev wrk zip unzip spin
 DEPS_REPORT := gcc g++ make binutils libbenchmark-dev hyperfine gnuplot-nox \
                libpython3.11-dev python3 valgrind libuv1-dev pkg-config wrk
 DEPS_EXTRA  := lcov afl++
@@ -221,6 +221,7 @@ ctxvar $(VERSION) -- make targets (variables: PREFIX LIBDIR INCLUDEDIR DESTDIR C
   docs-check docs-spdx  LICENSE, API.md, README, paths, CHANGELOG; SPDX lines (last)
   examples            examples/*.c built, run, output compared
   bench-smoke         every benchmark once, tiny N
+  model               spin: the context lifetime protocols (tests/model/)
  others:
   fuzz fuzz-afl fuzz-build  fuzzing (FUZZ_SECONDS=600), AFL++ builds
   coverage                  lcov line + branch coverage -> results/coverage/
@@ -239,6 +240,7 @@ include tests/abi/abi.mk
 include tests/consumers/consumers.mk
 include tests/docs/docs.mk
 include examples/examples.mk
+include tests/model/model.mk
 -include tests/prop/prop.mk
 -include tests/stress/stress.mk
 -include tests/coverage.mk

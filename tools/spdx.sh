@@ -17,7 +17,7 @@ ID="SPDX-License-Identifier: MIT"
 syntax() {
     case $1 in
         fuzz/corpus/*|results/*|*.md|*.json|*.expected|LICENSE|VERSION|.gitignore) return ;;
-        *.c|*.h|*.cc|*.cpp|*.hpp|*.map.in) echo c ;;
+        *.c|*.h|*.cc|*.cpp|*.hpp|*.map.in|*.pml) echo c ;;
         *.py|*.sh|*.mk|*/Makefile|Makefile|*CMakeLists.txt|*.cmake|*.cmake.in|*meson.build|\
         *.pc.in|*.options|*.dict|fuzz/targets|.ci/*|*Dockerfile|*.yaml) echo hash ;;
         *)  # an extensionless script: by its shebang
