@@ -10,7 +10,7 @@
  * be exited. A pthread key destructor releases the stack when the thread
  * exits; cv_thread_cleanup does the same on demand. The stack, its depth
  * and the base belong to the execution state in place (tstate.h, exec.c):
- * a fiber scheduler swaps them, six words, on every fiber switch.
+ * a fiber scheduler swaps them, seven words, on every fiber switch.
  *
  *      tstate.current --> [ctx C] --c_link--> [ctx B] --c_link--> [base]
  *                          entered            entered            entered
@@ -396,6 +396,23 @@ static void ctx_incref(cv_context *c)
 
 static void ctx_free_slow(cv_context *c);
 
+/* Makes m the spare (k: the released copy holding it, or NULL for the
+ * reference alone), vouched for by the current context, which maps m. */
+static CV_ALWAYS_INLINE void spare_keep(cv_map *m, cv_context *k)
+{
+    ts.spare_s = ts.depth + 1;
+    ts.spare = m;
+    ts.spare_ctx = k;
+}
+
+/* There is no spare any more (its reference was taken or dropped). */
+static CV_ALWAYS_INLINE void spare_forget(void)
+{
+    ts.spare_s = 0;
+    ts.spare = NULL;
+    ts.spare_ctx = NULL;
+}
+
 /* Gives the spare back; ops is the backend of the context that maps it,
  * which still does: never the last reference, so no hook runs here. Out
  * of line: the exits and pops that test for it keep no frame. */
@@ -406,9 +423,7 @@ static void spare_flush(const cv_backend *ops)
 {
     cv_context *k = ts.spare_ctx;
     cv_map *m = ts.spare;
-    ts.spare_s = 0;
-    ts.spare = NULL;
-    ts.spare_ctx = NULL;
+    spare_forget();
     CV_ASSERT(m == NULL || ops->destroy == NULL ||
               atomic_load(&((cv_map_head *)m)->refs) > 1);
     if (k != NULL)
@@ -425,19 +440,13 @@ static CV_ALWAYS_INLINE int spare_room_for(const cv_map *m)
     return ts.spare_s == 0 && cur != NULL && cur->c_map == m;
 }
 
-static CV_ALWAYS_INLINE int map_head_drop(cv_map *m)
+int cv__map_head_drop(cv_map *m)
 {
     if (spare_room_for(m)) {
-        ts.spare = m;
-        ts.spare_s = ts.depth + 1;
+        spare_keep(m, NULL);
         return 0;
     }
     return cv__refs_drop(&((cv_map_head *)m)->refs, 1);
-}
-
-int cv__map_head_drop(cv_map *m)
-{
-    return map_head_drop(m);
 }
 
 /* Before a write in the current context c: the spare goes back if c maps
@@ -478,16 +487,15 @@ static void ctx_free_slow(cv_context *c)
 static CV_ALWAYS_INLINE void ctx_free(cv_context *c)
 {
     if (spare_room_for(c->c_map)) {
-        ts.spare_ctx = c;
-        ts.spare = c->c_map;
-        ts.spare_s = ts.depth + 1;
+        spare_keep(c->c_map, c);
         return;
     }
     const cv_backend *ops = c->c_ops;
     cv_map_head *h = (cv_map_head *)c->c_map;
     if (CV_LIKELY(ops->destroy != NULL && h != NULL &&
                   ts.n_free < FREE_MAX && ts.registered)) {
-        int last = map_head_drop((cv_map *)h);
+        /* no room for a spare (tested above): an ordinary drop */
+        int last = cv__refs_drop(&h->refs, 1);
         free_block *b = (free_block *)c;
         b->next = ts.free_list;
         ts.free_list = b;
@@ -650,17 +658,29 @@ static void contexts_free(cv_context *dead)
     }
 }
 
-/* Pops the top of this thread's stack (ts.depth > 0). */
-static void stack_pop(cv_context **dead)
+/* Takes c, the top, off the stack: the context below becomes current,
+ * with the cache generation it had when c covered it (a fresh one past
+ * GEN_RING). c_link keeps what it was (only an entered context's is read,
+ * and enter sets it); link_bits is what it may carry besides the pointer.
+ * Returns the new depth. Every pop does this: exit's, run's, cleanup's. */
+static CV_ALWAYS_INLINE size_t stack_unlink(const cv_context *c,
+                                            uintptr_t link_bits)
 {
-    cv_context *c = ts.current;
-    ts.current = (cv_context *)(c->c_link & ~LINK_BY_RUN);
-    c->c_link = 0;
+    ts.current = (cv_context *)(c->c_link & ~link_bits);
     size_t d = --ts.depth;
-    if (d < GEN_RING)
+    if (CV_LIKELY(d < GEN_RING))
         cv_i_tcache_v1.gen = ts.below_gen[d];
     else
         cv_i_tcache_v1.gen = ++ts.gen_seq + 1; /* not kept: a fresh one */
+    return d;
+}
+
+/* Pops the top of this thread's stack (ts.depth > 0) onto *dead if that
+ * was its last hold (run's unwind, cleanup). */
+static void stack_pop(cv_context **dead)
+{
+    cv_context *c = ts.current;
+    size_t d = stack_unlink(c, LINK_BY_RUN);
     ctx_drop_later(c, CTX_ENTERED, dead);
     /* c, even if dropped, is freed only by the caller's contexts_free:
      * it still maps the spare, which is not the last reference here */
@@ -739,6 +759,15 @@ static int exit_free(cv_context *c)
     return 0;
 }
 
+/* The end of every exit: c is off the stack; its entered bit goes, and
+ * with it c if that was its last hold. */
+static CV_ALWAYS_INLINE int exit_drop(cv_context *c)
+{
+    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED)))
+        return exit_free(c);
+    return 0;
+}
+
 /* The end of an exit whose context vouched for the spare: the spare goes
  * back first, while c still maps it. */
 #if defined(__GNUC__)
@@ -747,28 +776,18 @@ __attribute__((noinline, cold))
 static int exit_spare(cv_context *c)
 {
     spare_flush(c->c_ops);
-    if (cv__refs_drop(&c->c_state, CTX_ENTERED))
-        return exit_free(c);
-    return 0;
+    return exit_drop(c);
 }
 
-/* Pops c, the top of the stack, and drops its entered bit: exit's pop,
- * and run's when fn left nothing entered. c_link is left as it is (only
- * an entered context's is read, and enter sets it); link_bits is what it
- * may carry (LINK_BY_RUN for run's; exit has tested it clear). */
+/* Pops c, the top of the stack, and drops its entered bit: exit's pop
+ * (link_bits 0: exit has tested LINK_BY_RUN clear), and run's when fn
+ * left nothing entered (LINK_BY_RUN). */
 static CV_ALWAYS_INLINE int pop_top(cv_context *c, uintptr_t link_bits)
 {
-    ts.current = (cv_context *)(c->c_link & ~link_bits);
-    size_t d = --ts.depth;
-    if (CV_LIKELY(d < GEN_RING))
-        cv_i_tcache_v1.gen = ts.below_gen[d];
-    else
-        cv_i_tcache_v1.gen = ++ts.gen_seq + 1;
+    size_t d = stack_unlink(c, link_bits);
     if (CV_UNLIKELY(spare_vouched(d)))
         return exit_spare(c);
-    if (CV_UNLIKELY(cv__refs_drop(&c->c_state, CTX_ENTERED)))
-        return exit_free(c);
-    return 0;
+    return exit_drop(c);
 }
 
 /* The exit, not traced (the public call records it). */
@@ -909,8 +928,7 @@ static int copy_spare_map(const cv_context *c, cv_context **out)
     cv_context *n = block_alloc();
     if (CV_UNLIKELY(n == NULL))
         return CV_ENOMEM; /* the spare stays: nothing changed */
-    ts.spare_s = 0;
-    ts.spare = NULL;
+    spare_forget();
     return copy_fill(c, n, m, out);
 }
 
@@ -924,9 +942,7 @@ static CV_ALWAYS_INLINE int ctx_copy(const cv_context *c, cv_context **out)
         cv_context *k = ts.spare_ctx;
         if (CV_UNLIKELY(k == NULL))
             return copy_spare_map(c, out);
-        ts.spare_s = 0;
-        ts.spare = NULL;
-        ts.spare_ctx = NULL;
+        spare_forget();
         /* a whole context; its backend may differ if m is NULL (the
          * empty map of another backend) */
         atomic_init(&k->c_state, CTX_REF);

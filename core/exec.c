@@ -7,8 +7,8 @@
  * cv_context_run compares, the spare -- and what stays with the thread: the lookup
  * cache, the generation counter, the ring of saved generations, the free
  * list. A cv_exec is the first part, parked while its fiber is not
- * running; cv_exec_swap copies the six words of the state in place out to
- * their owner (a cv_exec, or the thread's own slot `own`) and the six of
+ * running; cv_exec_swap copies the seven words of the state in place out to
+ * their owner (a cv_exec, or the thread's own slot `own`) and the seven of
  * the next one in (the stack, and the spare map reference that belongs
  * with it: context.c, "The spare"). The fields stay inline in the thread state, so get, set,
  * enter, exit and copy read them exactly as before: no pointer more.

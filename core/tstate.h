@@ -9,7 +9,7 @@
  * that one of its contexts vouches for (context.c, "The spare"). The part
  * that stays with the thread: its generation counter, the ring of saved generations, its free
  * list of blocks and its exit destructor. The first part is a union of a
- * named struct (exec.c copies it whole: a swap is six words in, six out)
+ * named struct (exec.c copies it whole: a swap is seven words in, seven out)
  * and the same fields anonymously, so that context.c still says ts.current.
  */
 #ifndef CV_TSTATE_H
@@ -32,7 +32,9 @@ typedef struct free_block {
     cv_context *base;            /* this state's own context, or NULL */  \
     size_t spare_s;              /* 0: no spare; else 1 + the level whose \
                                   * context maps it (context.c) */        \
-    cv_map *spare;               /* the spare's map reference */           \
+    cv_map *spare;               /* the spare's map reference (kept beside \
+                                  * spare_ctx->c_map: copy compares it    \
+                                  * without a load through spare_ctx) */  \
     cv_context *spare_ctx;       /* NULL, or a released copy holding it */
 
 /* A drop held back until the write that made it is whole (maps/key.h;
