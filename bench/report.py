@@ -1002,14 +1002,21 @@ set rmargin 5
 set offsets graph 0.02, graph 0.04, 0, 0
 set datafile missing "NaN"
 set bars small
-set terminal svg size 800,480 dynamic font "sans,11"
+""" % (title, xlabel, ylabel, xt, "set logscale y" if logy else "", yt)
+    return gnuplot_render(script, path_base, plot, 800, dat)
+
+
+def gnuplot_render(head, path_base, plot, width, dat):
+    """Runs gnuplot on the settings `head` and the plot command `plot`,
+    writing path_base.svg and path_base.png (width x 480), then removes the
+    data file dat. True if gnuplot succeeded; its error is printed if not."""
+    script = head + """set terminal svg size %d,480 dynamic font "sans,11"
 set output "%s.svg"
 plot %s
-set terminal pngcairo size 800,480 font "sans,10"
+set terminal pngcairo size %d,480 font "sans,10"
 set output "%s.png"
 plot %s
-""" % (title, xlabel, ylabel, xt, "set logscale y" if logy else "", yt, path_base, plot,
-       path_base, plot)
+""" % (width, path_base, plot, width, path_base, plot)
     r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
     os.remove(dat)
     if r.returncode != 0:
@@ -1149,22 +1156,11 @@ set cbrange [0:%d]
 unset colorbox
 set key outside right top noenhanced
 %s
-set terminal svg size 900,480 dynamic font "sans,11"
-set output "%s.svg"
-plot '%s' using 1:2:3 with image notitle, %s
-set terminal pngcairo size 900,480 font "sans,10"
-set output "%s.png"
-plot '%s' using 1:2:3 with image notitle, %s
 """ % ("The model's choice by N and copies per set (10 gets a set, half cached%s)" % (
            "; copies kept as snapshots" if snapshot_share else ""),
-       len(ns) - 1, len(cs) - 1, xt, yt, pal, len(colours) - 1, "\n".join(lab), path, dat, keys,
-       path, dat, keys)
-    r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
-    os.remove(dat)
-    if r.returncode != 0:
-        print("gnuplot: " + r.stderr[-500:], file=sys.stderr)
-        return None
-    return grid
+       len(ns) - 1, len(cs) - 1, xt, yt, pal, len(colours) - 1, "\n".join(lab))
+    plot = "'%s' using 1:2:3 with image notitle, %s" % (dat, keys)
+    return grid if gnuplot_render(script, path, plot, 900, dat) else None
 
 
 def describe_grid(grid):
