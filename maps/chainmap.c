@@ -323,24 +323,39 @@ static int chain_share(cv_map *m, cv_map **out)
  * Reading
  * ------------------------------------------------------------------------ */
 
+/* The slot for key in l, or NULL, probing from i, the slot of key's hash,
+ * which holds another key: the rest of chain_find's probe. */
+static const cslot *probe_on(const layer *l, const cv_var *key, uint32_t i)
+{
+    uint32_t mask = lmask(l);
+    for (uint32_t n = 1; n <= mask; n++) {
+        i = (i + 1) & mask;
+        const cslot *s = &l->l_slots[i];
+        if (s->key == key)
+            return s;
+        if (s->key == NULL)
+            return NULL;
+    }
+    return NULL;
+}
+
 static int chain_find(const cv_map *m, const cv_var *key, void **val)
 {
-    /* The hot path: one probe per layer; the first slot for key decides. */
+    /* The hot path: a layer's first probe inline, with no probe count (a
+     * table is never full past one lap: probe_on counts); the first slot
+     * for key decides. */
+    uint32_t h = cv__key_hash(key);
     for (const layer *l = (const layer *)m; l != NULL; l = l->l_parent) {
-        uint32_t mask = lmask(l);
-        uint32_t i = cv__key_hash(key) & mask;
-        for (uint32_t n = 0; n <= mask; n++) {
-            const cslot *s = &l->l_slots[i];
-            if (s->key == key) {
-                if (s->val == TOMB)
-                    return 0;
-                *val = s->val;
-                return 1;
-            }
-            if (s->key == NULL)
-                break;
-            i = (i + 1) & mask;
+        uint32_t i = h & lmask(l);
+        const cslot *s = &l->l_slots[i];
+        if (s->key != key) {
+            if (s->key == NULL || (s = probe_on(l, key, i)) == NULL)
+                continue;
         }
+        if (s->val == TOMB)
+            return 0;
+        *val = s->val;
+        return 1;
     }
     return 0;
 }
