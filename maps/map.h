@@ -105,7 +105,9 @@ typedef int (*cv_map_visit_cb)(cv_var *key, void *value, void *arg);
 struct cv_backend {
     const char *name;     /* "hamt", "dictcopy", "chainmap", ... */
 
-    /* 1 and *val set: found; 0: absent. Never allocates. m may be NULL. */
+    /* 1 and *val set: found; 0: absent. Never allocates, never calls into
+     * the core (the get's miss fills its cache entry around it: context.c,
+     * entry_fill). m may be NULL. */
     int (*find)(const cv_map *m, const cv_var *key, void **val);
 
     /* Maps key to val (insert or replace). Returns 0 or CV_MAP_ENOMEM. Storing
