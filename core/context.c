@@ -327,11 +327,13 @@ static inline void block_free(void *p)
  * release frees it again: the PEP 550 mix does both once per task. So
  * each thread also keeps the small map blocks it frees, by size class,
  * up to MAP_FREE_MAX a class, and hands them out again. Class c holds
- * blocks of 16 c + 8 bytes (MAP_CLASSES of them, 8 to 280 bytes): a
- * request is rounded up to its class's size, so that any block of a class
+ * blocks of 16 c + 8 bytes (MAP_CLASSES of them, 8 to CV_MAP_BLOCK_MAX =
+ * 280 bytes; bigger requests go to the hook as they are): a request is
+ * rounded up to its class's size, so that any block of a class
  * serves any request of it. Those are the sizes a 64-bit glibc hands out
- * anyway (its chunks are 16 c + 16 with an 8-byte header), and chainmap's
- * layers, 24 + 16 * 2^k bytes, are class sizes exactly. As for contexts
+ * anyway (a chunk of 16 c + 16 bytes has 16 c + 8 usable), and chainmap's
+ * layers (24 + 16 * 2^k bytes) and adaptive's small maps (8 + 16 * 2^k)
+ * are class sizes exactly. As for contexts
  * and tokens, the blocks come from the hook and go back to it when their
  * class is full and whenever the free list is drained (cleanup, thread
  * exit, cv_set_allocator). A map write that fails frees no block it
@@ -347,11 +349,13 @@ static inline size_t map_class(size_t size)
     return (size + 7) >> 4;
 }
 
-void *cv__map_block_alloc(size_t size)
+_Static_assert(((CV_MAP_BLOCK_MAX + 7) >> 4) < MAP_CLASSES &&
+                   (CV_MAP_BLOCK_MAX - 8) % 16 == 0,
+               "the largest request has a class, whose size it is");
+
+void *cv__map_block_take(size_t size)
 {
     size_t c = map_class(size);
-    if (CV_UNLIKELY(c >= MAP_CLASSES))
-        return cv__malloc(size);
     free_block *b = ts.map_free[c];
     if (CV_LIKELY(b != NULL)) {
         ts.map_free[c] = b->next;
@@ -369,34 +373,32 @@ static CV_ALWAYS_INLINE void map_block_keep(void *p, size_t c)
     ts.n_map_free[c]++;
 }
 
-/* A block the fast road below cannot keep: its class is full or too big
- * (to the hook), or the exit destructor is not armed yet (armed first, or
- * the cached block would outlive the thread). Out of line: the fast road
+/* A block the fast road below cannot keep: its class is full (to the
+ * hook), or the exit destructor is not armed yet (armed first, or the
+ * cached block would outlive the thread). Out of line: the fast road
  * keeps no frame. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void map_block_free_slow(void *p, size_t c)
+static void map_block_give_slow(void *p, size_t c)
 {
-    if (c < MAP_CLASSES && ts.n_map_free[c] < MAP_FREE_MAX &&
-        arm_exit_cleanup() == 0) {
+    if (ts.n_map_free[c] < MAP_FREE_MAX && arm_exit_cleanup() == 0) {
         map_block_keep(p, c);
         return;
     }
     cv__free(p);
 }
 
-/* Keeps p (not NULL; size as it was asked of cv__map_block_alloc) for
+/* Keeps p (not NULL; size as it was asked of cv__map_block_take) for
  * reuse. */
-void cv__map_block_free(void *p, size_t size)
+void cv__map_block_give(void *p, size_t size)
 {
     size_t c = map_class(size);
-    if (CV_LIKELY(c < MAP_CLASSES && ts.n_map_free[c] < MAP_FREE_MAX &&
-                  ts.registered)) {
+    if (CV_LIKELY(ts.n_map_free[c] < MAP_FREE_MAX && ts.registered)) {
         map_block_keep(p, c);
         return;
     }
-    map_block_free_slow(p, c);
+    map_block_give_slow(p, c);
 }
 
 static void blocks_drain(void)

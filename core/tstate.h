@@ -26,8 +26,8 @@ typedef struct free_block {
 } free_block;
 
 /* Classes of the map block cache (context.c, "Map blocks"): class c holds
- * blocks of 16 c + 8 bytes, up to 280. */
-#define MAP_CLASSES 18
+ * blocks of 16 c + 8 bytes, up to CV_MAP_BLOCK_MAX (maps/map.h). */
+#define MAP_CLASSES ((CV_MAP_BLOCK_MAX + 7) / 16 + 1)
 
 #define CV__EXEC_FIELDS                                                    \
     cv_context *current;         /* top of the stack; NULL before first use */ \

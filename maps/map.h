@@ -89,8 +89,23 @@ CV_HIDDEN void cv__free(void *p);
  * free such a block it obtained in the same write: the failed call would
  * leave cached a block it took from the hook. A backend allocates those
  * blocks so that a failing write has none to free. */
-CV_HIDDEN void *cv__map_block_alloc(size_t size);
-CV_HIDDEN void cv__map_block_free(void *p, size_t size);
+#define CV_MAP_BLOCK_MAX 280     /* bigger blocks go to the hook as they are */
+CV_HIDDEN void *cv__map_block_take(size_t size); /* size <= CV_MAP_BLOCK_MAX */
+CV_HIDDEN void cv__map_block_give(void *p, size_t size);
+
+static inline void *cv__map_block_alloc(size_t size)
+{
+    return size <= CV_MAP_BLOCK_MAX ? cv__map_block_take(size)
+                                    : cv__malloc(size);
+}
+
+static inline void cv__map_block_free(void *p, size_t size)
+{
+    if (size <= CV_MAP_BLOCK_MAX)
+        cv__map_block_give(p, size);
+    else
+        cv__free(p);
+}
 
 /*
  * Drops `amount` from a reference count (any width: a macro over the
