@@ -40,6 +40,7 @@
  * behind it is a persistent value (maps/map.h): copying a context shares
  * the map in O(1), and the next write on either side stops sharing.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -318,6 +319,88 @@ static inline void block_free(void *p)
     cv__free(p);
 }
 
+/* ------------------------------------------------------------------------
+ * Map blocks (maps/map.h: cv__map_block_alloc, cv__map_block_free)
+ *
+ * A write into a copied context makes a small map block (a chainmap layer
+ * of one slot, 40 bytes; a dictcopy table of a few pairs) and the copy's
+ * release frees it again: the PEP 550 mix does both once per task. So
+ * each thread also keeps the small map blocks it frees, by size class,
+ * up to MAP_FREE_MAX a class, and hands them out again. Class c holds
+ * blocks of 16 c + 8 bytes (MAP_CLASSES of them, 8 to CV_MAP_BLOCK_MAX =
+ * 280 bytes; bigger requests go to the hook as they are): a request is
+ * rounded up to its class's size, so that any block of a class
+ * serves any request of it. Those are the sizes a 64-bit glibc hands out
+ * anyway (a chunk of 16 c + 16 bytes has 16 c + 8 usable), and chainmap's
+ * layers (24 + 16 * 2^k bytes) and adaptive's small maps (8 + 16 * 2^k)
+ * are class sizes exactly. As for contexts
+ * and tokens, the blocks come from the hook and go back to it when their
+ * class is full and whenever the free list is drained (cleanup, thread
+ * exit, cv_set_allocator). A map write that fails frees no block it
+ * obtained (the backends allocate what a write needs in one block, or,
+ * for hamt, not through this cache), so a failed call holds nothing.
+ * ------------------------------------------------------------------------ */
+#define MAP_FREE_MAX 4
+
+_Static_assert(MAP_FREE_MAX <= UCHAR_MAX, "n_map_free is a byte");
+
+static inline size_t map_class(size_t size)
+{
+    return (size + 7) >> 4;
+}
+
+_Static_assert(((CV_MAP_BLOCK_MAX + 7) >> 4) < MAP_CLASSES &&
+                   (CV_MAP_BLOCK_MAX - 8) % 16 == 0,
+               "the largest request has a class, whose size it is");
+
+void *cv__map_block_take(size_t size)
+{
+    size_t c = map_class(size);
+    free_block *b = ts.map_free[c];
+    if (CV_LIKELY(b != NULL)) {
+        ts.map_free[c] = b->next;
+        ts.n_map_free[c]--;
+        return b;
+    }
+    return cv__malloc((c << 4) + 8);
+}
+
+static CV_ALWAYS_INLINE void map_block_keep(void *p, size_t c)
+{
+    free_block *b = p;
+    b->next = ts.map_free[c];
+    ts.map_free[c] = b;
+    ts.n_map_free[c]++;
+}
+
+/* A block the fast road below cannot keep: its class is full (to the
+ * hook), or the exit destructor is not armed yet (armed first, or the
+ * cached block would outlive the thread). Out of line: the fast road
+ * keeps no frame. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void map_block_give_slow(void *p, size_t c)
+{
+    if (ts.n_map_free[c] < MAP_FREE_MAX && arm_exit_cleanup() == 0) {
+        map_block_keep(p, c);
+        return;
+    }
+    cv__free(p);
+}
+
+/* Keeps p (not NULL; size as it was asked of cv__map_block_take) for
+ * reuse. */
+void cv__map_block_give(void *p, size_t size)
+{
+    size_t c = map_class(size);
+    if (CV_LIKELY(ts.n_map_free[c] < MAP_FREE_MAX && ts.registered)) {
+        map_block_keep(p, c);
+        return;
+    }
+    map_block_give_slow(p, c);
+}
+
 static void blocks_drain(void)
 {
     while (ts.free_list != NULL) {
@@ -326,6 +409,14 @@ static void blocks_drain(void)
         cv__free(b);
     }
     ts.n_free = 0;
+    for (size_t c = 0; c < MAP_CLASSES; c++) {
+        while (ts.map_free[c] != NULL) {
+            free_block *b = ts.map_free[c];
+            ts.map_free[c] = b->next;
+            cv__free(b);
+        }
+        ts.n_map_free[c] = 0;
+    }
 }
 
 static void spare_flush(const cv_backend *ops);

@@ -8,7 +8,7 @@
  * of cleanups that cv_context_run compares, and the spare map reference
  * that one of its contexts vouches for (context.c, "The spare"). The part
  * that stays with the thread: its generation counter, the ring of saved generations, its free
- * list of blocks and its exit destructor. The first part is a union of a
+ * lists of blocks and its exit destructor. The first part is a union of a
  * named struct (exec.c copies it whole: a swap is seven words in, seven out)
  * and the same fields anonymously, so that context.c still says ts.current.
  */
@@ -24,6 +24,10 @@
 typedef struct free_block {
     struct free_block *next;
 } free_block;
+
+/* Classes of the map block cache (context.c, "Map blocks"): class c holds
+ * blocks of 16 c + 8 bytes, up to CV_MAP_BLOCK_MAX (maps/map.h). */
+#define MAP_CLASSES ((CV_MAP_BLOCK_MAX + 7) / 16 + 1)
 
 #define CV__EXEC_FIELDS                                                    \
     cv_context *current;         /* top of the stack; NULL before first use */ \
@@ -69,6 +73,8 @@ typedef struct tstate {
     uint64_t gen_seq;            /* the last generation handed out */
     free_block *free_list;       /* cached blocks of BLOCK_SIZE bytes */
     unsigned n_free;             /* length of free_list, <= FREE_MAX */
+    free_block *map_free[MAP_CLASSES]; /* cached map blocks, by class */
+    unsigned char n_map_free[MAP_CLASSES]; /* their lengths, <= MAP_FREE_MAX */
     uint64_t below_gen[GEN_RING]; /* [d]: the generation covered by level d+1 */
     int registered;              /* the exit destructor is armed */
     cv_exec *in_place;           /* the execution state in place; NULL: the

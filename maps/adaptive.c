@@ -50,7 +50,7 @@
  *   clear: {refs, count, cap, pairs[cap]}, one block), or a HAMT root | 1
  *   (bit 0 set: the hamt backend's map itself). Tagging the pointer rather
  *   than wrapping the HAMT costs the large form no allocation and no load;
- *   bit 0 is free because every block comes from cv__malloc.
+ *   bit 0 is free because every block comes from the allocation hook.
  *
  * FAILURE SEMANTICS
  *   Allocate first, then mutate, then release. Promotion builds the whole
@@ -94,7 +94,8 @@ _Static_assert(CV_ADAPTIVE_MAX >= 2 && CV_ADAPTIVE_MAX <= 1024,
 
 /* Bit 0 of a cv_map * set: the rest is a HAMT root (cv__backend_hamt's
  * own map). Clear: a struct small, or NULL. Every block of the library
- * comes from cv__malloc, which (like malloc) aligns for any object, and
+ * comes from the hook (cv__malloc, cv__map_block_alloc), which (like
+ * malloc) aligns for any object, and
  * both kinds of block start with a 4-byte atomic: bit 0 is always free. */
 #define LARGE_TAG ((uintptr_t)1)
 
@@ -146,10 +147,22 @@ static uint32_t cap_for(uint32_t n)
     return cap < K ? cap : K;
 }
 
+/* The bytes of a block for cap pairs: what it was asked for (the core's
+ * block cache takes it back by size). */
+static size_t small_bytes(uint32_t cap)
+{
+    return sizeof(small) + (size_t)cap * sizeof(apair);
+}
+
+static void small_free(small *s)
+{
+    cv__map_block_free(s, small_bytes(s->s_cap));
+}
+
 /* A block with room for cap pairs and none in use. */
 static small *small_new(uint32_t cap)
 {
-    small *s = cv__malloc(sizeof *s + (size_t)cap * sizeof(apair));
+    small *s = cv__map_block_alloc(small_bytes(cap));
     if (s != NULL) {
         atomic_init(&s->s_refs, 1);
         s->s_count = 0;
@@ -176,7 +189,7 @@ static void small_release(small *s)
         return;
     for (uint32_t i = 0; i < s->s_count; i++)
         cv__slot_drop(s->s_pairs[i].key, s->s_pairs[i].val);
-    cv__free(s);
+    small_free(s);
 }
 
 /* A private copy of s with room for cap pairs, leaving out pair `skip`
@@ -373,7 +386,7 @@ static int ad_set(cv_map **m, cv_var *key, void *val)
             return CV_MAP_ENOMEM;
         memcpy(g->s_pairs, s->s_pairs, s->s_count * sizeof(apair));
         g->s_count = s->s_count;
-        cv__free(s);
+        small_free(s);
         s = g;
         *m = (cv_map *)s;
     }

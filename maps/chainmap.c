@@ -184,12 +184,24 @@ static int unshared(const layer *l)
     return atomic_load_explicit(&l->l_head.refs, memory_order_acquire) == 1;
 }
 
+/* The bytes of a layer of capacity 1 << lg: what its block was asked for
+ * (the core's block cache takes it back by size). */
+static size_t layer_bytes(unsigned lg)
+{
+    return sizeof(layer) + ((size_t)1 << lg) * sizeof(cslot);
+}
+
+static void layer_free(layer *l)
+{
+    cv__map_block_free(l, layer_bytes(l->l_lgcap));
+}
+
 static layer *layer_new(unsigned lg)
 {
     if (lg > MAX_LGCAP)
         return NULL;
     size_t cap = (size_t)1 << lg;
-    layer *l = cv__malloc(sizeof *l + cap * sizeof(cslot));
+    layer *l = cv__map_block_alloc(layer_bytes(lg));
     if (l == NULL)
         return NULL;
     atomic_init(&l->l_head.refs, 1);
@@ -263,7 +275,7 @@ static layer *layer_resize(layer *l, unsigned lg)
     n->l_used = l->l_used;
     n->l_depth = l->l_depth;
     n->l_writes = l->l_writes;
-    cv__free(l);
+    layer_free(l);
     return n;
 }
 
@@ -302,7 +314,7 @@ static void chain_destroy(cv_map *m)
     for (;;) {
         layer *parent = l->l_parent;
         cv__slots_drop(l->l_slots, lmask(l), TOMB);
-        cv__free(l);
+        layer_free(l);
         if (parent == NULL || !cv__map_head_drop((cv_map *)parent))
             return;
         l = parent;
@@ -719,7 +731,7 @@ static void after_remove(cv_map **m)
     layer *top = (layer *)*m;
     if (top->l_used == 0 && top->l_parent != NULL) {
         *m = (cv_map *)top->l_parent; /* the top's reference moves to *m */
-        cv__free(top);
+        layer_free(top);
         return;
     }
     if (top->l_lgcap > 2 && top->l_used * 8u < (1u << top->l_lgcap)) {

@@ -79,6 +79,34 @@ CV_HIDDEN void cv__assert_fail(const char *expr, const char *file, int line);
 CV_HIDDEN void *cv__malloc(size_t size);
 CV_HIDDEN void cv__free(void *p);
 
+/* The same for a map's small blocks, made and dropped on a write into a
+ * copy (a pushed layer): the core keeps a few freed ones per thread and
+ * size, so that the next write takes one back without a call to the hook.
+ * cv__map_block_free takes only a block of cv__map_block_alloc (never
+ * NULL, never one of cv__malloc: the cache hands a block out again for
+ * any request of its size class, which may be more than cv__malloc was
+ * asked for), with the size it was asked for. A write that fails must not
+ * free such a block it obtained in the same write: the failed call would
+ * leave cached a block it took from the hook. A backend allocates those
+ * blocks so that a failing write has none to free. */
+#define CV_MAP_BLOCK_MAX 280     /* bigger blocks go to the hook as they are */
+CV_HIDDEN void *cv__map_block_take(size_t size); /* size <= CV_MAP_BLOCK_MAX */
+CV_HIDDEN void cv__map_block_give(void *p, size_t size);
+
+static inline void *cv__map_block_alloc(size_t size)
+{
+    return size <= CV_MAP_BLOCK_MAX ? cv__map_block_take(size)
+                                    : cv__malloc(size);
+}
+
+static inline void cv__map_block_free(void *p, size_t size)
+{
+    if (size <= CV_MAP_BLOCK_MAX)
+        cv__map_block_give(p, size);
+    else
+        cv__free(p);
+}
+
 /*
  * Drops `amount` from a reference count (any width: a macro over the
  * type-generic atomics; each argument is a plain lvalue or constant);

@@ -6,6 +6,7 @@
  * histories over big maps (depth, snapshots, bytes retained, release of
  * shadowed values), and an OOM loop on every allocating path.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,6 +496,9 @@ static long snapshot_bytes(int n, int h, int fork)
         ASSERT_OK(B->set(&m, hs.keys[k], &two[0]));
     cv_map **snaps = calloc((size_t)h, sizeof *snaps);
     assert_non_null(snaps);
+    /* the thread's cached blocks back to the hook (cv_set_allocator drops
+     * them): the bytes counted from here are the snapshots' */
+    tu_alloc_install();
     long before = tu_alloc_live_bytes();
     for (int i = 0; i < h; i++) {
         ASSERT_OK(B->share(m, &snaps[i]));
@@ -834,4 +838,177 @@ TEST(chainmap_writes_without_allocation)
     expect_release(&w, s, &ms);
     expect_release(&w, m, &md);
     world_free(&w);
+}
+
+/* ------------------------------------------------------------------------
+ * The core's map block cache (core/context.c, "Map blocks"), through the
+ * layer a write into a shared map pushes (40 bytes, one slot).
+ * ------------------------------------------------------------------------ */
+
+/* The write of a fork: m shared, one key set in the share, the share
+ * released (its pushed layer freed: into the cache). */
+static void fork_write_map(cv_map *m, cv_var *k, void *v)
+{
+    cv_map *s;
+    ASSERT_OK(B->share(m, &s));
+    ASSERT_OK(B->set(&s, k, v));
+    B->release(s);
+}
+
+/* A one-pair map on a drained cache, with the thread's exit cleanup armed
+ * (a block is cached only then). */
+static cv_map *cache_start(hist *hs)
+{
+    static tu_val one;
+    hist_init(hs, 2);
+    assert_non_null(cv_context_current()); /* arms the exit cleanup */
+    cv_thread_cleanup(); /* no context, nothing cached; still armed */
+    cv_map *m = NULL;
+    ASSERT_OK(B->set(&m, hs->keys[0], &one));
+    return m;
+}
+
+static void cache_end(hist *hs, cv_map *m)
+{
+    B->release(m);
+    hist_free(hs);
+}
+
+/* A layer freed by one write is the next write's: no call to the hook,
+ * and the same block. */
+TEST(chainmap_block_cache_reuses_a_freed_layer)
+{
+    (void)state;
+    hist hs;
+    cv_map *m = cache_start(&hs);
+    static tu_val two;
+    long calls = tu_alloc_calls();
+    fork_write_map(m, hs.keys[1], &two);        /* from the hook, kept */
+    assert_int_equal(tu_alloc_calls(), calls + 1);
+    cv_map *s;
+    ASSERT_OK(B->share(m, &s));
+    ASSERT_OK(B->set(&s, hs.keys[1], &two));
+    assert_int_equal(tu_alloc_calls(), calls + 1); /* the cached layer */
+    cv_map *first = s;
+    B->release(s);
+    for (int i = 0; i < 100; i++)
+        fork_write_map(m, hs.keys[1], &two);
+    assert_int_equal(tu_alloc_calls(), calls + 1);
+    ASSERT_OK(B->share(m, &s));
+    ASSERT_OK(B->set(&s, hs.keys[1], &two));
+    assert_ptr_equal(s, first);                 /* last in, first out */
+    B->release(s);
+    cache_end(&hs, m);
+}
+
+/* Cached blocks go back to the hook at cv_thread_cleanup; a class keeps
+ * at most a few, the rest go back at once. */
+TEST(chainmap_block_cache_drained_by_cleanup)
+{
+    (void)state;
+    hist hs;
+    cv_map *m = cache_start(&hs);
+    static tu_val two;
+    long live = tu_alloc_live();
+    fork_write_map(m, hs.keys[1], &two);
+    assert_int_equal(tu_alloc_live(), live + 1); /* cached, not freed */
+    cv_map *s[64];
+    for (int i = 0; i < 64; i++) {              /* 64 layers at once */
+        ASSERT_OK(B->share(m, &s[i]));
+        ASSERT_OK(B->set(&s[i], hs.keys[1], &two));
+    }
+    for (int i = 0; i < 64; i++)
+        B->release(s[i]);
+    long kept = tu_alloc_live() - live;
+    assert_true(kept >= 1 && kept <= 8);        /* a short list */
+    cv_thread_cleanup();
+    assert_int_equal(tu_alloc_live(), live);
+    assert_non_null(cv_context_current());
+    cache_end(&hs, m);
+}
+
+/* cv_set_allocator gives the calling thread's cached map blocks back to
+ * the hook they came from, and the next write asks the new hook. */
+TEST(chainmap_block_cache_follows_the_allocator)
+{
+    (void)state;
+    hist hs;
+    cv_map *m = cache_start(&hs);
+    static tu_val two;
+    tu_side_alloc side = {0};
+    cv_allocator a = tu_side_allocator(&side);
+    ASSERT_OK(cv_set_allocator(&a));
+    fork_write_map(m, hs.keys[1], &two);        /* the side's, cached */
+    assert_int_equal(side.live, 1);
+    tu_alloc_install();                         /* back to tu */
+    assert_int_equal(side.live, 0);
+    long live = tu_alloc_live();
+    cv_map *s;
+    ASSERT_OK(B->share(m, &s));
+    ASSERT_OK(B->set(&s, hs.keys[1], &two));    /* tu's block, not a */
+    assert_int_equal(tu_alloc_live(), live + 1); /* side one reused */
+    B->release(s);
+    assert_int_equal(side.live, 0);
+    cache_end(&hs, m);
+    cv_thread_cleanup();
+}
+
+/* A thread's cached map blocks are given back when it exits. */
+static void *fork_writes_and_exit(void *arg)
+{
+    hist *hs = arg;
+    static tu_val one, two;
+    cv_map *m = NULL;
+    ASSERT_OK(B->set(&m, hs->keys[0], &one));
+    assert_non_null(cv_context_current()); /* arms the exit cleanup */
+    for (int i = 0; i < 8; i++)
+        fork_write_map(m, hs->keys[1], &two);
+    B->release(m);                          /* cached too */
+    return NULL;
+}
+
+TEST(chainmap_block_cache_drained_at_thread_exit)
+{
+    (void)state;
+    hist hs;
+    hist_init(&hs, 2);
+    long live = tu_alloc_live();
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fork_writes_and_exit, &hs), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(tu_alloc_live(), live);
+    hist_free(&hs);
+}
+
+/* A write that fails with blocks cached changes nothing: not the map, not
+ * the hook's live blocks, not the cache, whose block the next write of its
+ * size still takes with every allocation failing. */
+TEST(chainmap_block_cache_oom_with_warm_cache)
+{
+    (void)state;
+    hist hs;
+    cv_map *m = cache_start(&hs);
+    static tu_val two;
+    fork_write_map(m, hs.keys[1], &two);     /* a 40-byte layer cached */
+    long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
+    /* m is unshared and full (capacity 1): a new key grows it to 56
+     * bytes, a class with nothing cached */
+    tu_alloc_fail_at(1, 1);
+    int r = B->set(&m, hs.keys[1], &two);
+    long failed = tu_alloc_fail_off();
+    assert_int_equal(r, CV_MAP_ENOMEM);
+    assert_int_equal(failed, 1);
+    assert_int_equal(B->len(m), 1);
+    assert_int_equal(tu_alloc_live(), live);
+    assert_int_equal(tu_alloc_live_bytes(), bytes);
+    tu_alloc_fail_at(1, 1);
+    cv_map *s;
+    ASSERT_OK(B->share(m, &s));
+    ASSERT_OK(B->set(&s, hs.keys[1], &two)); /* the cached layer */
+    assert_int_equal(tu_alloc_fail_off(), 0);
+    void *out;
+    assert_int_equal(B->find(s, hs.keys[1], &out), 1);
+    assert_int_equal(B->find(m, hs.keys[1], &out), 0);
+    B->release(s);
+    cache_end(&hs, m);
 }

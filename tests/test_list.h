@@ -171,6 +171,11 @@
     X(chainmap_merge_keeping_nothing_is_the_base) \
     X(chainmap_oom_every_allocating_path) \
     X(chainmap_writes_without_allocation) \
+    X(chainmap_block_cache_reuses_a_freed_layer) \
+    X(chainmap_block_cache_drained_by_cleanup) \
+    X(chainmap_block_cache_follows_the_allocator) \
+    X(chainmap_block_cache_drained_at_thread_exit) \
+    X(chainmap_block_cache_oom_with_warm_cache) \
 
 /* tests/test_adaptive.c */
 #define CV_ADAPTIVE_TESTS(X)                 \

@@ -283,6 +283,10 @@ static int oom_step(const mm_world *w, const mm_oom_case *oc, int nheld,
         mm_model_of(w, held[i], &others[i]);
     cv_map *before = held[0];
     mm_model md_before = md;
+    /* The thread's cached map blocks back to the hook (cv_set_allocator
+     * drops them): the write must reach the hook for every block it
+     * makes, or its k-th allocation would not be the one that fails. */
+    tu_alloc_install();
     long live = tu_alloc_live(), bytes = tu_alloc_live_bytes();
     long hooks = tu_hook_balance();
     tu_alloc_fail_at(k, forever);
