@@ -114,8 +114,8 @@
 extern const struct cv_backend cv__backend_chainmap;
 #define SELF (&cv__backend_chainmap)
 
-/* {key, val}; key NULL: empty, else one var reference; val a retained
- * value, or TOMB (no retain). */
+/* {key, val}; key NULL: empty, else one var reference, or none when
+ * tagged BORROWED (below); val a retained value, or TOMB (no retain). */
 typedef cv_slot cslot;
 
 typedef struct layer layer;
@@ -157,6 +157,21 @@ _Static_assert(sizeof(layer) == sizeof(void *) + 16, "layer header grew");
 /* "Deleted here". A private address: no value a user stores can equal it. */
 static const char tomb_mark;
 #define TOMB ((void *)&tomb_mark)
+
+/* Bit 0 of a slot's key pointer (maps/slots.h): the slot owns no reference
+ * to its key, because a layer below it in its chain has a slot for the
+ * same key (see "Borrowed keys" above). Every reader masks it (skey). */
+#define BORROWED CV_SLOT_TAG
+
+static inline cv_var *skey(const cslot *s)
+{
+    return cv__slot_key(s);
+}
+
+static inline int borrowed(const cslot *s)
+{
+    return ((uintptr_t)s->key & BORROWED) != 0;
+}
 
 static uint32_t lmask(const layer *l)
 {
@@ -211,7 +226,8 @@ static cslot *slot_lookup(const layer *l, const cv_var *key)
     uint32_t i = cv__key_hash(key) & mask;
     for (uint32_t n = 0; n <= mask; n++) {
         const cslot *s = &l->l_slots[i];
-        if (s->key == key || s->key == NULL)
+        const cv_var *k = skey(s);
+        if (k == key || k == NULL)
             return (cslot *)s;
         i = (i + 1) & mask;
     }
@@ -222,7 +238,7 @@ static cslot *slot_lookup(const layer *l, const cv_var *key)
 static cslot *slot_get(const layer *l, const cv_var *key)
 {
     cslot *s = slot_lookup(l, key);
-    return (s != NULL && s->key == key) ? s : NULL;
+    return (s != NULL && skey(s) == key) ? s : NULL;
 }
 
 /* The topmost slot for key in the chain from l (a pair or a tombstone),
@@ -248,8 +264,8 @@ static int visible_from(const layer *l, const cv_var *key, void **val)
 }
 
 /* Moves the slots of l into a new table of size 1 << lg (no retains: they
- * change owner) and frees l. l must be unshared; NULL, l untouched, on
- * failure. */
+ * change owner; a borrowed slot stays borrowed, the chain below being the
+ * same) and frees l. l must be unshared; NULL, l untouched, on failure. */
 static layer *layer_resize(layer *l, unsigned lg)
 {
     layer *n = layer_new(lg);
@@ -257,7 +273,7 @@ static layer *layer_resize(layer *l, unsigned lg)
         return NULL;
     for (uint32_t i = 0; i <= lmask(l); i++)
         if (l->l_slots[i].key != NULL)
-            *slot_lookup(n, l->l_slots[i].key) = l->l_slots[i];
+            *slot_lookup(n, skey(&l->l_slots[i])) = l->l_slots[i];
     n->l_parent = l->l_parent;
     n->l_count = l->l_count;
     n->l_used = l->l_used;
@@ -276,18 +292,55 @@ static void slot_remove(layer *l, cslot *s)
 }
 
 /* Fills an empty slot of l (the caller made room) with key -> val, taking
- * the references the slot owns. */
-static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
+ * the references the slot owns: with `borrow` (a layer below l in its
+ * chain has a slot for key) none to the key. */
+static void slot_fill(layer *l, cslot *s, cv_var *key, void *val, int borrow)
 {
     CV_ASSERT(unshared(l)); /* the invariant: a layer is written at 1 */
-    if (val == TOMB) {
+    CV_ASSERT(((uintptr_t)key & BORROWED) == 0);
+    CV_ASSERT(!borrow || chain_lookup(l->l_parent, key) != NULL);
+    if (borrow) {
+        if (val != TOMB)
+            cv__slot_take_value(key, val);
+    } else if (val == TOMB) {
         cv__slot_take_key(key);
     } else {
         cv__slot_take(key, val);
     }
-    s->key = key;
+    s->key = (cv_var *)((uintptr_t)key | (borrow ? BORROWED : 0));
     s->val = val;
     l->l_used++;
+}
+
+/* A borrowed slot takes its own reference to its key: before it leaves
+ * the chain that holds the owning slot (a parked layer). */
+static void slot_own(cslot *s)
+{
+    if (borrowed(s)) {
+        s->key = skey(s);
+        cv__slot_take_key(s->key);
+    }
+}
+
+/* Drops what every occupied slot of l owns (maps/slots.h's
+ * cv__slots_drop, which knows no borrowed slot): a borrowed slot drops
+ * its value only. The layer below that owns the key is still held. */
+static void layer_drop_slots(layer *l)
+{
+    for (uint32_t i = 0; i <= lmask(l); i++) {
+        cslot *s = &l->l_slots[i];
+        if (s->key == NULL)
+            continue;
+        cv_var *k = skey(s);
+        if (borrowed(s)) {
+            if (s->val != TOMB)
+                cv__slot_drop_value(k, s->val);
+        } else if (s->val == TOMB) {
+            cv__slot_drop_key(k);
+        } else {
+            cv__slot_drop(k, s->val);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -301,7 +354,7 @@ static void chain_destroy(cv_map *m)
     layer *l = (layer *)m;
     for (;;) {
         layer *parent = l->l_parent;
-        cv__slots_drop(l->l_slots, lmask(l), TOMB);
+        layer_drop_slots(l); /* first: its parent holds what it borrows */
         cv__free(l);
         if (parent == NULL || !cv__map_head_drop((cv_map *)parent))
             return;
@@ -331,13 +384,14 @@ static int chain_find(const cv_map *m, const cv_var *key, void **val)
         uint32_t i = cv__key_hash(key) & mask;
         for (uint32_t n = 0; n <= mask; n++) {
             const cslot *s = &l->l_slots[i];
-            if (s->key == key) {
+            const cv_var *k = skey(s); /* NULL stays NULL */
+            if (k == key) {
                 if (s->val == TOMB)
                     return 0;
                 *val = s->val;
                 return 1;
             }
-            if (s->key == NULL)
+            if (k == NULL)
                 break;
             i = (i + 1) & mask;
         }
@@ -366,9 +420,9 @@ static int chain_foreach(const cv_map *m, cv_map_visit_cb cb, void *arg)
     for (const layer *l = top; l != NULL; l = l->l_parent) {
         for (uint32_t i = 0; i <= lmask(l); i++) {
             const cslot *s = &l->l_slots[i];
-            if (s->key == NULL || s->val == TOMB || shadowed(top, l, s->key))
+            if (s->key == NULL || s->val == TOMB || shadowed(top, l, skey(s)))
                 continue;
-            int r = cb(s->key, s->val, arg);
+            int r = cb(skey(s), s->val, arg);
             if (r != 0)
                 return r;
         }
@@ -406,14 +460,15 @@ static layer *chain_flatten(const layer *top, const cv_var *skip,
     for (const layer *l = top; l != NULL; l = l->l_parent) {
         for (uint32_t i = 0; i <= lmask(l); i++) {
             const cslot *s = &l->l_slots[i];
-            if (s->key == NULL || s->val == TOMB || s->key == skip)
+            cv_var *k = skey(s);
+            if (k == NULL || s->val == TOMB || k == skip)
                 continue;
-            cslot *t = slot_lookup(n, s->key);
+            cslot *t = slot_lookup(n, k);
             if (t == NULL || t->key != NULL) /* taken from above (or full: */
                 continue;                    /* cannot happen, count holds) */
-            if (tomb_above(top, l, s->key))
+            if (tomb_above(top, l, k))
                 continue;
-            slot_fill(n, t, s->key, s->val);
+            slot_fill(n, t, k, s->val, 0); /* depth 0: every slot owns */
         }
     }
     n->l_count = n->l_used;
@@ -455,9 +510,10 @@ static int merge_keeps(const layer *top, const layer *u, const layer *base,
                        const cslot *s, const cv_var *skip)
 {
     void *v;
-    if (s->key == NULL || s->key == skip || shadowed(top, u, s->key))
+    const cv_var *k = skey(s);
+    if (k == NULL || k == skip || shadowed(top, u, k))
         return 0;
-    return s->val != TOMB || visible_from(base, s->key, &v);
+    return s->val != TOMB || visible_from(base, k, &v);
 }
 
 /* One new layer over base holding what the layers from top down to base
@@ -489,11 +545,11 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
     for (const layer *u = top; u != base; u = u->l_parent)
         for (uint32_t i = 0; i <= lmask(u); i++) {
             const cslot *s = &u->l_slots[i];
-            if (merge_keeps(top, u, base, s, key))
-                slot_fill(n, slot_lookup(n, s->key), s->key, s->val);
+            if (merge_keeps(top, u, base, s, key)) /* owned: simplest */
+                slot_fill(n, slot_lookup(n, skey(s)), skey(s), s->val, 0);
         }
     if (put)
-        slot_fill(n, slot_lookup(n, key), key, val);
+        slot_fill(n, slot_lookup(n, key), key, val, 0);
     atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
     n->l_parent = b;
     n->l_depth = (uint8_t)(b->l_depth + 1u);
@@ -517,7 +573,7 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
         if (n == NULL)
             return CV_MAP_ENOMEM;
         if (val != TOMB)
-            slot_fill(n, slot_lookup(n, key), key, val);
+            slot_fill(n, slot_lookup(n, key), key, val, 0);
         n->l_count = count;
     } else {
         if (chain_merge(top, base, key, val, &n) < 0)
@@ -535,8 +591,10 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
 /* Writes key -> val (val may be TOMB) over the frozen top *m, whose
  * visible count becomes count (>= 1): a child layer holding the one slot,
  * or, at the depth bound, a compaction. The caller's reference to the old
- * top goes to the child, or is dropped after a compaction. */
-static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
+ * top goes to the child, or is dropped after a compaction. `below`: the
+ * chain from *m has a slot for key, so the child's slot borrows its key. */
+static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count,
+                      int below)
 {
     layer *top = (layer *)*m;
     if (top->l_depth >= MAX_DEPTH)
@@ -549,7 +607,7 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
     CV_ASSERT(n->l_depth <= MAX_DEPTH);
     n->l_writes = writes_after(top);
     n->l_count = count;
-    slot_fill(n, &n->l_slots[0], key, val);
+    slot_fill(n, &n->l_slots[0], key, val, below);
     *m = (cv_map *)n;
     return 0;
 }
@@ -594,8 +652,12 @@ static int absorb_parent(cv_map **m, layer **parked)
         cslot *s = &top->l_slots[i];
         if (s->key == NULL)
             continue;
-        cslot *t = slot_lookup(p, s->key);
+        cslot *t = slot_lookup(p, skey(s));
         if (t->key == NULL) {
+            /* A borrowed s is owned below p (t is empty), so it stays
+             * borrowed when it moves; at depth 0 nothing is below p, so
+             * a parked s owns its key. */
+            CV_ASSERT(!(s->val == TOMB && p->l_depth == 0 && borrowed(s)));
             if (s->val == TOMB && p->l_depth == 0)
                 continue; /* nothing below to hide: parked, released */
             *t = *s; /* moves, references and all */
@@ -603,23 +665,35 @@ static int absorb_parent(cv_map **m, layer **parked)
             s->key = NULL;
             continue;
         }
+        /* s stays in the parked top: it leaves the chain, so from here it
+         * must own its key (slot_own) if it keeps anything to drop, a
+         * value above all (the value's release reads the var). */
         void *old = t->val;
         if (s->val != TOMB) {
             t->val = s->val;      /* t keeps its var reference */
             s->val = old;         /* s parks its var ref and old */
+            slot_own(s);
         } else if (old == TOMB) {
-            continue;             /* p hides it already: s is parked */
+            continue;             /* p hides it already: s is parked (a
+                                   * borrowed tombstone drops nothing) */
         } else if (p->l_depth > 0) {
             t->val = TOMB;        /* p now hides what lies below */
             s->val = old;
+            slot_own(s);
         } else {
             /* depth 0: the pair goes. s parks one var reference and old;
              * t's var reference is dropped now, which cannot be the last
-             * (s holds another), so no hook runs here. */
-            cv_var *k = t->key;
+             * (s holds another), so no hook runs here. A borrowed s
+             * borrows from t (nothing is below p): it takes t's
+             * reference instead, and nothing is dropped. */
+            cv_var *k = skey(t);
+            CV_ASSERT(!borrowed(t));
             slot_remove(p, t);
             s->val = old;
-            cv__slot_drop_key(k);
+            if (borrowed(s))
+                s->key = k;
+            else
+                cv__slot_drop_key(k);
         }
     }
     p->l_count = top->l_count;
@@ -657,23 +731,23 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         layer *n = layer_new(0);
         if (n == NULL)
             return CV_MAP_ENOMEM;
-        slot_fill(n, &n->l_slots[0], key, val);
+        slot_fill(n, &n->l_slots[0], key, val, 0);
         n->l_count = 1;
         *m = (cv_map *)n;
         return 0;
     }
 
     cslot *s = slot_get(top, key);
-    void *cur = NULL;
-    int visible = s ? s->val != TOMB : visible_from(top->l_parent, key, &cur);
-    if (s != NULL)
-        cur = s->val;
-    if (visible && cur == val)
+    /* The topmost slot for key: in top, else below it (a pair or a
+     * tombstone); with one, a slot written above it borrows the key. */
+    const cslot *b = s ? s : chain_lookup(top->l_parent, key);
+    int visible = b != NULL && b->val != TOMB;
+    if (visible && b->val == val)
         return 0; /* same value: nothing to do, nothing to allocate */
     uint32_t count = top->l_count + (visible ? 0u : 1u);
 
     if (!unshared(top))
-        return layer_push(m, key, val, count);
+        return layer_push(m, key, val, count, b != NULL);
 
     if (s != NULL) { /* a pair or a tombstone of this layer: overwrite */
         void *old = s->val;
@@ -688,7 +762,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         if (r < 0)
             return r;
         top = (layer *)*m;
-        slot_fill(top, slot_lookup(top, key), key, val);
+        slot_fill(top, slot_lookup(top, key), key, val, b != NULL);
         top->l_count = count;
     }
     absorb_private(m);
@@ -735,8 +809,8 @@ static int chain_del(cv_map **m, const cv_var *key)
     uint32_t count = top->l_count - 1;
     cv_var *k = (cv_var *)key; /* a tombstone owns a reference to it */
 
-    if (!unshared(top)) {
-        int r = layer_push(m, k, TOMB, count);
+    if (!unshared(top)) { /* visible: some slot for key is in the chain */
+        int r = layer_push(m, k, TOMB, count, 1);
         return r < 0 ? r : 1;
     }
     if (s != NULL) { /* a pair of this layer */
@@ -747,10 +821,14 @@ static int chain_del(cv_map **m, const cv_var *key)
             top->l_count = count;
             cv__slot_drop_value(k, old);
         } else { /* nothing below to hide: drop the slot */
+            int own = !borrowed(s); /* borrowed: a tombstone below owns k */
             slot_remove(top, s);
             top->l_count = count;
             after_remove(m);
-            cv__slot_drop(k, old);
+            if (own)
+                cv__slot_drop(k, old);
+            else
+                cv__slot_drop_value(k, old);
         }
     } else { /* visible below only: hide it with a tombstone here */
         int r = make_room(m);
@@ -758,7 +836,7 @@ static int chain_del(cv_map **m, const cv_var *key)
             return r;
         top = (layer *)*m;
         CV_ASSERT(top->l_depth > 0); /* no tombstone at depth 0 */
-        slot_fill(top, slot_lookup(top, key), k, TOMB);
+        slot_fill(top, slot_lookup(top, key), k, TOMB, 1); /* k is below */
         top->l_count = count;
     }
     absorb_private(m); /* after the write, as in chain_set */
@@ -777,7 +855,7 @@ static uint32_t recount(const layer *l)
     for (const layer *u = l; u != NULL; u = u->l_parent)
         for (uint32_t i = 0; i <= lmask(u); i++) {
             const cslot *s = &u->l_slots[i];
-            if (s->key != NULL && s->val != TOMB && !shadowed(l, u, s->key))
+            if (s->key != NULL && s->val != TOMB && !shadowed(l, u, skey(s)))
                 n++;
         }
     return n;
@@ -805,6 +883,10 @@ static const char *layer_check(const layer *l)
         const char *e = cv__slot_check(l->l_slots, mask, i);
         if (e != NULL)
             return e;
+        /* Borrowed keys: the slot owns no reference, a lower one does
+         * (its lowest slot for the key, which is never borrowed). */
+        if (borrowed(s) && chain_lookup(l->l_parent, skey(s)) == NULL)
+            return "chainmap: borrowed key with no slot for it below";
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
