@@ -16,16 +16,6 @@ typedef struct cv_slot {
     void *val;                   /* owned as the backend says */
 } cv_slot;
 
-/* A var comes from cv__malloc, so bit 0 of a key pointer is free: a
- * backend may tag a slot with it (chainmap: the slot borrows its key's
- * reference). dictcopy never sets it; the helpers below mask it. */
-#define CV_SLOT_TAG ((uintptr_t)1)
-
-static inline cv_var *cv__slot_key(const cv_slot *s)
-{
-    return (cv_var *)((uintptr_t)s->key & ~CV_SLOT_TAG);
-}
-
 /* Empties slot i of slots[0..mask] and shifts the rest of its probe run
  * back, so no key is left behind an empty slot. The walk stops after one
  * lap, so a full table (chainmap's capacities 1 and 2) is safe. Moves
@@ -38,7 +28,7 @@ static inline void cv__slot_remove(cv_slot *slots, uint32_t mask, uint32_t i)
         cv_slot *t = &slots[j];
         if (t->key == NULL)
             break;
-        uint32_t home = cv__key_hash(cv__slot_key(t)) & mask;
+        uint32_t home = cv__key_hash(t->key) & mask;
         /* t may move to i unless its home lies cyclically in (i, j]. */
         int stays = (i <= j) ? (i < home && home <= j)
                              : (i < home || home <= j);
@@ -74,13 +64,13 @@ static inline void cv__slots_drop(cv_slot *slots, uint32_t mask,
 static inline const char *cv__slot_check(const cv_slot *slots, uint32_t mask,
                                          uint32_t i)
 {
-    const cv_var *k = cv__slot_key(&slots[i]);
+    const cv_var *k = slots[i].key;
     if (cv__key_refs(k) < 1)
         return "key with reference count below 1";
     for (uint32_t j = cv__key_hash(k) & mask; j != i; j = (j + 1) & mask) {
         if (slots[j].key == NULL)
             return "key behind an empty slot (probe run broken)";
-        if (cv__slot_key(&slots[j]) == k)
+        if (slots[j].key == k)
             return "duplicate key";
     }
     return NULL;
