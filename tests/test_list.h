@@ -171,6 +171,8 @@
     X(chainmap_merge_keeping_nothing_is_the_base) \
     X(chainmap_oom_every_allocating_path) \
     X(chainmap_writes_without_allocation) \
+    X(chainmap_borrowed_key_keeps_the_var_until_the_owner_goes) \
+    X(chainmap_borrowed_slot_parked_by_absorb_owns_its_key) \
 
 /* tests/test_adaptive.c */
 #define CV_ADAPTIVE_TESTS(X)                 \
