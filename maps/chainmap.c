@@ -75,7 +75,8 @@
  *   above), so the write flattens b into one layer of its visible pairs.
  *
  * LAYOUT
- *   struct layer { parent, refs, count, used, lgcap, depth, writes,
+ *   struct layer { parent, refs, count, used, lgcap, dbits (depth and
+ *   borrowed marks), writes,
  *   slots[1 << lgcap] }, one allocation. A slot is {cv_var *key, void *val}
  *   (maps/slots.h): key NULL is empty; val == TOMB (a private static's
  *   address) is "deleted here, hide the layers below". Linear probing,
@@ -85,6 +86,14 @@
  *   and an unshared top left with no slots is popped. foreach reports a
  *   slot of layer L when its key has no slot above L (no visited set, so
  *   a walk cannot fail with CV_MAP_ENOMEM).
+ *
+ * BORROWED KEYS
+ *   A slot whose key has a slot in a layer below it (pair or tombstone)
+ *   may own no var reference: the lowest slot owns it, and every layer
+ *   holds its parent. Marked in l_dbits bits 6-7, for slots 0 and 1 of
+ *   tables of one or two slots only (readers never look); a grown table,
+ *   and a slot absorb parks with a value, take the reference. check()
+ *   verifies every mark. docs/design/chainmap.md, "Borrowed keys".
  *
  * FAILURE SEMANTICS
  *   Every allocation (a pushed layer, a grown table, a merged or flattened
