@@ -75,7 +75,8 @@
  *   above), so the write flattens b into one layer of its visible pairs.
  *
  * LAYOUT
- *   struct layer { parent, refs, count, used, lgcap, depth, writes,
+ *   struct layer { parent, refs, count, used, lgcap, dbits (depth and
+ *   borrowed marks), writes,
  *   slots[1 << lgcap] }, one allocation. A slot is {cv_var *key, void *val}
  *   (maps/slots.h): key NULL is empty; val == TOMB (a private static's
  *   address) is "deleted here, hide the layers below". Linear probing,
@@ -85,6 +86,14 @@
  *   and an unshared top left with no slots is popped. foreach reports a
  *   slot of layer L when its key has no slot above L (no visited set, so
  *   a walk cannot fail with CV_MAP_ENOMEM).
+ *
+ * BORROWED KEYS
+ *   A slot whose key has a slot in a layer below it (pair or tombstone)
+ *   may own no var reference: the lowest slot owns it, and every layer
+ *   holds its parent. Marked in l_dbits bits 6-7, for slots 0 and 1 of
+ *   tables of one or two slots only (readers never look); a grown table,
+ *   and a slot absorb parks with a value, take the reference. check()
+ *   verifies every mark. docs/design/chainmap.md, "Borrowed keys".
  *
  * FAILURE SEMANTICS
  *   Every allocation (a pushed layer, a grown table, a merged or flattened
@@ -127,7 +136,9 @@ struct layer {
     layer *l_parent;             /* owned reference; NULL at depth 0 */
     uint32_t l_used;             /* occupied slots: pairs + tombstones */
     uint8_t l_lgcap;             /* capacity is 1 << l_lgcap */
-    uint8_t l_depth;             /* layers below; <= MAX_DEPTH */
+    uint8_t l_dbits;             /* bits 0-5: depth, the layers below,
+                                  * <= MAX_DEPTH; bits 6-7: slots 0 and 1
+                                  * borrow their keys (BORROW_SHIFT) */
     uint16_t l_writes;           /* shared writes (pushes and merges) since
                                   * the depth-0 layer below was built,
                                   * saturating at WRITES_MAX; 0 at depth 0 */
@@ -148,8 +159,8 @@ struct layer {
 #define MERGE_RATIO CV_CHAINMAP_MERGE_RATIO
 #define WRITES_MAX UINT16_MAX
 
-_Static_assert(MAX_DEPTH >= 1 && MAX_DEPTH < 255,
-               "depth must fit l_depth with room for one more");
+_Static_assert(MAX_DEPTH >= 1 && MAX_DEPTH < 63,
+               "depth must fit l_dbits' 6 bits with room for one more");
 _Static_assert(MERGE_RATIO >= 1, "a merge base must outweigh what it takes");
 /* The header is a pointer and 16 bytes (see above): 24 on LP64. */
 _Static_assert(sizeof(layer) == sizeof(void *) + 16, "layer header grew");
@@ -157,6 +168,40 @@ _Static_assert(sizeof(layer) == sizeof(void *) + 16, "layer header grew");
 /* "Deleted here". A private address: no value a user stores can equal it. */
 static const char tomb_mark;
 #define TOMB ((void *)&tomb_mark)
+
+#define DEPTH_MASK 0x3fu
+#define BORROW_SHIFT 6
+
+static unsigned depth(const layer *l)
+{
+    return l->l_dbits & DEPTH_MASK;
+}
+
+static void set_depth(layer *l, unsigned d)
+{
+    l->l_dbits = (uint8_t)((l->l_dbits & ~DEPTH_MASK) | d);
+}
+
+/* Borrowed keys (see the opening comment): slot i of a layer of capacity
+ * 1 or 2 (i < 2) may own no reference to its key, because a layer below
+ * it in its chain has a slot for the same key; bit BORROW_SHIFT + i of
+ * l_dbits says so. Readers never look: the key pointer is the key. */
+static int markable(const layer *l, const cslot *s)
+{
+    return l->l_lgcap <= 1 && s - l->l_slots < 2;
+}
+
+static int borrowed(const layer *l, const cslot *s)
+{
+    return markable(l, s) &&
+           ((l->l_dbits >> (BORROW_SHIFT + (s - l->l_slots))) & 1u);
+}
+
+static void set_borrowed(layer *l, const cslot *s, int b)
+{
+    unsigned bit = 1u << (BORROW_SHIFT + (unsigned)(s - l->l_slots));
+    l->l_dbits = (uint8_t)(b ? (l->l_dbits | bit) : (l->l_dbits & ~bit));
+}
 
 static uint32_t lmask(const layer *l)
 {
@@ -209,7 +254,7 @@ static layer *layer_new(unsigned lg)
     l->l_count = 0;
     l->l_used = 0;
     l->l_lgcap = (uint8_t)lg;
-    l->l_depth = 0;
+    l->l_dbits = 0;
     l->l_writes = 0;
     memset(l->l_slots, 0, cap * sizeof(cslot));
     return l;
@@ -260,46 +305,114 @@ static int visible_from(const layer *l, const cv_var *key, void **val)
 }
 
 /* Moves the slots of l into a new table of size 1 << lg (no retains: they
- * change owner) and frees l. l must be unshared; NULL, l untouched, on
+ * change owner; a borrowed slot stays borrowed, the chain below being the
+ * same, unless the new table cannot mark it: then it takes its key's
+ * reference) and frees l. l must be unshared; NULL, l untouched, on
  * failure. */
 static layer *layer_resize(layer *l, unsigned lg)
 {
     layer *n = layer_new(lg);
     if (n == NULL)
         return NULL;
-    for (uint32_t i = 0; i <= lmask(l); i++)
-        if (l->l_slots[i].key != NULL)
-            *slot_lookup(n, l->l_slots[i].key) = l->l_slots[i];
+    set_depth(n, depth(l));
+    for (uint32_t i = 0; i <= lmask(l); i++) {
+        const cslot *s = &l->l_slots[i];
+        if (s->key == NULL)
+            continue;
+        cslot *t = slot_lookup(n, s->key);
+        *t = *s;
+        if (!borrowed(l, s))
+            continue;
+        if (markable(n, t))
+            set_borrowed(n, t, 1);
+        else
+            cv__slot_take_key(t->key); /* a big table owns every key */
+    }
     n->l_parent = l->l_parent;
     n->l_count = l->l_count;
     n->l_used = l->l_used;
-    n->l_depth = l->l_depth;
     n->l_writes = l->l_writes;
     layer_free(l);
     return n;
 }
 
 /* Empties slot s of l by backward shift (maps/slots.h); the caller
- * releases what the slot owned. */
+ * releases what the slot owned (borrowed(l, s) says what that is: ask
+ * first). In a table of two the other slot may shift into s: its mark
+ * goes with it. */
 static void slot_remove(layer *l, cslot *s)
 {
-    cv__slot_remove(l->l_slots, lmask(l), (uint32_t)(s - l->l_slots));
+    uint32_t i = (uint32_t)(s - l->l_slots);
+    const cslot *o = l->l_lgcap == 1 ? &l->l_slots[i ^ 1u] : NULL;
+    cv_var *ok = o ? o->key : NULL;
+    int ob = o ? borrowed(l, o) : 0;
+    cv__slot_remove(l->l_slots, lmask(l), i);
     l->l_used--;
+    if (l->l_lgcap <= 1) {
+        l->l_dbits &= DEPTH_MASK;
+        if (ok != NULL && ob)
+            set_borrowed(l, l->l_slots[i].key == ok ? s : o, 1);
+    }
 }
 
 /* Fills an empty slot of l (the caller made room) with key -> val, taking
- * the references the slot owns. */
-static void slot_fill(layer *l, cslot *s, cv_var *key, void *val)
+ * the references the slot owns. With `below` (a layer below l in its
+ * chain has a slot for key) a slot that can be marked borrows its key:
+ * no reference to it is taken. */
+static inline void slot_take(cv_var *key, void *val, int borrow)
 {
-    CV_ASSERT(unshared(l)); /* the invariant: a layer is written at 1 */
-    if (val == TOMB) {
+    if (borrow) {
+        if (val != TOMB)
+            cv__slot_take_value(key, val);
+    } else if (val == TOMB) {
         cv__slot_take_key(key);
     } else {
         cv__slot_take(key, val);
     }
+}
+
+static void slot_fill(layer *l, cslot *s, cv_var *key, void *val, int below)
+{
+    CV_ASSERT(unshared(l)); /* the invariant: a layer is written at 1 */
+    CV_ASSERT(!borrowed(l, s));
+    CV_ASSERT(!below || chain_lookup(l->l_parent, key) != NULL);
+    int b = below && markable(l, s);
+    if (b)
+        set_borrowed(l, s, 1);
+    slot_take(key, val, b);
     s->key = key;
     s->val = val;
     l->l_used++;
+}
+
+/* A borrowed slot of l takes its own reference to its key: it is leaving
+ * the chain that holds the owning slot (a parked layer). */
+static void slot_own(layer *l, cslot *s)
+{
+    if (borrowed(l, s)) {
+        set_borrowed(l, s, 0);
+        cv__slot_take_key(s->key);
+    }
+}
+
+/* Drops what every occupied slot of l owns (maps/slots.h's
+ * cv__slots_drop, but a borrowed slot drops its value only: the layer
+ * below that owns the key is still held). */
+static void layer_drop_slots(layer *l)
+{
+    unsigned marks = (unsigned)l->l_dbits >> BORROW_SHIFT;
+    if (marks == 0) {
+        cv__slots_drop(l->l_slots, lmask(l), TOMB);
+        return;
+    }
+    /* Marks: a table of one or two slots. */
+    for (uint32_t i = 0; i <= (uint32_t)l->l_lgcap; i++) {
+        cslot *s = &l->l_slots[i];
+        if (!((marks >> i) & 1u))
+            cv__slots_drop(s, 0, TOMB); /* owned, or empty */
+        else if (s->val != TOMB)
+            cv__slot_drop_value(s->key, s->val);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -313,7 +426,7 @@ static void chain_destroy(cv_map *m)
     layer *l = (layer *)m;
     for (;;) {
         layer *parent = l->l_parent;
-        cv__slots_drop(l->l_slots, lmask(l), TOMB);
+        layer_drop_slots(l); /* first: its parent holds what it borrows */
         layer_free(l);
         if (parent == NULL || !cv__map_head_drop((cv_map *)parent))
             return;
@@ -440,7 +553,7 @@ static layer *chain_flatten(const layer *top, const cv_var *skip,
                 continue;                    /* cannot happen, count holds) */
             if (tomb_above(top, l, s->key))
                 continue;
-            slot_fill(n, t, s->key, s->val);
+            slot_fill(n, t, s->key, s->val, 0); /* depth 0: all owned */
         }
     }
     n->l_count = n->l_used;
@@ -516,14 +629,14 @@ static int chain_merge(const layer *top, const layer *base, cv_var *key,
     for (const layer *u = top; u != base; u = u->l_parent)
         for (uint32_t i = 0; i <= lmask(u); i++) {
             const cslot *s = &u->l_slots[i];
-            if (merge_keeps(top, u, base, s, key))
-                slot_fill(n, slot_lookup(n, s->key), s->key, s->val);
+            if (merge_keeps(top, u, base, s, key)) /* owned: simplest */
+                slot_fill(n, slot_lookup(n, s->key), s->key, s->val, 0);
         }
     if (put)
-        slot_fill(n, slot_lookup(n, key), key, val);
+        slot_fill(n, slot_lookup(n, key), key, val, 0);
     atomic_fetch_add_explicit(&b->l_head.refs, 1, memory_order_relaxed);
     n->l_parent = b;
-    n->l_depth = (uint8_t)(b->l_depth + 1u);
+    set_depth(n, depth(b) + 1u);
     *out = n;
     return 0;
 }
@@ -544,7 +657,7 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
         if (n == NULL)
             return CV_MAP_ENOMEM;
         if (val != TOMB)
-            slot_fill(n, slot_lookup(n, key), key, val);
+            slot_fill(n, slot_lookup(n, key), key, val, 0);
         n->l_count = count;
     } else {
         if (chain_merge(top, base, key, val, &n) < 0)
@@ -562,21 +675,29 @@ static int chain_compact(cv_map **m, cv_var *key, void *val, uint32_t count)
 /* Writes key -> val (val may be TOMB) over the frozen top *m, whose
  * visible count becomes count (>= 1): a child layer holding the one slot,
  * or, at the depth bound, a compaction. The caller's reference to the old
- * top goes to the child, or is dropped after a compaction. */
-static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count)
+ * top goes to the child, or is dropped after a compaction. `below`: the
+ * chain from *m has a slot for key, so the child's slot borrows its key. */
+static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count,
+                      int below)
 {
     layer *top = (layer *)*m;
-    if (top->l_depth >= MAX_DEPTH)
+    unsigned d = depth(top);
+    if (d >= MAX_DEPTH)
         return chain_compact(m, key, val, count);
     layer *n = layer_new(0);
     if (n == NULL)
         return CV_MAP_ENOMEM;
     n->l_parent = top; /* steals the caller's reference */
-    n->l_depth = (uint8_t)(top->l_depth + 1);
-    CV_ASSERT(n->l_depth <= MAX_DEPTH);
+    CV_ASSERT(d + 1u <= MAX_DEPTH);
+    CV_ASSERT(!below || chain_lookup(top, key) != NULL);
+    /* slot_fill, spelled out: one slot, which can be marked */
+    n->l_dbits = (uint8_t)((d + 1u) | (below ? 1u << BORROW_SHIFT : 0u));
     n->l_writes = writes_after(top);
     n->l_count = count;
-    slot_fill(n, &n->l_slots[0], key, val);
+    slot_take(key, val, below);
+    n->l_slots[0].key = key;
+    n->l_slots[0].val = val;
+    n->l_used = 1;
     *m = (cv_map *)n;
     return 0;
 }
@@ -622,39 +743,63 @@ static int absorb_parent(cv_map **m, layer **parked)
         if (s->key == NULL)
             continue;
         cslot *t = slot_lookup(p, s->key);
+        int sb = borrowed(top, s);
         if (t->key == NULL) {
-            if (s->val == TOMB && p->l_depth == 0)
+            /* A borrowed s is owned below p (t is empty): it moves as a
+             * borrowed slot, or owns its key where p cannot mark it. At
+             * depth 0 nothing is below p, so a parked s owns its key. */
+            CV_ASSERT(!(s->val == TOMB && depth(p) == 0 && sb));
+            if (s->val == TOMB && depth(p) == 0)
                 continue; /* nothing below to hide: parked, released */
             *t = *s; /* moves, references and all */
             p->l_used++;
             s->key = NULL;
+            if (sb) {
+                set_borrowed(top, s, 0);
+                if (markable(p, t))
+                    set_borrowed(p, t, 1);
+                else
+                    cv__slot_take_key(t->key);
+            }
             continue;
         }
+        /* s stays in the parked top, out of the chain that owns what it
+         * borrows: it owns its key (slot_own) whenever it parks a value,
+         * whose release reads the var. */
         void *old = t->val;
         if (s->val != TOMB) {
             t->val = s->val;      /* t keeps its var reference */
             s->val = old;         /* s parks its var ref and old */
+            slot_own(top, s);
         } else if (old == TOMB) {
-            continue;             /* p hides it already: s is parked */
-        } else if (p->l_depth > 0) {
+            continue;             /* p hides it already: s is parked (a
+                                   * borrowed tombstone drops nothing) */
+        } else if (depth(p) > 0) {
             t->val = TOMB;        /* p now hides what lies below */
             s->val = old;
+            slot_own(top, s);
         } else {
             /* depth 0: the pair goes. s parks one var reference and old;
              * t's var reference is dropped now, which cannot be the last
-             * (s holds another), so no hook runs here. */
+             * (s holds another), so no hook runs here. A borrowed s
+             * borrows from t, the only slot below: it takes t's reference
+             * instead, and nothing is dropped. */
             cv_var *k = t->key;
+            CV_ASSERT(!borrowed(p, t));
             slot_remove(p, t);
             s->val = old;
-            cv__slot_drop_key(k);
+            if (sb)
+                set_borrowed(top, s, 0);
+            else
+                cv__slot_drop_key(k);
         }
     }
     p->l_count = top->l_count;
     /* Over depth 0 nothing shadowed is left: the count starts again. */
-    p->l_writes = p->l_depth == 0 ? 0 : top->l_writes;
+    p->l_writes = depth(p) == 0 ? 0 : top->l_writes;
     *m = (cv_map *)p; /* the top's reference to p moves to *m */
     top->l_parent = *parked;
-    top->l_depth = 0;
+    set_depth(top, 0); /* its marks stay: its release reads them */
     *parked = top;
     return 0;
 }
@@ -684,23 +829,23 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         layer *n = layer_new(0);
         if (n == NULL)
             return CV_MAP_ENOMEM;
-        slot_fill(n, &n->l_slots[0], key, val);
+        slot_fill(n, &n->l_slots[0], key, val, 0);
         n->l_count = 1;
         *m = (cv_map *)n;
         return 0;
     }
 
     cslot *s = slot_get(top, key);
-    void *cur = NULL;
-    int visible = s ? s->val != TOMB : visible_from(top->l_parent, key, &cur);
-    if (s != NULL)
-        cur = s->val;
-    if (visible && cur == val)
+    /* The topmost slot for key: in top, else below it (a pair or a
+     * tombstone); with one, a slot written above it may borrow the key. */
+    const cslot *b = s ? s : chain_lookup(top->l_parent, key);
+    int visible = b != NULL && b->val != TOMB;
+    if (visible && b->val == val)
         return 0; /* same value: nothing to do, nothing to allocate */
     uint32_t count = top->l_count + (visible ? 0u : 1u);
 
     if (!unshared(top))
-        return layer_push(m, key, val, count);
+        return layer_push(m, key, val, count, b != NULL);
 
     if (s != NULL) { /* a pair or a tombstone of this layer: overwrite */
         void *old = s->val;
@@ -715,7 +860,7 @@ static int chain_set(cv_map **m, cv_var *key, void *val)
         if (r < 0)
             return r;
         top = (layer *)*m;
-        slot_fill(top, slot_lookup(top, key), key, val);
+        slot_fill(top, slot_lookup(top, key), key, val, b != NULL);
         top->l_count = count;
     }
     absorb_private(m);
@@ -762,30 +907,34 @@ static int chain_del(cv_map **m, const cv_var *key)
     uint32_t count = top->l_count - 1;
     cv_var *k = (cv_var *)key; /* a tombstone owns a reference to it */
 
-    if (!unshared(top)) {
-        int r = layer_push(m, k, TOMB, count);
+    if (!unshared(top)) { /* visible: some slot for key is in the chain */
+        int r = layer_push(m, k, TOMB, count, 1);
         return r < 0 ? r : 1;
     }
     if (s != NULL) { /* a pair of this layer */
         void *old = s->val;
         if (top->l_parent != NULL && visible_from(top->l_parent, key, &cur)) {
-            CV_ASSERT(unshared(top) && top->l_depth > 0);
+            CV_ASSERT(unshared(top) && depth(top) > 0);
             s->val = TOMB; /* the slot keeps its var reference */
             top->l_count = count;
             cv__slot_drop_value(k, old);
         } else { /* nothing below to hide: drop the slot */
+            int own = !borrowed(top, s); /* else a tombstone below owns k */
             slot_remove(top, s);
             top->l_count = count;
             after_remove(m);
-            cv__slot_drop(k, old);
+            if (own)
+                cv__slot_drop(k, old);
+            else
+                cv__slot_drop_value(k, old);
         }
     } else { /* visible below only: hide it with a tombstone here */
         int r = make_room(m);
         if (r < 0)
             return r;
         top = (layer *)*m;
-        CV_ASSERT(top->l_depth > 0); /* no tombstone at depth 0 */
-        slot_fill(top, slot_lookup(top, key), k, TOMB);
+        CV_ASSERT(depth(top) > 0); /* no tombstone at depth 0 */
+        slot_fill(top, slot_lookup(top, key), k, TOMB, 1); /* k is below */
         top->l_count = count;
     }
     absorb_private(m); /* after the write, as in chain_set */
@@ -816,9 +965,11 @@ static const char *layer_check(const layer *l)
     uint32_t mask = cap - 1;
     if (atomic_load(&l->l_head.refs) < 1)
         return "chainmap: reference count below 1";
-    if (l->l_depth != (l->l_parent ? l->l_parent->l_depth + 1u : 0u))
+    if (depth(l) != (l->l_parent ? depth(l->l_parent) + 1u : 0u))
         return "chainmap: depth is not the parent's plus one";
-    if (l->l_depth > MAX_DEPTH)
+    if (l->l_lgcap > 1 && (l->l_dbits & ~DEPTH_MASK) != 0)
+        return "chainmap: borrowed mark in a table of more than two slots";
+    if (depth(l) > MAX_DEPTH)
         return "chainmap: depth above the bound";
     if (!fits(l->l_used, l->l_lgcap))
         return "chainmap: load above the bound of its capacity";
@@ -832,12 +983,19 @@ static const char *layer_check(const layer *l)
         const char *e = cv__slot_check(l->l_slots, mask, i);
         if (e != NULL)
             return e;
+        /* Borrowed keys: the slot owns no reference; the lowest slot for
+         * the key below it does (a lowest slot is never borrowed). */
+        if (borrowed(l, s) && chain_lookup(l->l_parent, s->key) == NULL)
+            return "chainmap: borrowed key with no slot for it below";
     }
     if (used != l->l_used)
         return "chainmap: used does not match the occupied slots";
-    if (l->l_depth == 0 && tombs != 0)
+    for (uint32_t i = 0; i < cap && i < 2; i++)
+        if (l->l_slots[i].key == NULL && borrowed(l, &l->l_slots[i]))
+            return "chainmap: borrowed mark on an empty slot";
+    if (depth(l) == 0 && tombs != 0)
         return "chainmap: tombstone in a depth-0 layer";
-    if (l->l_depth == 0 && l->l_writes != 0)
+    if (depth(l) == 0 && l->l_writes != 0)
         return "chainmap: shared writes counted at depth 0";
     if (l->l_parent != NULL && l->l_writes < l->l_parent->l_writes)
         return "chainmap: fewer shared writes than the parent counts";
@@ -860,7 +1018,7 @@ static const char *chain_check(const cv_map *m)
 
 unsigned cv__chainmap_depth(const cv_map *m)
 {
-    return m ? ((const layer *)m)->l_depth : 0;
+    return m ? depth((const layer *)m) : 0;
 }
 
 CV_BACKEND_DEFINE_HEADED(cv__backend_chainmap, "chainmap", chain);

@@ -12,6 +12,7 @@
 
 #include "chainmap.h"
 #include "mapmodel.h"
+#include "rcval.h"
 
 #define B (&cv__backend_chainmap)
 #define D CV_CHAINMAP_MAX_DEPTH
@@ -1011,4 +1012,88 @@ TEST(chainmap_block_cache_oom_with_warm_cache)
     assert_int_equal(B->find(m, hs.keys[1], &out), 0);
     B->release(s);
     cache_end(&hs, m);
+}
+
+/* ------------------------------------------------------------------------
+ * Borrowed keys: a slot over a key the chain below holds owns no
+ * reference to the var (docs/design/chainmap.md, "Borrowed keys")
+ * ------------------------------------------------------------------------ */
+
+/* The pushed layer borrows: the var's count does not move, the var
+ * outlives the user's release and the original map's, and goes exactly
+ * once, with the last owning layer. */
+TEST(chainmap_borrowed_key_keeps_the_var_until_the_owner_goes)
+{
+    (void)state;
+    rc_reset();
+    tu_rc *d = rc_new("dflt", NULL, NULL);
+    tu_rc *x1 = rc_new("x1", NULL, NULL), *x2 = rc_new("x2", NULL, NULL);
+    cv_var *v = rc_var("v", d);
+    rc_unref(d); /* the var's retain alone holds it: it dies with the var */
+    cv_map *a = NULL, *b;
+    ASSERT_OK(B->set(&a, v, x1));
+    assert_int_equal(cv__key_refs(v), 2);
+    ASSERT_OK(B->share(a, &b));
+    ASSERT_OK(B->set(&b, v, x2));
+    assert_int_equal(cv__key_refs(v), 2); /* borrowed: no reference taken */
+    assert_null(B->check(b));
+    cv_var_release(v);
+    B->release(a);
+    assert_false(d->dead); /* b's parent layer owns the var */
+    void *got = NULL;
+    assert_int_equal(B->find(b, v, &got), 1);
+    assert_ptr_equal(got, x2);
+    B->release(b);
+    assert_true(d->dead); /* freed with the owning layer, once */
+    rc_unref(x1);
+    rc_unref(x2);
+    assert_int_equal(rc_violations(), 0);
+    assert_int_equal(rc_live(), 0);
+    rc_reset();
+}
+
+/* x2's destructor: the user's last references go inside the drops of
+ * the write that let go of x2 -- the var, and the entered context, which
+ * is exited and so freed, with the layer that owned the var. */
+static cv_context *borrow_ctx;
+static void borrow_dtor(tu_rc *self, void *arg)
+{
+    (void)self;
+    cv_var_release((cv_var *)arg);
+    assert_int_equal(cv_context_exit(borrow_ctx), 0);
+}
+
+/* Absorbing a private parent parks the top: a borrowed slot parked with
+ * a value must own its key first, or the parked layer's release (after
+ * the write's other drops, whose hooks may free the chain that owned the
+ * var) reads a freed var. Caught by valgrind and ASan. */
+TEST(chainmap_borrowed_slot_parked_by_absorb_owns_its_key)
+{
+    (void)state;
+    const cv_backend *old = cv_backend_default();
+    ASSERT_OK(cv_backend_set_default(B));
+    rc_reset();
+    cv_var *v = rc_var("v", NULL);
+    tu_rc *x1 = rc_new("x1", NULL, NULL), *x3 = rc_new("x3", NULL, NULL);
+    tu_rc *x2 = rc_new("x2", borrow_dtor, v);
+    cv_context *c, *snap;
+    ASSERT_OK(cv_context_new(&c));
+    ASSERT_OK(cv_context_enter(c));
+    borrow_ctx = c;
+    ASSERT_OK(cv_var_set(v, x1, NULL));         /* L0 {v: x1}, owned */
+    ASSERT_OK(cv_context_copy(c, &snap));       /* L0 shared */
+    ASSERT_OK(cv_var_set(v, x2, NULL));         /* N {v: x2} borrows */
+    cv_context_release(snap);                   /* L0 private to N */
+    cv_context_release(c);                      /* entered: alive */
+    rc_unref(x2);
+    /* N's slot takes x3, absorb moves it into L0 and parks N with x1;
+     * x2's drop runs first and frees the context, L0 and its slot */
+    ASSERT_OK(cv_var_set(v, x3, NULL));
+    assert_true(x2->dead);
+    rc_unref(x1);
+    rc_unref(x3);
+    assert_int_equal(rc_violations(), 0);
+    assert_int_equal(rc_live(), 0);
+    rc_reset();
+    ASSERT_OK(cv_backend_set_default(old));
 }

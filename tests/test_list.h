@@ -176,6 +176,8 @@
     X(chainmap_block_cache_follows_the_allocator) \
     X(chainmap_block_cache_drained_at_thread_exit) \
     X(chainmap_block_cache_oom_with_warm_cache) \
+    X(chainmap_borrowed_key_keeps_the_var_until_the_owner_goes) \
+    X(chainmap_borrowed_slot_parked_by_absorb_owns_its_key) \
 
 /* tests/test_adaptive.c */
 #define CV_ADAPTIVE_TESTS(X)                 \
