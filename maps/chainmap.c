@@ -684,13 +684,16 @@ static int layer_push(cv_map **m, cv_var *key, void *val, uint32_t count,
     unsigned d = depth(top);
     if (d >= MAX_DEPTH)
         return chain_compact(m, key, val, count);
-    layer *n = layer_new(0);
+    /* layer_new(0) and slot_fill, spelled out: every field is written
+     * here, so the block needs no zeroing, and its one slot can be marked */
+    layer *n = cv__map_block_alloc(layer_bytes(0));
     if (n == NULL)
         return CV_MAP_ENOMEM;
+    atomic_init(&n->l_head.refs, 1);
+    n->l_lgcap = 0;
     n->l_parent = top; /* steals the caller's reference */
     CV_ASSERT(d + 1u <= MAX_DEPTH);
     CV_ASSERT(!below || chain_lookup(top, key) != NULL);
-    /* slot_fill, spelled out: one slot, which can be marked */
     n->l_dbits = (uint8_t)((d + 1u) | (below ? 1u << BORROW_SHIFT : 0u));
     n->l_writes = writes_after(top);
     n->l_count = count;
