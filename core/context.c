@@ -493,6 +493,11 @@ static CV_ALWAYS_INLINE void spare_keep(cv_map *m, cv_context *k)
 {
     ts.spare_s = ts.depth + 1;
     ts.spare = m;
+#if defined(__GNUC__)
+    /* two plain stores: gcc 12 would pair these two through a vector
+     * register, four instructions (callgrind: release 2 fewer) */
+    __asm__("" ::: "memory");
+#endif
     ts.spare_ctx = k;
 }
 
