@@ -260,10 +260,17 @@ static double r_copy_two_own(void) { return copy_run(2, 0); }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        ITERS = strtol(argv[1], NULL, 10);
-    if (ITERS < 2)
-        ITERS = 2;
+    if (argc > 1) {
+        /* a count, or nothing: a backend is chosen by CTXVAR_BACKEND, and
+         * a name here would have read as 0 iterations */
+        char *end;
+        ITERS = strtol(argv[1], &end, 10);
+        if (argc > 2 || end == argv[1] || *end != '\0' || ITERS < 2) {
+            fprintf(stderr, "usage: xthread [ITERS >= 2] (the backend: "
+                            "CTXVAR_BACKEND=name)\n");
+            return 2;
+        }
+    }
     for (int i = 0; i < NVARS; i++)
         OK(cv_var_new("x", &vars[i]));
     static const struct {
