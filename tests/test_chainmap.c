@@ -846,14 +846,21 @@ TEST(chainmap_writes_without_allocation)
  * layer a write into a shared map pushes (40 bytes, one slot).
  * ------------------------------------------------------------------------ */
 
-/* The write of a fork: m shared, one key set in the share, the share
- * released (its pushed layer freed: into the cache). */
-static void fork_write_map(cv_map *m, cv_var *k, void *v)
+/* A fork of m written once: m shared, k set in the share, which is
+ * returned (its pushed layer from the cache, or the hook). */
+static cv_map *forked_map(cv_map *m, cv_var *k, void *v)
 {
     cv_map *s;
     ASSERT_OK(B->share(m, &s));
-    ASSERT_OK(B->set(&s, k, v));
-    B->release(s);
+    ASSERT_OK(B->set(&s, k, v)); /* pushes a layer over m */
+    return s;
+}
+
+/* The write of a fork: the same, the share released (its pushed layer
+ * freed: into the cache). */
+static void fork_write_map(cv_map *m, cv_var *k, void *v)
+{
+    B->release(forked_map(m, k, v));
 }
 
 /* A one-pair map on a drained cache, with the thread's exit cleanup armed
@@ -886,17 +893,14 @@ TEST(chainmap_block_cache_reuses_a_freed_layer)
     long calls = tu_alloc_calls();
     fork_write_map(m, hs.keys[1], &two);        /* from the hook, kept */
     assert_int_equal(tu_alloc_calls(), calls + 1);
-    cv_map *s;
-    ASSERT_OK(B->share(m, &s));
-    ASSERT_OK(B->set(&s, hs.keys[1], &two));
+    cv_map *s = forked_map(m, hs.keys[1], &two);
     assert_int_equal(tu_alloc_calls(), calls + 1); /* the cached layer */
     cv_map *first = s;
     B->release(s);
     for (int i = 0; i < 100; i++)
         fork_write_map(m, hs.keys[1], &two);
     assert_int_equal(tu_alloc_calls(), calls + 1);
-    ASSERT_OK(B->share(m, &s));
-    ASSERT_OK(B->set(&s, hs.keys[1], &two));
+    s = forked_map(m, hs.keys[1], &two);
     assert_ptr_equal(s, first);                 /* last in, first out */
     B->release(s);
     cache_end(&hs, m);
@@ -914,10 +918,8 @@ TEST(chainmap_block_cache_drained_by_cleanup)
     fork_write_map(m, hs.keys[1], &two);
     assert_int_equal(tu_alloc_live(), live + 1); /* cached, not freed */
     cv_map *s[64];
-    for (int i = 0; i < 64; i++) {              /* 64 layers at once */
-        ASSERT_OK(B->share(m, &s[i]));
-        ASSERT_OK(B->set(&s[i], hs.keys[1], &two));
-    }
+    for (int i = 0; i < 64; i++)                /* 64 layers at once */
+        s[i] = forked_map(m, hs.keys[1], &two);
     for (int i = 0; i < 64; i++)
         B->release(s[i]);
     long kept = tu_alloc_live() - live;
@@ -944,9 +946,7 @@ TEST(chainmap_block_cache_follows_the_allocator)
     tu_alloc_install();                         /* back to tu */
     assert_int_equal(side.live, 0);
     long live = tu_alloc_live();
-    cv_map *s;
-    ASSERT_OK(B->share(m, &s));
-    ASSERT_OK(B->set(&s, hs.keys[1], &two));    /* tu's block, not a */
+    cv_map *s = forked_map(m, hs.keys[1], &two); /* tu's block, not a */
     assert_int_equal(tu_alloc_live(), live + 1); /* side one reused */
     B->release(s);
     assert_int_equal(side.live, 0);
@@ -1003,9 +1003,7 @@ TEST(chainmap_block_cache_oom_with_warm_cache)
     assert_int_equal(tu_alloc_live(), live);
     assert_int_equal(tu_alloc_live_bytes(), bytes);
     tu_alloc_fail_at(1, 1);
-    cv_map *s;
-    ASSERT_OK(B->share(m, &s));
-    ASSERT_OK(B->set(&s, hs.keys[1], &two)); /* the cached layer */
+    cv_map *s = forked_map(m, hs.keys[1], &two); /* the cached layer */
     assert_int_equal(tu_alloc_fail_off(), 0);
     void *out;
     assert_int_equal(B->find(s, hs.keys[1], &out), 1);
